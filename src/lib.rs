@@ -1,0 +1,5 @@
+//! lakelet: a local copy-on-write branching Postgres.
+//!
+//! Layers (dependencies point down only); see docs/ARCHITECTURE.md.
+
+pub mod storage;
