@@ -621,7 +621,8 @@ mod tests {
             BranchRec::decode(unseal(k, &b.encode(k), String::new).unwrap()).unwrap(),
             b
         );
-        let (name, lsn) = split_dirent_key(&dirent_key(TimelineId(1), 2, b"base", 77)).unwrap();
+        let key = dirent_key(TimelineId(1), 2, b"base", 77);
+        let (name, lsn) = split_dirent_key(&key).unwrap();
         assert_eq!((name, lsn), (&b"base"[..], 77));
     }
 }
