@@ -370,26 +370,30 @@ impl Store {
 
     /// The first lsn of the fine-grained window: the state at `now - fine_window`.
     pub(crate) fn fine_start(&self, now: Nanos, last: Lsn) -> Lsn {
+        // No commit that early: the whole history is inside the window.
         self.lsn_at_time(now - self.opts.fine_window.as_nanos() as i64, last)
+            .unwrap_or(0)
     }
 
-    /// The last lsn committed at or before `t` (millisecond resolution), from the time index.
-    pub(crate) fn lsn_at_time(&self, t: Nanos, last: Lsn) -> Lsn {
+    /// The last lsn committed at or before `t` (millisecond resolution), from the time index;
+    /// `None` when the index does not reach back to `t` (no commit then, or pruned by GC).
+    pub(crate) fn lsn_at_time(&self, t: Nanos, last: Lsn) -> Option<Lsn> {
         let ms = t.div_euclid(1_000_000);
-        let start = meta::time_index(ms.saturating_add(1));
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_META));
-        it.seek(&start);
-        if it.valid() {
-            let k = it.key().unwrap();
-            if k[0] == meta::TIME_INDEX {
-                if let Ok(body) = codec::unseal(k, it.value().unwrap(), String::new) {
-                    if let Ok([first]) = codec::decode_u64s::<1>(body, "time index") {
-                        return first.saturating_sub(1);
-                    }
+        let entry =
+            |it: &rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>| -> Option<(i64, Lsn)> {
+                let k = it.key()?;
+                if k.len() != 9 || k[0] != meta::TIME_INDEX {
+                    return None;
                 }
-            }
-        }
-        last
+                let body = codec::unseal(k, it.value()?, String::new).ok()?;
+                let [first] = codec::decode_u64s::<1>(body, "time index").ok()?;
+                Some((i64::from_be_bytes(k[1..9].try_into().ok()?), first))
+            };
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_META));
+        it.seek_for_prev(meta::time_index(ms));
+        entry(&it)?;
+        it.seek(meta::time_index(ms.saturating_add(1)));
+        Some(entry(&it).map_or(last, |(_, first)| first - 1))
     }
 
     fn resolve_locked(
@@ -411,9 +415,10 @@ impl Store {
                 nearest: r.nearest(l),
             }),
             At::Time(t) => {
-                let target = self.lsn_at_time(t, last);
                 let e = st.tl(st.idx(tl)?);
-                let exact = (e.rec.created_at <= t && r.contains(target)).then_some(target);
+                let target = self.lsn_at_time(t, last).unwrap_or(0);
+                let exact =
+                    (e.rec.created_at <= t && target > 0 && r.contains(target)).then_some(target);
                 let coarse = r
                     .points
                     .iter()

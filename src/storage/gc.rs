@@ -422,10 +422,28 @@ impl Store {
                 batch.delete_cf(meta_cf, meta::drop(*tl, *did));
             }
         }
-        // Time index entries older than the fine window are no longer needed.
+        // Time index entries older than the fine window are no longer needed, except the newest
+        // of them: it marks where the index's coverage starts (see `lsn_at_time`). Point deletes,
+        // not a range delete: this RocksDB's SeekForPrev is unreliable next to range tombstones.
         let cutoff_ms =
             (self.now() - self.opts.fine_window.as_nanos() as i64).div_euclid(1_000_000) - 1000;
-        batch.delete_range_cf(meta_cf, vec![meta::TIME_INDEX], meta::time_index(cutoff_ms));
+        let mut it = self.db.raw_iterator_cf(meta_cf);
+        it.seek([meta::TIME_INDEX]);
+        let mut prev: Option<Vec<u8>> = None;
+        while let Some(k) = it
+            .key()
+            .filter(|k| k.len() == 9 && k[0] == meta::TIME_INDEX)
+        {
+            if k >= &meta::time_index(cutoff_ms)[..] {
+                break;
+            }
+            if let Some(p) = prev.replace(k.to_vec()) {
+                batch.delete_cf(meta_cf, p);
+            }
+            it.next();
+        }
+        it.status().map_err(Error::db("reading the time index"))?;
+        drop(it);
         self.db
             .write_opt(batch, &self.write_opts())
             .map_err(Error::db("finishing garbage collection"))?;
