@@ -2,4 +2,5 @@
 //!
 //! Layers (dependencies point down only); see docs/ARCHITECTURE.md.
 
+pub mod cli;
 pub mod storage;

@@ -67,6 +67,17 @@ pub enum Errno {
 }
 
 impl Errno {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Errno::NotFound => "no such file or directory",
+            Errno::Exists => "already exists",
+            Errno::NotDir => "not a directory",
+            Errno::IsDir => "is a directory",
+            Errno::NotEmpty => "directory not empty",
+            Errno::Invalid => "invalid argument",
+        }
+    }
+
     pub fn raw(self) -> i32 {
         match self {
             Errno::NotFound => 2,  // ENOENT
@@ -96,6 +107,21 @@ impl Error {
         let context = context.into();
         move |source| Error::Db { context, source }
     }
+    /// A failed read of `what`: RocksDB's own checksum failures are corruption of that object.
+    pub(crate) fn from_db_read(what: String, source: rocksdb::Error) -> Error {
+        if source.kind() == rocksdb::ErrorKind::Corruption {
+            Error::Corrupt {
+                what,
+                detail: source.to_string(),
+            }
+        } else {
+            Error::Db {
+                context: format!("reading {what}"),
+                source,
+            }
+        }
+    }
+
     pub fn errno(&self) -> Option<Errno> {
         match self {
             Error::Fs { errno, .. } => Some(*errno),
@@ -153,7 +179,7 @@ impl fmt::Display for Error {
                 )
             }
             Error::NoParent(b) => write!(f, "branch '{b}' has no parent branch to reset to"),
-            Error::Fs { errno, what } => write!(f, "{what}: {errno:?}"),
+            Error::Fs { errno, what } => write!(f, "{what}: {}", errno.describe()),
             Error::ReadOnly(what) => write!(f, "{what} is read-only"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }

@@ -430,6 +430,7 @@ impl Store {
         cf: &str,
         prefix: &[u8],
         bound: Lsn,
+        what: &dyn Fn() -> String,
     ) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
         let mut ro = ReadOptions::default();
         ro.set_prefix_same_as_start(true);
@@ -445,7 +446,7 @@ impl Store {
             }
             return Ok(None);
         }
-        it.status().map_err(Error::db(format!("reading {cf}")))?;
+        it.status().map_err(|e| Error::from_db_read(what(), e))?;
         Ok(None)
     }
 
