@@ -17,7 +17,10 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use lakelet::storage::{At, Durability, NewNode, Options, Store, TimelineId, PAGE_SIZE, ROOT_INO};
 
 fn opts() -> Options {
-    Options { durability: Durability::Fsync, ..Options::default() }
+    Options {
+        durability: Durability::Fsync,
+        ..Options::default()
+    }
 }
 
 fn tl(s: &Store, b: &str) -> TimelineId {
@@ -27,7 +30,9 @@ fn tl(s: &Store, b: &str) -> TimelineId {
 /// Fills a new file `name` on `branch` with `mib` MiB of non-zero pages, 256 KiB per write.
 fn fill(s: &Store, branch: &str, name: &str, mib: usize) -> u64 {
     let t = tl(s, branch);
-    let (ino, _) = s.create(t, ROOT_INO, name.as_bytes(), NewNode::File, 0o600, 0, 0).unwrap();
+    let (ino, _) = s
+        .create(t, ROOT_INO, name.as_bytes(), NewNode::File, 0o600, 0, 0)
+        .unwrap();
     let mut chunk = vec![0u8; 256 * 1024];
     for i in 0..mib * 4 {
         for (j, p) in chunk.chunks_mut(PAGE_SIZE).enumerate() {
@@ -39,7 +44,10 @@ fn fill(s: &Store, branch: &str, name: &str, mib: usize) -> u64 {
 }
 
 fn big_mib() -> usize {
-    std::env::var("LAKELET_BENCH_BIG_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024)
+    std::env::var("LAKELET_BENCH_BIG_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
 }
 
 fn branch_creation(c: &mut Criterion) {
@@ -76,11 +84,18 @@ fn chain(s: &Store, depth: usize, ino: u64) -> String {
         // After the child's branch point: the parent rewrites the hot blocks 0..8.
         let pt = tl(s, &parent);
         for b in 0..8u64 {
-            s.write(pt, ino, b * PAGE_SIZE as u64, &[d as u8; PAGE_SIZE]).unwrap();
+            s.write(pt, ino, b * PAGE_SIZE as u64, &[d as u8; PAGE_SIZE])
+                .unwrap();
         }
         // The child writes a block of its own beyond the read range.
         let ct = tl(s, &name);
-        s.write(ct, ino, (4096 + d as u64) * PAGE_SIZE as u64, &[d as u8; PAGE_SIZE]).unwrap();
+        s.write(
+            ct,
+            ino,
+            (4096 + d as u64) * PAGE_SIZE as u64,
+            &[d as u8; PAGE_SIZE],
+        )
+        .unwrap();
         parent = name;
     }
     parent
@@ -102,14 +117,18 @@ fn read_depth(c: &mut Criterion) {
         let mut x = 12345u64;
         g.bench_function(BenchmarkId::new("cold", label), |b| {
             b.iter(|| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let block = 8 + (x >> 33) % 4088;
                 r.read(ino, block * PAGE_SIZE as u64, PAGE_SIZE).unwrap()
             })
         });
         g.bench_function(BenchmarkId::new("hot", label), |b| {
             b.iter(|| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let block = (x >> 33) % 8;
                 r.read(ino, block * PAGE_SIZE as u64, PAGE_SIZE).unwrap()
             })
@@ -137,11 +156,23 @@ fn seq_write(c: &mut Criterion) {
     let chunk: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8 + 1).collect();
     let n = AtomicUsize::new(0);
     let mut g = c.benchmark_group("seq_write");
-    g.throughput(Throughput::Bytes((SEQ_MIB << 20) as u64)).sample_size(10).measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Bytes((SEQ_MIB << 20) as u64))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     g.bench_function("store", |b| {
         b.iter(|| {
             let i = n.fetch_add(1, Ordering::Relaxed);
-            let (ino, _) = s.create(t, ROOT_INO, format!("f{i}").as_bytes(), NewNode::File, 0o600, 0, 0).unwrap();
+            let (ino, _) = s
+                .create(
+                    t,
+                    ROOT_INO,
+                    format!("f{i}").as_bytes(),
+                    NewNode::File,
+                    0o600,
+                    0,
+                    0,
+                )
+                .unwrap();
             for k in 0..SEQ_MIB * 4 {
                 s.write(t, ino, (k * chunk.len()) as u64, &chunk).unwrap();
             }
@@ -150,7 +181,9 @@ fn seq_write(c: &mut Criterion) {
             s.unlink(t, ROOT_INO, format!("f{i}").as_bytes()).unwrap();
         })
     });
-    g.bench_function("plain_file", |b| b.iter(|| seq_write_file(dir.path(), &chunk)));
+    g.bench_function("plain_file", |b| {
+        b.iter(|| seq_write_file(dir.path(), &chunk))
+    });
     g.finish();
 }
 
@@ -163,7 +196,10 @@ criterion_group! {
 /// Mean time (ns) criterion recorded for one benchmark.
 fn mean(path: &str) -> Option<f64> {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let p = Path::new(&target).join("criterion").join(path).join("new/estimates.json");
+    let p = Path::new(&target)
+        .join("criterion")
+        .join(path)
+        .join("new/estimates.json");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
     v["mean"]["point_estimate"].as_f64()
 }
@@ -171,10 +207,26 @@ fn mean(path: &str) -> Option<f64> {
 fn report() {
     let big = format!("{}MiB", big_mib());
     let pairs = [
-        ("branch creation, big / small parent", format!("branch_create/{big}"), "branch_create/10MiB".to_string()),
-        ("page read cold, depth 64 / depth 1", "page_read/cold/depth64".into(), "page_read/cold/depth1".into()),
-        ("page read hot, depth 64 / depth 1", "page_read/hot/depth64".into(), "page_read/hot/depth1".into()),
-        ("seq write time, store / plain file", "seq_write/store".into(), "seq_write/plain_file".into()),
+        (
+            "branch creation, big / small parent",
+            format!("branch_create/{big}"),
+            "branch_create/10MiB".to_string(),
+        ),
+        (
+            "page read cold, depth 64 / depth 1",
+            "page_read/cold/depth64".into(),
+            "page_read/cold/depth1".into(),
+        ),
+        (
+            "page read hot, depth 64 / depth 1",
+            "page_read/hot/depth64".into(),
+            "page_read/hot/depth1".into(),
+        ),
+        (
+            "seq write time, store / plain file",
+            "seq_write/store".into(),
+            "seq_write/plain_file".into(),
+        ),
     ];
     println!("\nratios:");
     for (label, a, b) in pairs {

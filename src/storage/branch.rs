@@ -396,7 +396,14 @@ impl Store {
         Some(entry(&it).map_or(last, |(_, first)| first - 1))
     }
 
-    fn resolve_locked(&self, st: &State, branch: &str, tl: TimelineId, at: At, last: Lsn) -> Result<Lsn> {
+    fn resolve_locked(
+        &self,
+        st: &State,
+        branch: &str,
+        tl: TimelineId,
+        at: At,
+        last: Lsn,
+    ) -> Result<Lsn> {
         // The head is always retained; computing the retention set is O(branches), so branch
         // creation "as of now" skips it and stays O(1).
         if at == At::Head {
