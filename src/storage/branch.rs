@@ -202,7 +202,7 @@ impl Store {
             own_bytes: bytes,
             versions: 1,
         };
-        st.branches.insert(name.to_string(), brec);
+        st.set_branch(name, brec);
         self.markers
             .write()
             .unwrap()
@@ -241,7 +241,7 @@ impl Store {
         self.db
             .delete_cf(self.cf(CF_META), meta::branch(name))
             .map_err(Error::db(format!("deleting branch '{name}'")))?;
-        self.state.write().unwrap().branches.remove(name);
+        self.state.write().unwrap().remove_branch(name);
         Ok(())
     }
 
@@ -299,7 +299,7 @@ impl Store {
             .map_err(Error::db(format!("creating branch '{name}'")))?;
         let mut st = self.state.write().unwrap();
         st.insert_timeline(id, rec)?;
-        st.branches.insert(name.to_string(), brec);
+        st.set_branch(name, brec);
         drop(w);
         Ok(self.info(&st, name, &st.branches[name]))
     }
@@ -315,7 +315,7 @@ impl Store {
         let e = st.tl(idx);
         let now = self.now();
         let live = live_timelines(st);
-        let named = st.branches.values().any(|b| b.timeline == tl);
+        let named = st.is_named(tl);
         let mut points = vec![];
         if named {
             points.push(RetainedPoint {

@@ -74,7 +74,7 @@ impl Store {
         for (i, e) in st.tls.iter().enumerate() {
             let Some(e) = e else { continue };
             let keep = live.contains(&(i as TlIdx)).then(|| {
-                let named = st.branches.values().any(|b| b.timeline == e.id);
+                let named = st.is_named(e.id);
                 let mut points = vec![];
                 if named {
                     points.push(e.rec.start_lsn);

@@ -113,6 +113,8 @@ pub(crate) struct State {
     pub tls: Vec<Option<TlEntry>>,
     pub by_id: FxHashMap<TimelineId, TlIdx>,
     pub branches: BTreeMap<String, BranchRec>,
+    /// timeline → the branch name pointing at it (the reverse of `branches`).
+    pub named: FxHashMap<TimelineId, String>,
 }
 
 impl State {
@@ -134,9 +136,29 @@ impl State {
     }
     /// A timeline accepts writes only while a non-snapshot branch name points at it.
     pub fn writable(&self, id: TimelineId) -> bool {
-        self.branches
-            .values()
-            .any(|b| b.timeline == id && !b.snapshot)
+        self.named
+            .get(&id)
+            .is_some_and(|n| !self.branches[n].snapshot)
+    }
+    /// Whether a branch name points at the timeline.
+    pub fn is_named(&self, id: TimelineId) -> bool {
+        self.named.contains_key(&id)
+    }
+    /// Points `name` at `rec.timeline` (every name owns its timeline alone).
+    pub fn set_branch(&mut self, name: &str, rec: BranchRec) {
+        debug_assert!(
+            !self.named.contains_key(&rec.timeline),
+            "a timeline has one name"
+        );
+        self.named.insert(rec.timeline, name.to_string());
+        if let Some(old) = self.branches.insert(name.to_string(), rec) {
+            self.named.remove(&old.timeline);
+        }
+    }
+    pub fn remove_branch(&mut self, name: &str) {
+        if let Some(old) = self.branches.remove(name) {
+            self.named.remove(&old.timeline);
+        }
     }
     /// Adds a timeline, computing its lineage from its (already present) ancestors.
     pub fn insert_timeline(&mut self, id: TimelineId, rec: TimelineRec) -> Result<TlIdx> {
@@ -235,7 +257,6 @@ impl Store {
             "opening page store at {}",
             path.display()
         )))?;
-        let clock2 = clock.clone();
         let store = Store {
             db,
             opts,
@@ -252,7 +273,6 @@ impl Store {
             path,
         };
         store.load()?;
-        let _ = clock2;
         Ok(store)
     }
 
@@ -296,7 +316,7 @@ impl Store {
                 meta::BRANCH => {
                     let name = String::from_utf8(k[1..].to_vec())
                         .map_err(|_| Error::corrupt("branch record", "name is not UTF-8"))?;
-                    st.branches.insert(name, BranchRec::decode(body)?);
+                    st.set_branch(&name, BranchRec::decode(body)?);
                 }
                 meta::RESTORE_POINT => {
                     let tl = d.tl()?;
