@@ -12,7 +12,7 @@ use super::codec::{self, Attr, FileKind, ObjKey, PageRec};
 use super::error::{Errno, Error, Result};
 use super::ids::{DataId, Ino, Lsn, TimelineId, PAGE_SIZE};
 use super::index::Lineage;
-use super::store::{Store, CF_ATTRS, CF_DIRENTS, CF_PAGES};
+use super::store::{KeyValue, Store, CF_ATTRS, CF_DIRENTS, CF_PAGES};
 
 /// A consistent read view of one timeline at one lsn.
 pub struct Reader<'s> {
@@ -62,7 +62,7 @@ impl<'s> Reader<'s> {
         obj: ObjKey,
         prefix: impl Fn(TimelineId) -> Vec<u8>,
         what: &dyn Fn() -> String,
-    ) -> Result<Option<(TimelineId, Box<[u8]>, Box<[u8]>)>> {
+    ) -> Result<Option<(TimelineId, KeyValue)>> {
         let mut cands = Vec::new();
         {
             let m = self.store.markers.read().unwrap();
@@ -73,7 +73,7 @@ impl<'s> Reader<'s> {
             if let Some((k, v)) = self.store.seek_version(cf, &prefix(tl), bound, &|| {
                 format!("{} on timeline {tl}", what())
             })? {
-                return Ok(Some((tl, k, v)));
+                return Ok(Some((tl, (k, v))));
             }
         }
         Ok(None)
@@ -87,7 +87,7 @@ impl<'s> Reader<'s> {
             |tl| codec::attr_key(tl, ino, 0)[..codec::ATTR_PREFIX].to_vec(),
             &|| format!("attributes of inode {ino}"),
         )?;
-        let Some((tl, k, v)) = found else {
+        let Some((tl, (k, v))) = found else {
             return Ok(None);
         };
         let body = codec::unseal(&k, &v, || {
@@ -118,7 +118,7 @@ impl<'s> Reader<'s> {
                 )
             },
         )?;
-        let Some((tl, k, v)) = found else {
+        let Some((tl, (k, v))) = found else {
             return Ok(None);
         };
         let body = codec::unseal(&k, &v, || {
@@ -186,7 +186,7 @@ impl<'s> Reader<'s> {
             |tl| codec::page_key(tl, did, block, 0)[..codec::PAGE_PREFIX].to_vec(),
             &|| format!("block {block} of file inode {ino} (data {did})"),
         )?;
-        let Some((tl, k, v)) = found else {
+        let Some((tl, (k, v))) = found else {
             return Ok(None);
         };
         let lsn = codec::uninv(&k[codec::PAGE_PREFIX..]);

@@ -183,6 +183,9 @@ impl State {
     }
 }
 
+/// A stored key and its value.
+pub(crate) type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 pub(crate) struct WriterState {
     pub last_lsn: Lsn,
     pub next_ino: Ino,
@@ -451,7 +454,7 @@ impl Store {
         prefix: &[u8],
         bound: Lsn,
         what: &dyn Fn() -> String,
-    ) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
+    ) -> Result<Option<KeyValue>> {
         let mut ro = ReadOptions::default();
         ro.set_prefix_same_as_start(true);
         let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ro);

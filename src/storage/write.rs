@@ -84,7 +84,9 @@ impl<'s> Commit<'s> {
 }
 
 impl Store {
-    /// Creates `name` in directory `dir`.
+    /// Creates `name` in directory `dir` (mknod, mkdir or symlink, with its owner: what the fs
+    /// layer receives in one FUSE call).
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         &self,
         tl: TimelineId,
