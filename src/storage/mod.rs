@@ -11,6 +11,7 @@ mod error;
 mod gc;
 mod ids;
 mod index;
+mod options;
 mod read;
 mod store;
 mod usage;
