@@ -365,23 +365,9 @@ fn crash_writer(data_dir: &std::path::Path) -> Result<()> {
         let rec = crash_record(seq);
         s.write(tl, log, seq * 100, &rec)?;
         if seq % 7 == 0 {
-            s.create(
-                tl,
-                ROOT_INO,
-                format!("f{seq}").as_bytes(),
-                NewNode::File,
-                0o600,
-                0,
-                0,
-            )?;
-            s.write(
-                tl,
-                s.reader(tl, None)?
-                    .lookup(ROOT_INO, format!("f{seq}").as_bytes())?
-                    .unwrap(),
-                0,
-                &rec,
-            )?;
+            let name = format!("f{seq}");
+            let (f, _) = s.create(tl, ROOT_INO, name.as_bytes(), NewNode::File, 0o600, 0, 0)?;
+            s.write(tl, f, 0, &rec)?;
         }
         if seq % 13 == 0 {
             s.create_branch(&format!("b{seq}"), "main", At::Head)?;

@@ -205,7 +205,7 @@ impl Store {
                 Ok(None)
             }
             None => {
-                let removed = self.finish_pass(&plan)?;
+                let removed = self.finish_pass(&plan, &cur.drops)?;
                 cur.report.removed_timelines = removed;
                 let report = cur.report;
                 *cur = GcCursor::default();
@@ -380,7 +380,13 @@ impl Store {
     }
 
     /// After a full sweep: forget swept timelines, expired restore points, old time index entries.
-    fn finish_pass(&self, plan: &Plan) -> Result<u64> {
+    /// `drops` are the pass's drop records, loaded at its start: a dead timeline cannot write,
+    /// so no drop record of one can have appeared since.
+    fn finish_pass(
+        &self,
+        plan: &Plan,
+        drops: &FxHashMap<(TimelineId, DataId), Lsn>,
+    ) -> Result<u64> {
         let mut batch = WriteBatch::default();
         let meta_cf = self.cf(CF_META);
         let _w = self.writer.lock().unwrap();
@@ -416,7 +422,6 @@ impl Store {
                 }
             }
         }
-        let drops = self.load_drops()?;
         for (tl, did) in drops.keys() {
             if dead.contains(tl) {
                 batch.delete_cf(meta_cf, meta::drop(*tl, *did));

@@ -262,7 +262,7 @@ impl Store {
                         },
                     );
                 }
-                b'G' => {
+                k0 if k0 == meta::GLOBAL[0] => {
                     let [last_lsn, next_ino] = codec::decode_u64s::<2>(body, "global counters")?;
                     w.last_lsn = last_lsn;
                     w.next_ino = next_ino;
