@@ -2,5 +2,8 @@
 //!
 //! Layers (dependencies point down only); see docs/ARCHITECTURE.md.
 
+pub mod api;
 pub mod cli;
+pub mod compute;
+pub mod fs;
 pub mod storage;

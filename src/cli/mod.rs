@@ -1,15 +1,19 @@
-//! The `lakelet` command line. For now it opens the page store directly; the daemon (next
-//! layer up) will take over `branch` and friends without changing their shape.
+//! The `lakelet` command line. Everything that touches branches goes through the daemon's API
+//! (`lakelet up` starts it); only `export` and the hidden debug commands open the store
+//! directly, and only while no daemon holds it.
 
-mod tree;
+mod daemon;
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
-use crate::storage::{parse_time, At, Durability, Options, Store};
+use crate::api::client::{seg, Client};
+use crate::api::{BranchInfoView, BranchView, CreateBranch, Restore, Status};
+use crate::compute::tree;
+use crate::compute::Endpoint;
+use crate::storage::{At, Durability, Options, Store};
 
 #[derive(Parser)]
 #[command(
@@ -35,21 +39,38 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create the page store with its root branch.
-    Init {
-        #[arg(long, default_value = "main")]
-        branch: String,
-    },
+    /// Start the daemon in the background (initdb of `main` on first start) and wait until ready.
+    Up(daemon::DaemonArgs),
+    /// Stop every compute, unmount every view and stop the daemon.
+    Down,
+    /// Branches, their computes and their storage.
+    Status,
     /// Create, list, delete, reset and inspect branches.
     #[command(subcommand)]
     Branch(BranchCmd),
-    /// Copy a directory tree (e.g. a Postgres data directory) into a branch.
+    /// Open psql on a branch (its compute starts if stopped): `lakelet psql NAME -- -c 'select 1'`.
+    Psql {
+        name: String,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Import a cluster as a new root branch: a stopped data directory or a live server.
     Import {
-        dir: PathBuf,
-        #[arg(long, default_value = "main")]
+        /// A stopped cluster's data directory.
+        #[arg(
+            long,
+            conflicts_with = "from_url",
+            required_unless_present = "from_url"
+        )]
+        pgdata: Option<PathBuf>,
+        /// A live server: pg_basebackup, or pg_dump/pg_restore when replication is refused.
+        #[arg(long)]
+        from_url: Option<String>,
+        /// The root branch to create.
+        #[arg(long, default_value = "imported")]
         branch: String,
     },
-    /// Write a branch (optionally as of a past lsn) out to a new directory.
+    /// Write a branch (optionally as of a past lsn) to a new directory. The daemon must be down.
     Export {
         dest: PathBuf,
         #[arg(long, default_value = "main")]
@@ -59,6 +80,9 @@ enum Cmd {
     },
     /// Run one full garbage-collection pass now.
     Gc,
+    /// Run the daemon in the foreground (what `lakelet up` starts).
+    #[command(hide = true)]
+    Daemon(daemon::DaemonArgs),
     #[command(hide = true, subcommand)]
     Debug(DebugCmd),
 }
@@ -68,12 +92,12 @@ enum BranchCmd {
     /// Create NAME from PARENT (default main), now or as of --at LSN|RFC3339.
     Create {
         name: String,
-        #[arg(long, default_value = "main")]
-        from: String,
+        #[arg(long)]
+        from: Option<String>,
         /// An lsn (must be retained) or an RFC 3339 time (the newest retained state before it).
         #[arg(long)]
         at: Option<String>,
-        /// A snapshot: never written.
+        /// A snapshot: never written, has no compute.
         #[arg(long)]
         snapshot: bool,
     },
@@ -81,7 +105,7 @@ enum BranchCmd {
     Delete {
         name: String,
     },
-    /// Move NAME to the current state of the branch it was forked from.
+    /// Move NAME to the current state of the branch it was forked from (its changes are gone).
     Reset {
         name: String,
     },
@@ -92,6 +116,14 @@ enum BranchCmd {
         from: String,
         #[arg(long)]
         at: Option<String>,
+    },
+    /// Start NAME's compute now (it also starts on demand).
+    Start {
+        name: String,
+    },
+    /// Stop NAME's compute (it starts again on demand).
+    Stop {
+        name: String,
     },
     /// Storage a branch owns and shares.
     Usage {
@@ -113,31 +145,7 @@ enum DebugCmd {
     CrashWriter,
 }
 
-fn parse_at(s: Option<&str>) -> Result<At> {
-    Ok(match s {
-        None => At::Head,
-        Some(s) if s.bytes().all(|b| b.is_ascii_digit()) => At::Lsn(s.parse()?),
-        Some(s) => At::Time(parse_time(s).map_err(anyhow::Error::msg)?),
-    })
-}
-
-fn store_path(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("store")
-}
-
-fn open(data_dir: &std::path::Path) -> Result<Store> {
-    let p = store_path(data_dir);
-    if !p.exists() {
-        bail!(
-            "no lakelet store at {}; run `lakelet init --data-dir {}` first",
-            p.display(),
-            data_dir.display()
-        );
-    }
-    Ok(Store::open(&p, Options::default())?)
-}
-
-fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> String) {
+pub(crate) fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> String) {
     if json {
         println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
     } else {
@@ -145,53 +153,36 @@ fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> String
     }
 }
 
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+}
+
+impl Cli {
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.cmd, Cmd::Daemon(_))
+    }
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
+    let dd = &cli.data_dir;
     match cli.cmd {
-        Cmd::Init { branch } => {
-            let p = store_path(&cli.data_dir);
-            if p.exists() {
-                bail!("a lakelet store already exists at {}", p.display());
-            }
-            let s = Store::open(&p, Options::default())?;
-            // The root directory belongs to whoever created the store.
-            let m = std::fs::metadata(&p)?;
-            let info = s.create_root_branch(
-                &branch,
-                std::os::unix::fs::MetadataExt::uid(&m),
-                std::os::unix::fs::MetadataExt::gid(&m),
-            )?;
-            print(json, &info, |i| {
-                format!(
-                    "created store at {} with root branch '{}' (timeline {})",
-                    p.display(),
-                    i.name,
-                    i.timeline
-                )
-            });
+        Cmd::Up(args) => daemon::up(dd, json, &args)?,
+        Cmd::Down => daemon::down(dd, json)?,
+        Cmd::Daemon(args) => daemon::foreground(dd, &args)?,
+        Cmd::Status => {
+            let s: Status = Client::connect(dd)?.get("/status")?;
+            print(json, &s, status_text);
         }
-        Cmd::Branch(b) => branch(&cli.data_dir, json, b)?,
-        Cmd::Import { dir, branch } => {
-            let s = open(&cli.data_dir)?;
-            let tl = s.branch_timeline(&branch)?;
-            let start = Instant::now();
-            let mut last = Instant::now();
-            let c = tree::import(&s, tl, &dir, &mut |c| {
-                if !json && last.elapsed().as_millis() > 500 {
-                    eprintln!("  imported {} files, {} MiB", c.files, c.bytes >> 20);
-                    last = Instant::now();
-                }
-            })?;
-            s.sync()?;
-            print(json, &c, |c| {
-                format!(
-                    "imported {} into '{branch}': {} files, {} dirs, {} symlinks, {} bytes in {:.2?}",
-                    dir.display(), c.files, c.dirs, c.symlinks, c.bytes, start.elapsed()
-                )
-            });
-        }
+        Cmd::Branch(b) => branch(dd, json, b)?,
+        Cmd::Psql { name, args } => psql(dd, &name, &args)?,
+        Cmd::Import {
+            pgdata,
+            from_url,
+            branch,
+        } => daemon::import(dd, json, pgdata, from_url, &branch)?,
         Cmd::Export { dest, branch, lsn } => {
-            let s = open(&cli.data_dir)?;
+            let s = open_offline(dd)?;
             let tl = s.branch_timeline(&branch)?;
             let c = tree::export(&s, tl, lsn, &dest, &mut |_| {})?;
             print(json, &c, |c| {
@@ -204,8 +195,8 @@ pub fn run(cli: Cli) -> Result<()> {
             });
         }
         Cmd::Gc => {
-            let s = open(&cli.data_dir)?;
-            let r = s.gc()?;
+            let r: crate::storage::GcReport =
+                Client::connect(dd)?.post("/gc", &serde_json::json!({}))?;
             print(json, &r, |r| {
                 format!(
                     "gc: scanned {} versions, deleted {} ({} bytes), removed {} timelines",
@@ -213,13 +204,71 @@ pub fn run(cli: Cli) -> Result<()> {
                 )
             });
         }
-        Cmd::Debug(DebugCmd::CrashWriter) => crash_writer(&cli.data_dir)?,
+        Cmd::Debug(DebugCmd::CrashWriter) => crash_writer(dd)?,
     }
     Ok(())
 }
 
-fn branch(data_dir: &std::path::Path, json: bool, cmd: BranchCmd) -> Result<()> {
-    let s = open(data_dir)?;
+/// Opens the store without a daemon (export, debugging). RocksDB's lock makes this fail while
+/// a daemon runs; say so instead of RocksDB's message.
+fn open_offline(data_dir: &Path) -> Result<Store> {
+    if let Some(info) = crate::api::client::running_daemon(data_dir) {
+        bail!(
+            "the lakelet daemon (pid {}) holds the store in {}; run `lakelet down` first",
+            info.pid,
+            data_dir.display()
+        );
+    }
+    let p = data_dir.join("store");
+    if !p.exists() {
+        bail!(
+            "no lakelet store in {}; `lakelet up` creates one",
+            data_dir.display()
+        );
+    }
+    Ok(Store::open(&p, Options::default())?)
+}
+
+fn status_text(s: &Status) -> String {
+    let mut out = format!(
+        "lakelet {} (pid {}), API http://{}, data {}\ncomputes run as '{}', stop after {} s idle; {}\n\n",
+        s.daemon.version,
+        s.daemon.pid,
+        s.daemon.api,
+        s.daemon.data_dir.display(),
+        s.compute_user,
+        s.idle_stop_seconds,
+        s.postgres
+            .iter()
+            .map(|p| format!("PostgreSQL {} in {}", p.major, p.bindir.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    out += &format!(
+        "{:<24} {:<16} {:<9} {:>8} {:>12} {:>12}",
+        "BRANCH", "PARENT", "COMPUTE", "PID", "OWN", "SHARED"
+    );
+    for b in &s.branches {
+        let u = b.usage.unwrap_or_default();
+        out += &format!(
+            "\n{:<24} {:<16} {:<9} {:>8} {:>12} {:>12}",
+            b.info.name,
+            b.info.parent.as_deref().unwrap_or("-"),
+            if b.info.snapshot {
+                "snapshot"
+            } else {
+                &b.compute.state
+            },
+            b.compute.pid.map(|p| p.to_string()).unwrap_or("-".into()),
+            mib(u.own_bytes),
+            mib(u.shared_bytes)
+        );
+    }
+    out
+}
+
+fn branch(dd: &Path, json: bool, cmd: BranchCmd) -> Result<()> {
+    let c = Client::connect(dd)?;
     match cmd {
         BranchCmd::Create {
             name,
@@ -227,56 +276,60 @@ fn branch(data_dir: &std::path::Path, json: bool, cmd: BranchCmd) -> Result<()> 
             at,
             snapshot,
         } => {
-            let at = parse_at(at.as_deref())?;
-            let start = Instant::now();
-            let info = if snapshot {
-                s.create_snapshot(&name, &from, at)?
-            } else {
-                s.create_branch(&name, &from, at)?
+            let req = CreateBranch {
+                name,
+                from,
+                at,
+                snapshot,
             };
-            s.sync()?;
-            print(json, &info, |i| {
+            let v: serde_json::Value = c.post("/branches", &req)?;
+            print(json, &v, |v| {
                 format!(
-                    "created branch '{}' from '{from}' at lsn {} in {:.2?}",
-                    i.name,
-                    i.start_lsn,
-                    start.elapsed()
+                    "created {} '{}' from '{}' at lsn {} in {:.2} ms",
+                    if snapshot { "snapshot" } else { "branch" },
+                    v["name"].as_str().unwrap_or("?"),
+                    v["parent"].as_str().unwrap_or("?"),
+                    v["start_lsn"],
+                    v["elapsed_us"].as_u64().unwrap_or(0) as f64 / 1000.0
                 )
             });
         }
         BranchCmd::List => {
-            let list = s.branches();
+            let list: Vec<BranchView> = c.get("/branches")?;
             print(json, &list, |l| {
                 let mut out = format!(
-                    "{:<24} {:<10} {:<16} {}",
-                    "NAME", "LSN", "PARENT", "CREATED"
+                    "{:<24} {:<16} {:<9} {:<10} {}",
+                    "NAME", "PARENT", "COMPUTE", "LSN", "CREATED"
                 );
                 for b in l {
-                    let kind = if b.snapshot { " (snapshot)" } else { "" };
                     out += &format!(
-                        "\n{:<24} {:<10} {:<16} {}{kind}",
-                        b.name,
-                        b.start_lsn,
-                        b.parent.as_deref().unwrap_or("-"),
-                        b.created_at
+                        "\n{:<24} {:<16} {:<9} {:<10} {}",
+                        b.info.name,
+                        b.info.parent.as_deref().unwrap_or("-"),
+                        if b.info.snapshot {
+                            "snapshot"
+                        } else {
+                            &b.compute.state
+                        },
+                        b.info.start_lsn,
+                        b.info.created_at
                     );
                 }
                 out
             });
         }
         BranchCmd::Delete { name } => {
-            s.delete_branch(&name)?;
-            s.sync()?;
-            print(json, &serde_json::json!({ "deleted": name }), |_| {
-                format!("deleted branch '{name}'")
-            });
+            let v: serde_json::Value = c.delete(&format!("/branches/{}", seg(&name)))?;
+            print(json, &v, |_| format!("deleted branch '{name}'"));
         }
         BranchCmd::Reset { name } => {
-            let info = s.reset_branch(&name)?;
-            s.sync()?;
-            print(json, &info, |i| {
+            let i: BranchInfoView = c.post(
+                &format!("/branches/{}/reset", seg(&name)),
+                &serde_json::json!({}),
+            )?;
+            print(json, &i, |i| {
                 format!(
-                    "reset '{}' to '{}' at lsn {}",
+                    "reset '{}' to the head of '{}' (lsn {})",
                     i.name,
                     i.parent.as_deref().unwrap_or("?"),
                     i.start_lsn
@@ -284,55 +337,104 @@ fn branch(data_dir: &std::path::Path, json: bool, cmd: BranchCmd) -> Result<()> 
             });
         }
         BranchCmd::Restore { name, from, at } => {
-            let info = s.restore_branch(&name, &from, parse_at(at.as_deref())?)?;
-            s.sync()?;
-            print(json, &info, |i| {
+            let i: BranchInfoView = c.post(
+                &format!("/branches/{}/restore", seg(&name)),
+                &Restore {
+                    from: from.clone(),
+                    at,
+                },
+            )?;
+            print(json, &i, |i| {
                 format!(
                     "'{}' now starts from '{from}' at lsn {}",
                     i.name, i.start_lsn
                 )
             });
         }
+        BranchCmd::Start { name } => {
+            let e: Endpoint = c.post(
+                &format!("/branches/{}/start", seg(&name)),
+                &serde_json::json!({}),
+            )?;
+            print(json, &e, |e| {
+                format!(
+                    "compute of '{}' running (pid {}), socket {}",
+                    e.branch,
+                    e.pid,
+                    e.socket_dir.display()
+                )
+            });
+        }
+        BranchCmd::Stop { name } => {
+            let v: serde_json::Value = c.post(
+                &format!("/branches/{}/stop", seg(&name)),
+                &serde_json::json!({}),
+            )?;
+            print(json, &v, |v| {
+                if v["was_running"].as_bool() == Some(true) {
+                    format!("stopped the compute of '{name}'")
+                } else {
+                    format!("the compute of '{name}' was not running")
+                }
+            });
+        }
         BranchCmd::Usage { name } => {
-            let u = s
-                .usage(&name)
-                .with_context(|| format!("usage of '{name}'"))?;
+            let u: crate::storage::Usage = c.get(&format!("/branches/{}/usage", seg(&name)))?;
             print(json, &u, |u| {
                 format!(
-                    "{name}: owns {} bytes ({} versions), shares {} bytes with ancestors, logical size {} bytes in {} files",
-                    u.own_bytes, u.own_versions, u.shared_bytes, u.logical_size, u.files
+                    "{name}: owns {} ({} versions), shares {} with ancestors, logical size {} in {} files",
+                    mib(u.own_bytes), u.own_versions, mib(u.shared_bytes), mib(u.logical_size), u.files
                 )
             });
         }
         BranchCmd::Retained { name } => {
-            let r = s.retained(&name)?;
+            let r: serde_json::Value = c.get(&format!("/branches/{}/retained", seg(&name)))?;
             print(json, &r, |r| {
                 let mut out = String::new();
-                if let Some(f) = r.fine_from {
-                    out += &format!("every lsn from {f} to {}\n", r.last_lsn);
+                if let Some(f) = r["fine_from"].as_u64() {
+                    out += &format!("every lsn from {f} to {}\n", r["last_lsn"]);
                 }
-                for p in &r.points {
+                for p in r["points"].as_array().into_iter().flatten() {
                     out += &format!(
                         "lsn {:<10} {:<14} {}\n",
-                        p.lsn,
-                        p.kind,
-                        p.time.as_deref().unwrap_or("")
+                        p["lsn"],
+                        p["kind"].as_str().unwrap_or(""),
+                        p["time"].as_str().unwrap_or("")
                     );
                 }
                 out.trim_end().to_string()
             });
         }
         BranchCmd::RestorePoint { name } => {
-            let lsn = s.create_restore_point(&name)?;
-            s.sync()?;
-            print(
-                json,
-                &serde_json::json!({ "branch": name, "lsn": lsn }),
-                |_| format!("restore point of '{name}' at lsn {lsn}"),
-            );
+            let v: serde_json::Value = c.post(
+                &format!("/branches/{}/restore-point", seg(&name)),
+                &serde_json::json!({}),
+            )?;
+            print(json, &v, |v| {
+                format!("restore point of '{name}' at lsn {}", v["lsn"])
+            });
         }
     }
     Ok(())
+}
+
+/// Starts the branch's compute and replaces this process with psql connected to it.
+fn psql(dd: &Path, name: &str, args: &[String]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let c = Client::connect(dd)?;
+    let e: Endpoint = c.post(
+        &format!("/branches/{}/start", seg(name)),
+        &serde_json::json!({}),
+    )?;
+    let bin = e.pg_bindir.join("psql");
+    let err = std::process::Command::new(&bin)
+        .env("PGHOST", &e.socket_dir)
+        .env("PGPORT", e.port.to_string())
+        .env("PGUSER", &e.user)
+        .env("PGDATABASE", &e.database)
+        .args(args)
+        .exec();
+    bail!("running {}: {err}", bin.display())
 }
 
 /// The crash test's child: appends numbered records to `log`, creates a file and a branch now
@@ -340,7 +442,7 @@ fn branch(data_dir: &std::path::Path, json: bool, cmd: BranchCmd) -> Result<()> 
 fn crash_writer(data_dir: &std::path::Path) -> Result<()> {
     use crate::storage::{NewNode, ROOT_INO};
     use std::io::Write;
-    let p = store_path(data_dir);
+    let p = data_dir.join("store");
     let opts = Options {
         durability: Durability::Fsync,
         ..Options::default()
@@ -393,7 +495,8 @@ pub fn crash_record(seq: u64) -> Vec<u8> {
 mod tests {
     #[test]
     fn parse_at_accepts_lsns_and_times_and_rejects_garbage() {
-        use super::*;
+        use crate::api::parse_at;
+        use crate::storage::At;
         assert_eq!(parse_at(None).unwrap(), At::Head);
         assert_eq!(parse_at(Some("42")).unwrap(), At::Lsn(42));
         assert!(matches!(

@@ -73,7 +73,7 @@ impl Retained {
     }
 }
 
-pub(crate) fn validate_name(name: &str) -> Result<()> {
+pub fn validate_name(name: &str) -> Result<()> {
     let bad = |reason| {
         Err(Error::InvalidBranchName {
             name: name.to_string(),

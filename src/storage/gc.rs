@@ -42,7 +42,7 @@ pub(crate) struct GcCursor {
 }
 
 /// What a pass (or the steps of it so far) did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     pub scanned: u64,
     pub deleted_versions: u64,

@@ -17,7 +17,7 @@ mod store;
 mod usage;
 mod write;
 
-pub use branch::{At, BranchInfo, Retained, RetainedPoint};
+pub use branch::{validate_name as validate_branch_name, At, BranchInfo, Retained, RetainedPoint};
 pub use codec::{Attr, FileKind};
 pub use error::{Errno, Error, Result};
 pub use gc::{GcHandle, GcReport};

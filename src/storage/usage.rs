@@ -6,7 +6,7 @@ use super::ids::{Ino, PAGE_SIZE, ROOT_INO};
 use super::store::Store;
 
 /// A branch's storage, as `lakelet branch usage` reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Bytes stored for versions this branch's timeline wrote (keys, values, history it keeps).
     /// This is what deleting the branch would eventually free.

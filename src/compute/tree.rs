@@ -30,10 +30,14 @@ fn mtime_ns(m: &fs::Metadata) -> i64 {
 }
 
 /// Copies the contents of `src` into the root directory of timeline `tl`.
+///
+/// `owner` replaces every file's owner: an imported cluster must belong to the user its compute
+/// runs as, or Postgres refuses to start on it.
 pub fn import(
     store: &Store,
     tl: TimelineId,
     src: &Path,
+    owner: Option<(u32, u32)>,
     progress: &mut dyn FnMut(&Copied),
 ) -> Result<Copied> {
     let mut c = Copied::default();
@@ -41,11 +45,13 @@ pub fn import(
     if !meta.is_dir() {
         bail!("{} is not a directory", src.display());
     }
-    import_dir(store, tl, src, ROOT_INO, &mut c, progress)?;
+    let own = |m: &fs::Metadata| owner.unwrap_or((m.uid(), m.gid()));
+    import_dir(store, tl, src, ROOT_INO, &own, &mut c, progress)?;
+    let (uid, gid) = own(&meta);
     let set = SetAttr {
         mode: Some(meta.mode() & 0o7777),
-        uid: Some(meta.uid()),
-        gid: Some(meta.gid()),
+        uid: Some(uid),
+        gid: Some(gid),
         mtime: Some(mtime_ns(&meta)),
         size: None,
     };
@@ -58,6 +64,7 @@ fn import_dir(
     tl: TimelineId,
     src: &Path,
     dir: Ino,
+    own: &dyn Fn(&fs::Metadata) -> (u32, u32),
     c: &mut Copied,
     progress: &mut dyn FnMut(&Copied),
 ) -> Result<()> {
@@ -73,6 +80,7 @@ fn import_dir(
         let name = e.file_name();
         let name = name.as_encoded_bytes();
         let mode = m.mode() & 0o7777;
+        let (uid, gid) = own(&m);
         let ft = m.file_type();
         let ino = if ft.is_symlink() {
             let target = fs::read_link(&path)?;
@@ -84,17 +92,17 @@ fn import_dir(
                     name,
                     NewNode::Symlink(target.as_os_str().as_encoded_bytes()),
                     0o777,
-                    m.uid(),
-                    m.gid(),
+                    uid,
+                    gid,
                 )?
                 .0
         } else if ft.is_dir() {
-            let (ino, _) = store.create(tl, dir, name, NewNode::Dir, mode, m.uid(), m.gid())?;
+            let (ino, _) = store.create(tl, dir, name, NewNode::Dir, mode, uid, gid)?;
             c.dirs += 1;
-            import_dir(store, tl, &path, ino, c, progress)?;
+            import_dir(store, tl, &path, ino, own, c, progress)?;
             ino
         } else if ft.is_file() {
-            let (ino, _) = store.create(tl, dir, name, NewNode::File, mode, m.uid(), m.gid())?;
+            let (ino, _) = store.create(tl, dir, name, NewNode::File, mode, uid, gid)?;
             let mut f =
                 fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
             let mut buf = vec![0u8; CHUNK];

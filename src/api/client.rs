@@ -1,0 +1,133 @@
+//! The CLI's client of the daemon API: finds the daemon from DATA/daemon.json, authenticates
+//! with DATA/api-token, and turns API errors back into messages that say what to do.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{DaemonInfo, ErrorBody};
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+    pub info: DaemonInfo,
+}
+
+/// Whether a process with this pid exists.
+pub fn alive(pid: u32) -> bool {
+    pid > 0 && unsafe { libc::kill(pid as i32, 0) } == 0
+}
+
+/// The daemon recorded in `data_dir`, if its process still exists.
+pub fn running_daemon(data_dir: &Path) -> Option<DaemonInfo> {
+    let text = std::fs::read_to_string(super::info_path(data_dir)).ok()?;
+    let info: DaemonInfo = serde_json::from_str(&text).ok()?;
+    alive(info.pid).then_some(info)
+}
+
+/// Percent-encodes a branch name for a URL path segment (names may contain '/').
+pub fn seg(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+            out.push(b as char);
+        } else {
+            out += &format!("%{b:02X}");
+        }
+    }
+    out
+}
+
+impl Client {
+    /// Connects to the daemon of `data_dir`, or explains how to start it.
+    pub fn connect(data_dir: &Path) -> Result<Client> {
+        let info = running_daemon(data_dir).ok_or_else(|| {
+            anyhow!(
+                "lakelet is not running for data directory {}; start it with `lakelet up{}`",
+                data_dir.display(),
+                data_dir_flag(data_dir)
+            )
+        })?;
+        let token = std::fs::read_to_string(super::token_path(data_dir))
+            .with_context(|| {
+                format!(
+                    "reading the API token {} (are you the user who ran `lakelet up`?)",
+                    super::token_path(data_dir).display()
+                )
+            })?
+            .trim()
+            .to_string();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(3600)))
+            .build()
+            .into();
+        Ok(Client {
+            agent,
+            base: format!("http://{}/lakelet/v1", info.api),
+            token,
+            info,
+        })
+    }
+
+    fn finish<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T> {
+        let mut resp = r.map_err(|e| anyhow!("{what}: the daemon did not answer: {e}"))?;
+        let status = resp.status();
+        let body = resp
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("{what}: reading the daemon's answer"))?;
+        if status.is_success() {
+            return serde_json::from_str(&body)
+                .with_context(|| format!("{what}: unexpected answer {body:?}"));
+        }
+        match serde_json::from_str::<ErrorBody>(&body) {
+            Ok(e) => bail!("{}", e.message),
+            Err(_) => bail!("{what}: HTTP {status}: {body}"),
+        }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
+        self.finish(&format!("GET {path}"), r)
+    }
+
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body);
+        self.finish(&format!("POST {path}"), r)
+    }
+
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let r = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
+        self.finish(&format!("DELETE {path}"), r)
+    }
+}
+
+/// ` --data-dir D` unless D is the default, for messages that suggest a command.
+pub fn data_dir_flag(data_dir: &Path) -> String {
+    if data_dir == PathBuf::from(".lakelet") || std::env::var_os("LAKELET_DATA_DIR").is_some() {
+        String::new()
+    } else {
+        format!(" --data-dir {}", data_dir.display())
+    }
+}

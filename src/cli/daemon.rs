@@ -1,0 +1,259 @@
+//! `lakelet up`, `down`, the foreground daemon, and `import` (a long operation with progress).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::api::client::{alive, running_daemon, Client};
+use crate::api::server::DaemonConfig;
+use crate::api::{ImportRequest, Operation};
+use crate::compute::Settings;
+
+/// How the daemon runs; `lakelet up` passes these on to it.
+#[derive(Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// Port of the control API on 127.0.0.1 (0 picks a free one; the CLI finds it in
+    /// DATA/daemon.json).
+    #[arg(long, default_value_t = 0)]
+    api_port: u16,
+    /// Stop a compute after this long without a client session ("0s" never stops).
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    idle_stop: Duration,
+    /// Do not ask a running parent for a CHECKPOINT before branching from it.
+    #[arg(long)]
+    no_checkpoint_before_branch: bool,
+    /// Directory with the Postgres binaries (default: pg_config on PATH, /usr/lib/postgresql/*).
+    #[arg(long, env = "LAKELET_PG_BINDIR")]
+    pg_bindir: Option<PathBuf>,
+    /// The unprivileged user computes run as when the daemon runs as root (created if missing).
+    #[arg(long, env = "LAKELET_COMPUTE_USER", default_value = "lakelet")]
+    compute_user: String,
+    /// How long a compute may take to start (crash recovery included).
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    start_timeout: Duration,
+    /// How often the idle reaper checks computes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, hide = true)]
+    reap_every: Duration,
+}
+
+impl DaemonArgs {
+    fn to_args(&self) -> Vec<String> {
+        let mut v = vec![
+            format!("--api-port={}", self.api_port),
+            format!("--idle-stop={}s", self.idle_stop.as_secs()),
+            format!("--compute-user={}", self.compute_user),
+            format!("--start-timeout={}s", self.start_timeout.as_secs()),
+            format!("--reap-every={}ms", self.reap_every.as_millis()),
+        ];
+        if self.no_checkpoint_before_branch {
+            v.push("--no-checkpoint-before-branch".into());
+        }
+        if let Some(d) = &self.pg_bindir {
+            v.push(format!("--pg-bindir={}", d.display()));
+        }
+        v
+    }
+
+    fn config(&self, data_dir: &Path) -> DaemonConfig {
+        DaemonConfig {
+            data_dir: data_dir.to_path_buf(),
+            api_port: self.api_port,
+            settings: Settings {
+                idle_stop: self.idle_stop,
+                checkpoint_before_branch: !self.no_checkpoint_before_branch,
+                start_timeout: self.start_timeout,
+                pg_bindir: self.pg_bindir.clone(),
+                compute_user: self.compute_user.clone(),
+                ..Settings::default()
+            },
+            gc_every: Duration::from_secs(60),
+            reap_every: self.reap_every,
+        }
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    p.canonicalize()
+        .with_context(|| format!("resolving {}", p.display()))
+}
+
+pub fn foreground(data_dir: &Path, args: &DaemonArgs) -> Result<()> {
+    let data_dir = absolute(data_dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(4)
+        .build()?;
+    rt.block_on(crate::api::server::run(args.config(&data_dir)))
+}
+
+pub fn up(data_dir: &Path, json: bool, args: &DaemonArgs) -> Result<()> {
+    let data_dir = absolute(data_dir)?;
+    if let Some(info) = running_daemon(&data_dir) {
+        crate::cli::print(json, &info, |i| {
+            format!(
+                "lakelet is already running (pid {}, API http://{})",
+                i.pid, i.api
+            )
+        });
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(crate::api::info_path(&data_dir));
+    std::fs::create_dir_all(data_dir.join("logs"))?;
+    let log_path = data_dir.join("logs").join("daemon.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("finding the lakelet executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("daemon")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(args.to_args())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own session: closing the terminal or ^C here does not reach it.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the lakelet daemon")?;
+    let t = Instant::now();
+    let mut said = false;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            bail!(
+                "the lakelet daemon exited during startup ({st}); last lines of {}:\n{}",
+                log_path.display(),
+                crate::compute::postgres::tail(&log_path, 20)
+            );
+        }
+        if let Some(info) = running_daemon(&data_dir) {
+            if info.pid == child.id() {
+                crate::cli::print(json, &info, |i| {
+                    format!(
+                        "lakelet is up (pid {}, API http://{}, data {}, log {})",
+                        i.pid,
+                        i.api,
+                        i.data_dir.display(),
+                        log_path.display()
+                    )
+                });
+                return Ok(());
+            }
+        }
+        if !said && t.elapsed() > Duration::from_secs(2) && !json {
+            eprintln!("waiting for the daemon (the first start runs initdb for 'main')...");
+            said = true;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            bail!(
+                "the lakelet daemon did not become ready in 10 minutes; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn down(data_dir: &Path, json: bool) -> Result<()> {
+    let Some(info) = running_daemon(data_dir) else {
+        crate::cli::print(json, &serde_json::json!({ "running": false }), |_| {
+            "lakelet is not running".to_string()
+        });
+        return Ok(());
+    };
+    let c = Client::connect(data_dir)?;
+    let _: serde_json::Value = c.post("/shutdown", &serde_json::json!({}))?;
+    let t = Instant::now();
+    while alive(info.pid) {
+        // Reap it if we are its parent (tests); otherwise just wait for it to go.
+        unsafe { libc::waitpid(info.pid as i32, std::ptr::null_mut(), libc::WNOHANG) };
+        if t.elapsed() > Duration::from_secs(180) {
+            bail!(
+                "the lakelet daemon (pid {}) did not stop within 3 minutes; see {}",
+                info.pid,
+                data_dir.join("logs").join("daemon.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    crate::cli::print(
+        json,
+        &serde_json::json!({ "running": false, "pid": info.pid }),
+        |_| format!("lakelet stopped (pid {})", info.pid),
+    );
+    Ok(())
+}
+
+pub fn import(
+    data_dir: &Path,
+    json: bool,
+    pgdata: Option<PathBuf>,
+    url: Option<String>,
+    branch: &str,
+) -> Result<()> {
+    let c = Client::connect(data_dir)?;
+    let pgdata = pgdata.map(|p| p.canonicalize().unwrap_or(p));
+    let req = ImportRequest {
+        branch: branch.to_string(),
+        pgdata,
+        url,
+    };
+    let mut op: Operation = c.post("/import", &req)?;
+    let id = op.name.trim_start_matches("operations/").to_string();
+    let t = Instant::now();
+    let tty = !json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last_line = Instant::now();
+    while !op.done {
+        std::thread::sleep(Duration::from_millis(200));
+        op = c.get(&format!("/operations/{id}"))?;
+        let p = &op.progress;
+        let line = match p.total_bytes {
+            Some(total) if total > 0 => {
+                let pct = (p.bytes as f64 / total as f64 * 100.0).min(100.0);
+                let bar = "#".repeat((pct / 5.0) as usize);
+                format!(
+                    "{:<26} [{bar:<20}] {pct:5.1}% {} / {} MiB",
+                    p.step,
+                    p.bytes >> 20,
+                    total >> 20
+                )
+            }
+            _ => format!("{:<26} {} MiB", p.step, p.bytes >> 20),
+        };
+        if tty {
+            eprint!("\r{line}");
+            std::io::stderr().flush().ok();
+        } else if !json && last_line.elapsed() > Duration::from_secs(5) {
+            eprintln!("{line}");
+            last_line = Instant::now();
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+    if let Some(e) = &op.error {
+        bail!("import into '{branch}' failed: {}", e.message);
+    }
+    let r = op.response.clone().unwrap_or_default();
+    crate::cli::print(json, &r, |r| {
+        format!(
+            "imported into new root branch '{branch}' by {} : {} MiB in {:.1?}",
+            r["method"].as_str().unwrap_or("?"),
+            r["bytes"].as_u64().unwrap_or(0) >> 20,
+            t.elapsed()
+        )
+    });
+    Ok(())
+}

@@ -1,0 +1,634 @@
+//! The computes of every branch: a FUSE view and a postmaster per running branch, started on
+//! demand, stopped when idle, and kept out of the way of branch operations that move a name to
+//! another timeline.
+//!
+//! Runtime layout (tmpfs, per data directory; see `run_dir`):
+//! ```text
+//! RUN/m/<timeline>   mount point of the timeline's view (RUN is 0711: traversable, not listable)
+//! RUN/s/<timeline>   the compute's unix socket directory, 0700, owned by the compute user
+//! RUN/p/<timeline>   pid of its postmaster and its mount point, to clean up after a crash
+//! ```
+//! Invariant: at most one view and one postmaster per timeline, and only for the timeline a
+//! branch name points at now. Every operation on a branch holds that branch's slot lock.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+
+use super::pg::{self, PgInstall};
+use super::postgres::{self, Postgres};
+use super::user::{self, ComputeUser};
+use crate::fs::{self, Mount};
+use crate::storage::{self, At, BranchInfo, Store, TimelineId};
+
+/// How the computes behave; `lakelet up` flags set these.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Stop a compute with no client session for this long; zero never stops.
+    pub idle_stop: Duration,
+    /// Ask a running parent for a CHECKPOINT before branching from its head, so the child's
+    /// crash recovery replays little WAL.
+    pub checkpoint_before_branch: bool,
+    pub start_timeout: Duration,
+    /// How long a fast shutdown may take before it becomes an immediate one.
+    pub stop_grace: Duration,
+    pub pg_bindir: Option<PathBuf>,
+    pub compute_user: String,
+    pub fuse_threads: usize,
+    /// The root branch `lakelet up` creates and initdb's on first start.
+    pub root_branch: String,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            idle_stop: Duration::from_secs(300),
+            checkpoint_before_branch: true,
+            start_timeout: Duration::from_secs(300),
+            stop_grace: Duration::from_secs(30),
+            pg_bindir: None,
+            compute_user: "lakelet".into(),
+            fuse_threads: 4,
+            root_branch: "main".into(),
+        }
+    }
+}
+
+/// Where a client reaches a running compute.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Endpoint {
+    pub branch: String,
+    pub socket_dir: PathBuf,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    pub pid: u32,
+    pub pg_bindir: PathBuf,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ComputeStatus {
+    /// "running" or "stopped".
+    pub state: String,
+    pub pid: Option<u32>,
+    pub started_at: Option<String>,
+    pub idle_seconds: Option<u64>,
+    pub socket_dir: Option<PathBuf>,
+    /// Why the last start failed or the compute died, if it did.
+    pub last_error: Option<String>,
+}
+
+struct Running {
+    pg: Postgres,
+    mount: Mount,
+    tl: TimelineId,
+    started_at: SystemTime,
+    last_active: Instant,
+    install: PgInstall,
+}
+
+#[derive(Default)]
+struct Slot {
+    running: Option<Running>,
+    last_error: Option<String>,
+}
+
+type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
+
+pub struct Computes {
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    run_dir: PathBuf,
+    installs: Vec<PgInstall>,
+    user: ComputeUser,
+    settings: Settings,
+    slots: Mutex<HashMap<String, SlotRef>>,
+}
+
+/// The runtime directory of a data directory: on tmpfs, short enough for socket paths (108
+/// bytes), and traversable by the compute user whatever the data directory's parents allow.
+pub fn run_dir(data_dir: &Path) -> PathBuf {
+    let key = format!(
+        "{:08x}",
+        crc32fast::hash(data_dir.as_os_str().as_encoded_bytes())
+    );
+    let euid = unsafe { libc::geteuid() };
+    let base = if euid == 0 {
+        PathBuf::from("/run/lakelet")
+    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+        PathBuf::from(x).join("lakelet")
+    } else {
+        PathBuf::from(format!("/tmp/lakelet-{euid}"))
+    };
+    base.join(key)
+}
+
+fn short(tl: TimelineId) -> String {
+    tl.to_string()[..16].to_string()
+}
+
+fn mkdir(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", p.display()))
+}
+
+fn fmt_time(t: SystemTime) -> String {
+    let ns = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    storage::format_time(ns)
+}
+
+impl Computes {
+    /// Prepares the runtime directory, clears what a killed daemon left (postmasters, mounts),
+    /// finds Postgres and the compute user. Does not start any compute.
+    pub fn open(store: Arc<Store>, data_dir: &Path, settings: Settings) -> Result<Computes> {
+        let installs = pg::discover(settings.pg_bindir.as_deref())?;
+        let user = user::ensure(&settings.compute_user)?;
+        let run_dir = run_dir(data_dir);
+        let c = Computes {
+            store,
+            data_dir: data_dir.to_path_buf(),
+            run_dir,
+            installs,
+            user,
+            settings,
+            slots: Mutex::new(HashMap::new()),
+        };
+        mkdir(&c.run_dir, 0o711)?;
+        mkdir(&c.run_dir.join("m"), 0o711)?;
+        mkdir(&c.run_dir.join("s"), 0o711)?;
+        mkdir(&c.run_dir.join("p"), 0o700)?;
+        mkdir(&c.data_dir.join("logs"), 0o755)?;
+        c.clear_stale()?;
+        Ok(c)
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    pub fn installs(&self) -> &[PgInstall] {
+        &self.installs
+    }
+
+    pub fn user(&self) -> &ComputeUser {
+        &self.user
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Kills postmasters recorded in RUN/p whose command line still names our mount, then
+    /// detaches every mount under RUN/m. After a daemon crash their views answer ENOTCONN, so
+    /// those servers are already failing; the store holds everything they had synced.
+    fn clear_stale(&self) -> Result<()> {
+        let pdir = self.run_dir.join("p");
+        for e in std::fs::read_dir(&pdir)?.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let mut lines = text.lines();
+            let pid: i32 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+            let mnt = lines.next().unwrap_or("");
+            if pid > 0 && !mnt.is_empty() {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                if cmdline.contains(mnt) {
+                    tracing::warn!(
+                        pid,
+                        mount = mnt,
+                        "killing a compute left by a previous daemon"
+                    );
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    let t = Instant::now();
+                    while Path::new(&format!("/proc/{pid}")).exists()
+                        && t.elapsed() < Duration::from_secs(10)
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+        for m in fs::mounts_under(&self.run_dir.join("m"))? {
+            tracing::warn!(mount = %m.display(), "detaching a view left by a previous daemon");
+            fs::detach(&m)?;
+        }
+        // Socket directories of dead computes hold stale sockets and lock files.
+        if let Ok(rd) = std::fs::read_dir(self.run_dir.join("s")) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn slot(&self, name: &str) -> SlotRef {
+        self.slots
+            .lock()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.data_dir
+            .join("logs")
+            .join(format!("{}.log", name.replace('/', "%2F")))
+    }
+
+    fn mount_view(&self, name: &str, tl: TimelineId) -> Result<Mount> {
+        let mp = self.run_dir.join("m").join(short(tl));
+        mkdir(&mp, 0o755)?;
+        let m = fs::mount(
+            self.store.clone(),
+            tl,
+            &mp,
+            name,
+            self.settings.fuse_threads,
+        )?;
+        Ok(m)
+    }
+
+    /// Creates and initdb's the root branch on first start. An interrupted first start leaves
+    /// a root branch without PG_VERSION and no children: it is recreated.
+    pub async fn bootstrap(&self) -> Result<()> {
+        let name = self.settings.root_branch.clone();
+        if let Ok(tl) = self.store.branch_timeline(&name) {
+            let r = self.store.reader(tl, None)?;
+            if r.resolve("PG_VERSION")?.is_some() {
+                return Ok(());
+            }
+            let has_children = self
+                .store
+                .branches()
+                .iter()
+                .any(|c| c.parent.as_deref() == Some(name.as_str()));
+            if has_children {
+                bail!("root branch '{name}' has no PG_VERSION but has children; refusing to re-initialise it");
+            }
+            tracing::warn!(
+                branch = name,
+                "recreating a root branch whose initdb never finished"
+            );
+            drop(r);
+            self.store.delete_branch(&name)?;
+        }
+        let pg = &self.installs[0];
+        tracing::info!(
+            branch = name,
+            version = pg.version,
+            "initdb of the root branch"
+        );
+        let info = self
+            .store
+            .create_root_branch(&name, self.user.uid, self.user.gid)?;
+        let tl = self.store.branch_timeline(&info.name)?;
+        let mount = self.mount_view(&name, tl)?;
+        let r = postgres::initdb(pg, &self.user, mount.path(), &self.log_path(&name)).await;
+        tokio::task::spawn_blocking(move || mount.unmount()).await??;
+        r?;
+        self.store.sync()?;
+        Ok(())
+    }
+
+    /// The compute of `name`, started if it is not running.
+    pub async fn ensure_running(&self, name: &str) -> Result<Endpoint> {
+        let slot = self.slot(name);
+        let mut s = slot.lock().await;
+        self.ensure_running_locked(name, &mut s).await
+    }
+
+    async fn ensure_running_locked(&self, name: &str, s: &mut Slot) -> Result<Endpoint> {
+        if let Some(r) = s.running.as_mut() {
+            if let Some(st) = r.pg.exited() {
+                let msg = format!("postgres exited ({st}); see {}", r.pg.log.display());
+                tracing::error!(branch = name, "{msg}");
+                s.last_error = Some(msg);
+                let r = s.running.take().unwrap();
+                self.teardown(r).await;
+            }
+        }
+        if s.running.is_none() {
+            match self.start(name).await {
+                Ok(r) => {
+                    s.running = Some(r);
+                    s.last_error = None;
+                }
+                Err(e) => {
+                    s.last_error = Some(format!("{e:#}"));
+                    return Err(e);
+                }
+            }
+        }
+        let r = s.running.as_mut().unwrap();
+        r.last_active = Instant::now();
+        Ok(Endpoint {
+            branch: name.to_string(),
+            socket_dir: r.pg.sockdir.clone(),
+            port: postgres::PORT,
+            user: postgres::SUPERUSER.into(),
+            database: "postgres".into(),
+            pid: r.pg.pid,
+            pg_bindir: r.install.bindir.clone(),
+        })
+    }
+
+    async fn start(&self, name: &str) -> Result<Running> {
+        let info = self.store.branch(name)?;
+        if info.snapshot {
+            bail!("'{name}' is a snapshot: it is never written, so it has no compute; create a branch from it");
+        }
+        let tl = self.store.branch_timeline(name)?;
+        let t0 = Instant::now();
+        let mount = self.mount_view(name, tl)?;
+        let pgdata = mount.path().to_path_buf();
+        let version = std::fs::read_to_string(pgdata.join("PG_VERSION")).with_context(|| {
+            format!("branch '{name}' holds no Postgres cluster (no PG_VERSION)")
+        })?;
+        let major: u32 = version
+            .trim()
+            .parse()
+            .with_context(|| format!("PG_VERSION of branch '{name}' says {version:?}"))?;
+        let install = pg::for_major(&self.installs, major)?.clone();
+        // A branch inherits its parent's postmaster.pid; the pid in it may be the parent's live
+        // postmaster, which would make this one refuse to start. No postmaster runs on this
+        // timeline (we hold its slot), so the file is stale by construction.
+        match std::fs::remove_file(pgdata.join("postmaster.pid")) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).context("removing the stale postmaster.pid"),
+        }
+        let sockdir = self.run_dir.join("s").join(short(tl));
+        let _ = std::fs::remove_dir_all(&sockdir);
+        mkdir(&sockdir, 0o700)?;
+        std::os::unix::fs::chown(&sockdir, Some(self.user.uid), Some(self.user.gid))
+            .context("handing the socket directory to the compute user")?;
+        let log = self.log_path(name);
+        let mut pg = Postgres::spawn(&install, &self.user, &pgdata, &sockdir, &log, name)?;
+        let pidfile = self.run_dir.join("p").join(short(tl));
+        std::fs::write(&pidfile, format!("{}\n{}\n", pg.pid, pgdata.display()))?;
+        if let Err(e) = pg.wait_ready(self.settings.start_timeout).await {
+            let _ = pg.stop(Duration::from_secs(1)).await;
+            let _ = std::fs::remove_file(&pidfile);
+            tokio::task::spawn_blocking(move || mount.unmount()).await??;
+            return Err(e.context(format!("starting the compute of branch '{name}'")));
+        }
+        tracing::info!(branch = name, pid = pg.pid, elapsed = ?t0.elapsed(), "compute started");
+        Ok(Running {
+            pg,
+            mount,
+            tl,
+            started_at: SystemTime::now(),
+            last_active: Instant::now(),
+            install,
+        })
+    }
+
+    /// Stops the postmaster, unmounts the view, forgets the pid file.
+    async fn teardown(&self, r: Running) {
+        let Running { pg, mount, tl, .. } = r;
+        if let Err(e) = pg.stop(self.settings.stop_grace).await {
+            tracing::error!(timeline = %tl, "stopping postgres: {e:#}");
+        }
+        let _ = std::fs::remove_file(self.run_dir.join("p").join(short(tl)));
+        let _ = std::fs::remove_dir_all(self.run_dir.join("s").join(short(tl)));
+        match tokio::task::spawn_blocking(move || mount.unmount()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(timeline = %tl, "unmounting: {e}"),
+            Err(e) => tracing::error!(timeline = %tl, "unmounting: {e}"),
+        }
+        let _ = std::fs::remove_dir(self.run_dir.join("m").join(short(tl)));
+        if let Err(e) = self.store.sync() {
+            tracing::error!("syncing the store after a compute stopped: {e}");
+        }
+    }
+
+    /// Stops `name`'s compute if it runs. Returns whether it was running.
+    pub async fn stop(&self, name: &str) -> Result<bool> {
+        let slot = self.slot(name);
+        let mut s = slot.lock().await;
+        match s.running.take() {
+            Some(r) => {
+                self.teardown(r).await;
+                tracing::info!(branch = name, "compute stopped");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Asks `name`'s compute for a CHECKPOINT if it runs. Failure is logged, not fatal: the
+    /// branch is still crash-consistent, its recovery is just longer.
+    async fn checkpoint_if_running(&self, name: &str) {
+        if !self.settings.checkpoint_before_branch {
+            return;
+        }
+        let slot = self.slot(name);
+        let s = slot.lock().await;
+        if let Some(r) = s.running.as_ref() {
+            let t = Instant::now();
+            match postgres::query_one(&r.pg.sockdir, "CHECKPOINT").await {
+                Ok(_) => {
+                    tracing::debug!(branch = name, elapsed = ?t.elapsed(), "checkpoint before branching")
+                }
+                Err(e) => {
+                    tracing::warn!(branch = name, "CHECKPOINT before branching failed: {e:#}")
+                }
+            }
+        }
+    }
+
+    pub async fn create_branch(
+        &self,
+        name: &str,
+        from: &str,
+        at: At,
+        snapshot: bool,
+    ) -> Result<BranchInfo> {
+        self.store.branch(from)?;
+        if at == At::Head {
+            self.checkpoint_if_running(from).await;
+        }
+        let info = if snapshot {
+            self.store.create_snapshot(name, from, at)?
+        } else {
+            self.store.create_branch(name, from, at)?
+        };
+        self.store.sync()?;
+        Ok(info)
+    }
+
+    /// Moves `name` to a new timeline (reset to its parent's head, or restore from `from` at
+    /// `at`). A running compute is stopped first and started again on the new timeline.
+    pub async fn repoint(&self, name: &str, restore: Option<(&str, At)>) -> Result<BranchInfo> {
+        let info = self.store.branch(name)?;
+        let parent = match restore {
+            Some((from, at)) => (at == At::Head).then_some(from.to_string()),
+            None => Some(info.parent.clone().ok_or_else(|| {
+                anyhow::anyhow!("'{name}' is a root branch: it has no parent to reset to")
+            })?),
+        };
+        if let Some(p) = parent.as_deref() {
+            if p != name {
+                self.checkpoint_if_running(p).await;
+            }
+        }
+        let slot = self.slot(name);
+        let mut s = slot.lock().await;
+        let was_running = s.running.is_some();
+        if let Some(r) = s.running.take() {
+            self.teardown(r).await;
+        }
+        let info = match restore {
+            Some((from, at)) => self.store.restore_branch(name, from, at)?,
+            None => self.store.reset_branch(name)?,
+        };
+        self.store.sync()?;
+        if was_running {
+            self.ensure_running_locked(name, &mut s).await?;
+        }
+        Ok(info)
+    }
+
+    pub async fn delete_branch(&self, name: &str) -> Result<()> {
+        if name == self.settings.root_branch {
+            bail!("'{name}' is the default branch and cannot be deleted");
+        }
+        self.store.branch(name)?;
+        let slot = self.slot(name);
+        let mut s = slot.lock().await;
+        if let Some(r) = s.running.take() {
+            self.teardown(r).await;
+        }
+        self.store.delete_branch(name)?;
+        self.store.sync()?;
+        drop(s);
+        self.slots.lock().unwrap().remove(name);
+        Ok(())
+    }
+
+    pub async fn status(&self, name: &str) -> ComputeStatus {
+        let slot = self.slot(name);
+        let s = slot.lock().await;
+        match s.running.as_ref() {
+            Some(r) => ComputeStatus {
+                state: "running".into(),
+                pid: Some(r.pg.pid),
+                started_at: Some(fmt_time(r.started_at)),
+                idle_seconds: Some(r.last_active.elapsed().as_secs()),
+                socket_dir: Some(r.pg.sockdir.clone()),
+                last_error: s.last_error.clone(),
+            },
+            None => ComputeStatus {
+                state: "stopped".into(),
+                pid: None,
+                started_at: None,
+                idle_seconds: None,
+                socket_dir: None,
+                last_error: s.last_error.clone(),
+            },
+        }
+    }
+
+    /// One pass of the idle reaper: notes activity, stops computes idle past `idle_stop`, and
+    /// clears computes whose postmaster died.
+    pub async fn reap_idle(&self) {
+        let slots: Vec<(String, SlotRef)> = self
+            .slots
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, slot) in slots {
+            // A slot busy with a start, stop or branch operation is not idle.
+            let Ok(mut s) = slot.try_lock() else { continue };
+            let Some(r) = s.running.as_mut() else {
+                continue;
+            };
+            if let Some(st) = r.pg.exited() {
+                let msg = format!("postgres exited ({st}); see {}", r.pg.log.display());
+                tracing::error!(branch = name, "{msg}");
+                s.last_error = Some(msg);
+                let r = s.running.take().unwrap();
+                self.teardown(r).await;
+                continue;
+            }
+            match postgres::client_sessions(&r.pg.sockdir).await {
+                Ok(n) if n > 0 => r.last_active = Instant::now(),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(branch = name, "activity check: {e:#}"),
+            }
+            let idle = r.last_active.elapsed();
+            if !self.settings.idle_stop.is_zero() && idle >= self.settings.idle_stop {
+                tracing::info!(branch = name, ?idle, "stopping an idle compute");
+                let r = s.running.take().unwrap();
+                self.teardown(r).await;
+            }
+        }
+    }
+
+    /// Stops every compute (concurrently) and unmounts every view.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let slots: Vec<(String, SlotRef)> = self
+            .slots
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (name, slot) in slots {
+            let me = self.clone();
+            tasks.spawn(async move {
+                let mut s = slot.lock().await;
+                if let Some(r) = s.running.take() {
+                    me.teardown(r).await;
+                    tracing::info!(branch = name, "compute stopped");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Names of branches with a running compute.
+    pub async fn running(&self) -> Vec<String> {
+        let slots: Vec<(String, SlotRef)> = self
+            .slots
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (name, slot) in slots {
+            if slot.lock().await.running.is_some() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Where the view of `name` would be mounted (import uses it while no compute runs).
+    pub fn mount_for_import(&self, name: &str, tl: TimelineId) -> Result<Mount> {
+        self.mount_view(name, tl)
+    }
+
+    pub fn log_of(&self, name: &str) -> PathBuf {
+        self.log_path(name)
+    }
+}

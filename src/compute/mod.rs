@@ -1,0 +1,14 @@
+//! compute: one unmodified Postgres per running branch, on the FUSE view of its timeline.
+//!
+//! `pg.rs` finds binaries, `user.rs` the unprivileged user, `postgres.rs` drives one postmaster,
+//! `manager.rs` owns them all (start on demand, idle stop, branch operations that must stop or
+//! checkpoint a compute). `tree.rs` copies a directory tree into a branch and out (import and
+//! export of stopped clusters). This layer never reads or writes pages itself.
+
+mod manager;
+pub mod pg;
+pub mod postgres;
+pub mod tree;
+pub mod user;
+
+pub use manager::{run_dir, ComputeStatus, Computes, Endpoint, Settings};

@@ -1,0 +1,589 @@
+//! The FUSE view of one timeline: every POSIX call Postgres makes on its data directory becomes
+//! one storage call on that timeline.
+//!
+//! The view holds no durable state (DESIGN.md, fs). Each mutating call is one store commit that
+//! finishes before the reply, so writes reach the store in the order the syscalls complete and a
+//! branch cut at any lsn sees a prefix of them: exactly what a crash would have left. `fsync` is
+//! the store's sync.
+//!
+//! Caching: the kernel keeps file pages (`FOPEN_KEEP_CACHE`) and attributes for a long TTL. That
+//! is safe because a timeline is written only through its one mount (a branch name owns its
+//! timeline, and reset or restore remount on a fresh one). The kernel writeback cache is off:
+//! with it, a write would be acknowledged before it reached the store and a branch point could
+//! cut between two writes in an order Postgres never issued.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+
+use crate::storage::{self, Attr, FileKind, Ino, NewNode, SetAttr, Store, TimelineId};
+
+/// How long the kernel may trust an entry or attributes we returned. Long, because nothing but
+/// this mount changes the timeline.
+const TTL: Duration = Duration::from_secs(60);
+
+/// Counters a caller can read while the view is mounted (status, tests).
+#[derive(Debug, Default)]
+pub struct ViewStats {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub syncs: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// One timeline as a directory tree.
+pub struct TimelineView {
+    store: Arc<Store>,
+    tl: TimelineId,
+    /// A snapshot of each open directory's entries, so paging through a directory with
+    /// `readdir(offset)` is stable while it changes.
+    dirs: Mutex<HashMap<u64, Arc<Vec<(Vec<u8>, Ino, FileType)>>>>,
+    next_fh: AtomicU64,
+    stats: Arc<ViewStats>,
+}
+
+impl TimelineView {
+    pub fn new(store: Arc<Store>, tl: TimelineId, stats: Arc<ViewStats>) -> TimelineView {
+        TimelineView {
+            store,
+            tl,
+            dirs: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            stats,
+        }
+    }
+
+    /// Turns a store error into an errno. Namespace errors keep their meaning; anything else
+    /// (corruption, RocksDB I/O) is logged with its full description and becomes EIO, so the
+    /// bad bytes never reach Postgres.
+    fn errno(&self, op: &str, e: storage::Error) -> Errno {
+        if let Some(n) = e.errno() {
+            return Errno::from_i32(n.raw());
+        }
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        match e {
+            storage::Error::ReadOnly(_) => Errno::EROFS,
+            e => {
+                tracing::error!(timeline = %self.tl, "{op}: {e}");
+                Errno::EIO
+            }
+        }
+    }
+
+    fn attr_of(&self, ino: Ino) -> Result<FileAttr, storage::Error> {
+        let a = self.store.reader(self.tl, None)?.getattr(ino)?;
+        Ok(file_attr(ino, &a))
+    }
+
+    fn reply_entry(&self, op: &str, r: Result<(Ino, Attr), storage::Error>, reply: ReplyEntry) {
+        match r {
+            Ok((ino, a)) => reply.entry(&TTL, &file_attr(ino, &a), Generation(0)),
+            Err(e) => reply.error(self.errno(op, e)),
+        }
+    }
+
+    fn done(&self, op: &str, r: Result<impl Sized, storage::Error>, reply: ReplyEmpty) {
+        match r {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(self.errno(op, e)),
+        }
+    }
+
+    fn sync(&self, reply: ReplyEmpty) {
+        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        let r = self.store.sync();
+        self.done("fsync", r, reply)
+    }
+}
+
+fn kind(k: FileKind) -> FileType {
+    match k {
+        FileKind::File => FileType::RegularFile,
+        FileKind::Dir => FileType::Directory,
+        FileKind::Symlink => FileType::Symlink,
+    }
+}
+
+fn time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn nanos(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i64,
+        Err(e) => -(e.duration().as_nanos() as i64),
+    }
+}
+
+fn file_attr(ino: Ino, a: &Attr) -> FileAttr {
+    let mtime = time(a.mtime);
+    FileAttr {
+        ino: INodeNo(ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: mtime,
+        mtime,
+        ctime: time(a.ctime),
+        crtime: time(a.ctime),
+        kind: kind(a.kind),
+        perm: (a.mode & 0o7777) as u16,
+        nlink: if a.kind == FileKind::Dir { 2 } else { 1 },
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: storage::PAGE_SIZE as u32,
+        flags: 0,
+    }
+}
+
+fn name(n: &OsStr) -> &[u8] {
+    n.as_bytes()
+}
+
+impl Filesystem for TimelineView {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Let one request carry up to 1 MiB (Postgres writes 8 KiB pages, bulk loads and
+        // pg_basebackup write more), and read ahead like a local disk would.
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        let r = (|| -> Result<(Ino, Attr), storage::Error> {
+            let rd = self.store.reader(self.tl, None)?;
+            let ino = rd.lookup(parent.0, name(n))?.ok_or_else(|| {
+                storage::Error::fs(storage::Errno::NotFound, "lookup".to_string())
+            })?;
+            Ok((ino, rd.getattr(ino)?))
+        })();
+        match r {
+            // ENOENT is an answer, not a failure: do not count or log it.
+            Err(e) if e.errno() == Some(storage::Errno::NotFound) => reply.error(Errno::ENOENT),
+            r => self.reply_entry("lookup", r, reply),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.attr_of(ino.0) {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(self.errno("getattr", e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            mtime: mtime.map(|t| match t {
+                TimeOrNow::SpecificTime(t) => nanos(t),
+                TimeOrNow::Now => self.store.now(),
+            }),
+        };
+        match self.store.setattr(self.tl, ino.0, &set) {
+            Ok(a) => reply.attr(&TTL, &file_attr(ino.0, &a)),
+            Err(e) => reply.error(self.errno("setattr", e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self
+            .store
+            .reader(self.tl, None)
+            .and_then(|r| r.readlink(ino.0))
+        {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(self.errno("readlink", e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Only regular files: a data directory holds no devices, fifos or sockets.
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            return reply.error(Errno::EPERM);
+        }
+        let r = self.store.create(
+            self.tl,
+            parent.0,
+            name(n),
+            NewNode::File,
+            mode & !umask,
+            req.uid(),
+            req.gid(),
+        );
+        self.reply_entry("mknod", r, reply)
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self.store.create(
+            self.tl,
+            parent.0,
+            name(n),
+            NewNode::Dir,
+            mode & !umask,
+            req.uid(),
+            req.gid(),
+        );
+        self.reply_entry("mkdir", r, reply)
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let r = self.store.unlink(self.tl, parent.0, name(n));
+        self.done("unlink", r, reply)
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        let r = self.store.rmdir(self.tl, parent.0, name(n));
+        self.done("rmdir", r, reply)
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = self.store.create(
+            self.tl,
+            parent.0,
+            name(link_name),
+            NewNode::Symlink(target.as_os_str().as_bytes()),
+            0o777,
+            req.uid(),
+            req.gid(),
+        );
+        self.reply_entry("symlink", r, reply)
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(Errno::EINVAL);
+        }
+        if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            // Checked before the commit; the kernel holds the directory locks, so no other
+            // rename into this name can race with us through this mount.
+            match self
+                .store
+                .reader(self.tl, None)
+                .and_then(|r| r.lookup(newparent.0, name(newname)))
+            {
+                Ok(Some(_)) => return reply.error(Errno::EEXIST),
+                Ok(None) => {}
+                Err(e) => return reply.error(self.errno("rename", e)),
+            }
+        }
+        let r = self
+            .store
+            .rename(self.tl, parent.0, name(n), newparent.0, name(newname));
+        self.done("rename", r, reply)
+    }
+
+    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.stats.reads.fetch_add(1, Ordering::Relaxed);
+        match self
+            .store
+            .reader(self.tl, None)
+            .and_then(|r| r.read(ino.0, offset, size as usize))
+        {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(self.errno("read", e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        match self.store.write(self.tl, ino.0, offset, data) {
+            Ok(_) => {
+                self.stats
+                    .bytes_written
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                reply.written(data.len() as u32)
+            }
+            Err(e) => reply.error(self.errno("write", e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Every write already reached the store; close(2) has nothing left to push.
+        reply.ok()
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.sync(reply)
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let r = (|| -> Result<_, storage::Error> {
+            let rd = self.store.reader(self.tl, None)?;
+            let mut out = Vec::new();
+            for (n, child) in rd.readdir(ino.0)? {
+                out.push((n, child, kind(rd.getattr(child)?.kind)));
+            }
+            Ok(out)
+        })();
+        match r {
+            Ok(entries) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.dirs.lock().unwrap().insert(fh, Arc::new(entries));
+                reply.opened(FileHandle(fh), FopenFlags::empty())
+            }
+            Err(e) => reply.error(self.errno("opendir", e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(entries) = self.dirs.lock().unwrap().get(&fh.0).cloned() else {
+            return reply.error(Errno::EBADF);
+        };
+        // Offsets: 1 is after ".", 2 after "..", 3 + i after entry i.
+        let dots: [(&[u8], Ino, FileType); 2] = [
+            (b".", ino.0, FileType::Directory),
+            (b"..", ino.0, FileType::Directory),
+        ];
+        let all = dots
+            .iter()
+            .map(|(n, i, k)| (*n, *i, *k))
+            .chain(entries.iter().map(|(n, i, k)| (n.as_slice(), *i, *k)));
+        for (i, (n, child, k)) in all.enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(child), i as u64 + 1, k, OsStr::from_bytes(n)) {
+                break;
+            }
+        }
+        reply.ok()
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs.lock().unwrap().remove(&fh.0);
+        reply.ok()
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.sync(reply)
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // The space that matters is the space under the store.
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        let path = std::ffi::CString::new(self.store.path().as_os_str().as_bytes()).unwrap();
+        if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
+            return reply.error(Errno::EIO);
+        }
+        let scale = (s.f_frsize as u64).max(1);
+        let bs = storage::PAGE_SIZE as u64;
+        reply.statfs(
+            s.f_blocks as u64 * scale / bs,
+            s.f_bfree as u64 * scale / bs,
+            s.f_bavail as u64 * scale / bs,
+            s.f_files as u64,
+            s.f_ffree as u64,
+            bs as u32,
+            255,
+            bs as u32,
+        )
+    }
+
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _n: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::from_i32(libc::ENOTSUP))
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        // No extended attributes: an empty list.
+        if size == 0 {
+            reply.size(0)
+        } else {
+            reply.data(&[])
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // `default_permissions` makes the kernel check modes and owners itself.
+        reply.ok()
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.store.create(
+            self.tl,
+            parent.0,
+            name(n),
+            NewNode::File,
+            mode & !umask,
+            req.uid(),
+            req.gid(),
+        ) {
+            Ok((ino, a)) => reply.created(
+                &TTL,
+                &file_attr(ino, &a),
+                Generation(0),
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            ),
+            Err(e) => reply.error(self.errno("create", e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // Space is not reserved in a copy-on-write store; what matters to callers is the size.
+        // Punching or collapsing holes is not supported.
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        }
+        let r = (|| -> Result<(), storage::Error> {
+            let a = self.store.reader(self.tl, None)?.getattr(ino.0)?;
+            let end = offset.saturating_add(length);
+            if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > a.size {
+                self.store.setattr(
+                    self.tl,
+                    ino.0,
+                    &SetAttr {
+                        size: Some(end),
+                        ..Default::default()
+                    },
+                )?;
+            }
+            Ok(())
+        })();
+        self.done("fallocate", r, reply)
+    }
+}
