@@ -38,6 +38,9 @@ pub struct DaemonArgs {
     /// How often the idle reaper checks computes.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, hide = true)]
     reap_every: Duration,
+    /// How often background GC runs (tests lengthen it to observe GC on demand).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
+    gc_every: Duration,
 }
 
 impl DaemonArgs {
@@ -48,6 +51,7 @@ impl DaemonArgs {
             format!("--compute-user={}", self.compute_user),
             format!("--start-timeout={}s", self.start_timeout.as_secs()),
             format!("--reap-every={}ms", self.reap_every.as_millis()),
+            format!("--gc-every={}s", self.gc_every.as_secs()),
         ];
         if self.no_checkpoint_before_branch {
             v.push("--no-checkpoint-before-branch".into());
@@ -70,7 +74,7 @@ impl DaemonArgs {
                 compute_user: self.compute_user.clone(),
                 ..Settings::default()
             },
-            gc_every: Duration::from_secs(60),
+            gc_every: self.gc_every,
             reap_every: self.reap_every,
         }
     }

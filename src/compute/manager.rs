@@ -299,6 +299,7 @@ impl Computes {
         let mount = self.mount_view(&name, tl)?;
         let r = postgres::initdb(pg, &self.user, mount.path(), &self.log_path(&name)).await;
         tokio::task::spawn_blocking(move || mount.unmount()).await??;
+        let _ = std::fs::remove_dir(self.run_dir.join("m").join(short(tl)));
         r?;
         self.store.sync()?;
         Ok(())
@@ -602,6 +603,18 @@ impl Computes {
             });
         }
         while tasks.join_next().await.is_some() {}
+        // Leave no trace in the runtime directory. Only empty directories are removed (never
+        // recursively: a directory that is still a mount point would lead into a branch).
+        for sub in ["m", "s", "p"] {
+            let d = self.run_dir.join(sub);
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+        let _ = std::fs::remove_dir(&self.run_dir);
     }
 
     /// Names of branches with a running compute.

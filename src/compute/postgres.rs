@@ -32,7 +32,11 @@ maintenance_work_mem = 32MB\n\
 min_wal_size = 32MB\n\
 max_wal_size = 512MB\n\
 huge_pages = off\n\
-dynamic_shared_memory_type = posix\n";
+dynamic_shared_memory_type = posix\n\
+# copy-on-write storage: a new WAL segment costs nothing to create, zero-filling or\n\
+# recycling one only writes pages that are never read\n\
+wal_init_zero = off\n\
+wal_recycle = off\n";
 
 fn command(pg: &PgInstall, bin: &str, user: &ComputeUser, log: &Path) -> Result<Command> {
     let mut c = Command::new(pg.bin(bin));
@@ -157,7 +161,20 @@ impl Postgres {
             }
             match query_one(&self.sockdir, "SELECT 1").await {
                 Ok(_) => return Ok(()),
-                Err(e) => last_err = e.to_string(),
+                Err(e) => {
+                    // Any answer from the server other than "starting up" means it accepts
+                    // connections: a cluster without our superuser or database still runs.
+                    let code = e
+                        .downcast_ref::<tokio_postgres::Error>()
+                        .and_then(|e| e.code().cloned());
+                    match code {
+                        Some(c) if c != tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW => {
+                            tracing::warn!(log = %self.log.display(), "compute is up but answers: {e:#}");
+                            return Ok(());
+                        }
+                        _ => last_err = format!("{e:#}"),
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

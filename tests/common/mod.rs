@@ -127,3 +127,136 @@ pub fn listing(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A lakelet daemon for one test: its own data directory (hence its own runtime directory and
+/// mounts) and a free API port. Dropping it stops everything, even after a panic or a SIGKILL
+/// of the daemon: computes recorded in the runtime directory are killed, views detached.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub run_dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn up(extra: &[&str]) -> Daemon {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let mut args = vec!["up", "--api-port", "0", "--gc-every", "3600s"];
+        args.extend_from_slice(extra);
+        run(&dir, &args);
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("daemon.json")).unwrap())
+                .unwrap();
+        Daemon {
+            run_dir: PathBuf::from(info["run_dir"].as_str().unwrap()),
+            dir,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> String {
+        run(&self.dir, args)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.run(&a)).unwrap()
+    }
+
+    /// `lakelet ARGS`, expected to fail: returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = lakelet()
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "lakelet {args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs SQL on a branch through `lakelet psql`; returns psql's unaligned output.
+    pub fn sql(&self, branch: &str, sql: &str) -> String {
+        self.run(&["psql", branch, "--", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .trim()
+            .to_string()
+    }
+
+    /// Starts the branch's compute; its endpoint as JSON.
+    pub fn endpoint(&self, branch: &str) -> serde_json::Value {
+        self.json(&["branch", "start", branch])
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.dir.join("daemon.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["pid"].as_i64().map(|p| p as i32)
+    }
+
+    pub fn down(&self) {
+        self.run(&["down"]);
+    }
+
+    /// Last resort: what `lakelet up` does after a crash, without starting anything.
+    fn force_cleanup(&self) {
+        if let Some(pid) = self.pid() {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if let Ok(rd) = std::fs::read_dir(self.run_dir.join("p")) {
+            for e in rd.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                if let Some(pid) = text.lines().next().and_then(|l| l.parse::<i32>().ok()) {
+                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+            for l in info.lines() {
+                if let Some(mp) = l.split(' ').nth(4) {
+                    if Path::new(mp).starts_with(&self.run_dir) {
+                        let _ = Command::new("umount").args(["-l", mp]).status();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let ok = lakelet()
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("down")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok || std::thread::panicking() {
+            self.force_cleanup();
+        }
+        // Never recursive: a leftover mount point would lead into branch data.
+        for sub in ["m", "s", "p"] {
+            if let Ok(rd) = std::fs::read_dir(self.run_dir.join(sub)) {
+                for e in rd.flatten() {
+                    let _ = std::fs::remove_dir(e.path());
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(self.run_dir.join(sub));
+        }
+        let _ = std::fs::remove_dir(&self.run_dir);
+    }
+}
+
+/// Mount points at or under `root` (from /proc/self/mountinfo).
+pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(root))
+        .collect()
+}
