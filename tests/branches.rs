@@ -19,14 +19,26 @@ fn branches_see_only_their_own_changes_and_the_past_stays_the_past() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     let t1 = now_rfc3339();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    d.sql("main", "insert into t select g, 'later' from generate_series(1001, 1500) g");
+    d.sql(
+        "main",
+        "insert into t select g, 'later' from generate_series(1001, 1500) g",
+    );
 
     d.run(&["branch", "create", "feature"]);
-    d.sql("feature", "update t set side = 'feature' where id <= 10; delete from t where id > 1400");
-    d.sql("main", "update t set side = 'main-2' where id > 990 and id <= 1000");
+    d.sql(
+        "feature",
+        "update t set side = 'feature' where id <= 10; delete from t where id > 1400",
+    );
+    d.sql(
+        "main",
+        "update t set side = 'main-2' where id > 990 and id <= 1000",
+    );
 
     assert_eq!(
-        d.sql("feature", "select side, count(*) from t group by 1 order by 1"),
+        d.sql(
+            "feature",
+            "select side, count(*) from t group by 1 order by 1"
+        ),
         "feature|10\nlater|400\nmain|990"
     );
     assert_eq!(
@@ -48,7 +60,10 @@ fn branches_see_only_their_own_changes_and_the_past_stays_the_past() {
     // Reset: the branch's own changes are gone; it now matches main's current state.
     d.run(&["branch", "reset", "feature"]);
     assert_eq!(
-        d.sql("feature", "select side, count(*) from t group by 1 order by 1"),
+        d.sql(
+            "feature",
+            "select side, count(*) from t group by 1 order by 1"
+        ),
         "later|500\nmain|990\nmain-2|10"
     );
 }
@@ -61,9 +76,16 @@ fn deleting_a_branch_frees_what_it_wrote() {
         "big",
         "create table filler as select g, repeat('x', 500) as pad from generate_series(1, 40000) g",
     );
-    let own = d.json(&["branch", "usage", "big"])["own_bytes"].as_u64().unwrap();
-    assert!(own > 20 << 20, "the branch should own its ~20 MiB table: {own}");
-    let main_before = d.json(&["branch", "usage", "main"])["own_bytes"].as_u64().unwrap();
+    let own = d.json(&["branch", "usage", "big"])["own_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        own > 20 << 20,
+        "the branch should own its ~20 MiB table: {own}"
+    );
+    let main_before = d.json(&["branch", "usage", "main"])["own_bytes"]
+        .as_u64()
+        .unwrap();
     d.run(&["branch", "delete", "big"]);
     let r = d.json(&["gc"]);
     assert!(r["removed_timelines"].as_u64().unwrap() >= 1, "{r}");
@@ -71,8 +93,13 @@ fn deleting_a_branch_frees_what_it_wrote() {
         r["deleted_bytes"].as_u64().unwrap() >= own / 2,
         "gc freed {r} of the {own} bytes the deleted branch owned"
     );
-    let main_after = d.json(&["branch", "usage", "main"])["own_bytes"].as_u64().unwrap();
-    assert!(main_after >= main_before / 2, "gc took main's data: {main_before} -> {main_after}");
+    let main_after = d.json(&["branch", "usage", "main"])["own_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        main_after >= main_before / 2,
+        "gc took main's data: {main_before} -> {main_after}"
+    );
     assert_eq!(d.sql("main", "select 1"), "1");
 }
 
@@ -117,7 +144,10 @@ fn idle_computes_stop_and_start_again_on_demand() {
         if st["branches"][0]["compute"]["state"] == "stopped" {
             break;
         }
-        assert!(t.elapsed().as_secs() < 60, "the idle compute never stopped: {st}");
+        assert!(
+            t.elapsed().as_secs() < 60,
+            "the idle compute never stopped: {st}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(

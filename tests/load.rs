@@ -37,7 +37,12 @@ fn amcheck(d: &Daemon, branch: &str) {
         .env("PGHOST", ep["socket_dir"].as_str().unwrap())
         .env("PGPORT", ep["port"].to_string())
         .env("PGUSER", "postgres")
-        .args(["--heapallindexed", "--rootdescend", "--database", "postgres"])
+        .args([
+            "--heapallindexed",
+            "--rootdescend",
+            "--database",
+            "postgres",
+        ])
         .output()
         .unwrap();
     let report = format!(
@@ -60,7 +65,10 @@ fn tpcb_consistent(d: &Daemon, branch: &str) {
            and (select sum(tbalance) from pgbench_tellers) = (select coalesce(sum(delta), 0) from pgbench_history) \
            and (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) from pgbench_history)",
     );
-    assert_eq!(r, "t", "TPC-B balances disagree with the history on '{branch}'");
+    assert_eq!(
+        r, "t",
+        "TPC-B balances disagree with the history on '{branch}'"
+    );
 }
 
 struct Bench(Child);
@@ -76,7 +84,11 @@ fn branches_cut_under_pgbench_load_recover_and_pass_amcheck() {
     let d = Daemon::up(&["--idle-stop", "0s"]);
     let ep = d.endpoint("main");
     let st = pgbench(&ep, &["-i", "-s", "2", "-q"]).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let secs = env_u64("LAKELET_LOAD_SECS", 40);
     let load = Bench(
         pgbench(&ep, &["-c", "4", "-j", "2", "-T", &secs.to_string(), "-n"])
@@ -94,7 +106,10 @@ fn branches_cut_under_pgbench_load_recover_and_pass_amcheck() {
             d.run(&["branch", "create", &name]);
         } else {
             // Branching at an lsn skips the checkpoint: a raw crash-consistent cut.
-            let lsn = d.json(&["status"])["last_lsn"].as_u64().unwrap().to_string();
+            let lsn = d.json(&["status"])["last_lsn"]
+                .as_u64()
+                .unwrap()
+                .to_string();
             d.run(&["branch", "create", &name, "--at", &lsn]);
         }
         std::thread::sleep(Duration::from_millis(secs * 1000 / (n + 2)));
@@ -105,7 +120,10 @@ fn branches_cut_under_pgbench_load_recover_and_pass_amcheck() {
         tpcb_consistent(&d, &name);
         amcheck(&d, &name);
         // The child is writable and its own.
-        d.sql(&name, "insert into pgbench_history values (1, 1, 1, 0, now(), 'child')");
+        d.sql(
+            &name,
+            "insert into pgbench_history values (1, 1, 1, 0, now(), 'child')",
+        );
         d.run(&["branch", "stop", &name]);
     }
     tpcb_consistent(&d, "main");
@@ -117,7 +135,11 @@ fn sigkill_of_the_daemon_under_load_loses_no_acknowledged_commit() {
     let d = Daemon::up(&["--idle-stop", "0s"]);
     let ep = d.endpoint("main");
     let st = pgbench(&ep, &["-i", "-s", "1", "-q"]).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     d.sql("main", "create table acks(id bigint primary key)");
     d.run(&["branch", "create", "side"]);
     let side = d.endpoint("side");
@@ -135,7 +157,10 @@ fn sigkill_of_the_daemon_under_load_loses_no_acknowledged_commit() {
                 .unwrap();
             rt.block_on(async move {
                 let mut cfg = tokio_postgres::Config::new();
-                cfg.host_path(&sock).port(5432).user("postgres").dbname("postgres");
+                cfg.host_path(&sock)
+                    .port(5432)
+                    .user("postgres")
+                    .dbname("postgres");
                 let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
                 tokio::spawn(conn);
                 let mut id = 1u64;
@@ -176,10 +201,21 @@ fn sigkill_of_the_daemon_under_load_loses_no_acknowledged_commit() {
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     drop((load_main, load_side));
-    assert!(before > 10, "the writer made too little progress ({before}) to prove anything");
+    assert!(
+        before > 10,
+        "the writer made too little progress ({before}) to prove anything"
+    );
 
     // Up again: stale computes and mounts are cleared, every branch starts by crash recovery.
-    d.run(&["up", "--api-port", "0", "--idle-stop", "0s", "--gc-every", "3600s"]);
+    d.run(&[
+        "up",
+        "--api-port",
+        "0",
+        "--idle-stop",
+        "0s",
+        "--gc-every",
+        "3600s",
+    ]);
     let got = d.sql("main", "select count(*), coalesce(max(id), 0) from acks");
     let (count, max): (u64, u64) = {
         let mut it = got.split('|').map(|v| v.parse().unwrap());

@@ -39,13 +39,25 @@ fn postgres_data_directory_round_trips_on_every_branch_and_lsn() {
         "initdb made a suspiciously small data directory"
     );
     let d = Daemon::up(&["--idle-stop", "0s"]);
-    let r = d.json(&["import", "--pgdata", pgdata.to_str().unwrap(), "--branch", "imp"]);
+    let r = d.json(&[
+        "import",
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+        "--branch",
+        "imp",
+    ]);
     assert_eq!(r["method"], "copy");
     d.run(&["branch", "create", "dev", "--from", "imp"]);
     let created = d.json(&["branch", "create", "snap", "--from", "imp", "--snapshot"]);
     let snap_lsn = created["start_lsn"].as_u64().unwrap();
     // The imported cluster runs (as the compute user) and changes itself after the branch point.
-    assert_eq!(d.sql("imp", "create table t as select 1 as x; select count(*) from t"), "1");
+    assert_eq!(
+        d.sql(
+            "imp",
+            "create table t as select 1 as x; select count(*) from t"
+        ),
+        "1"
+    );
     d.down();
 
     let uid = compute_uid();
@@ -110,9 +122,18 @@ fn bad_input_fails_with_a_clear_error_and_changes_nothing() {
         (vec!["branch", "reset", "main"], "no parent"),
         (vec!["branch", "delete", "ghost"], "does not exist"),
         (vec!["branch", "delete", "main"], "default branch"),
-        (vec!["psql", "ghost", "--", "-c", "select 1"], "does not exist"),
         (
-            vec!["import", "--pgdata", notdir.to_str().unwrap(), "--branch", "x"],
+            vec!["psql", "ghost", "--", "-c", "select 1"],
+            "does not exist",
+        ),
+        (
+            vec![
+                "import",
+                "--pgdata",
+                notdir.to_str().unwrap(),
+                "--branch",
+                "x",
+            ],
             "not a Postgres data directory",
         ),
         (

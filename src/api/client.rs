@@ -1,7 +1,7 @@
 //! The CLI's client of the daemon API: finds the daemon from DATA/daemon.json, authenticates
 //! with DATA/api-token, and turns API errors back into messages that say what to do.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -125,7 +125,7 @@ impl Client {
 
 /// ` --data-dir D` unless D is the default, for messages that suggest a command.
 pub fn data_dir_flag(data_dir: &Path) -> String {
-    if data_dir == PathBuf::from(".lakelet") || std::env::var_os("LAKELET_DATA_DIR").is_some() {
+    if data_dir == Path::new(".lakelet") || std::env::var_os("LAKELET_DATA_DIR").is_some() {
         String::new()
     } else {
         format!(" --data-dir {}", data_dir.display())

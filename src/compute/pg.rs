@@ -91,7 +91,7 @@ pub fn discover(configured: Option<&Path>) -> Result<Vec<PgInstall>> {
              --pg-bindir DIR"
         );
     }
-    found.sort_by(|a, b| b.major.cmp(&a.major));
+    found.sort_by_key(|p| std::cmp::Reverse(p.major));
     Ok(found)
 }
 

@@ -43,13 +43,16 @@ pub struct ViewStats {
     pub errors: AtomicU64,
 }
 
+/// The entries of an open directory: name, inode, kind.
+type DirListing = Vec<(Vec<u8>, Ino, FileType)>;
+
 /// One timeline as a directory tree.
 pub struct TimelineView {
     store: Arc<Store>,
     tl: TimelineId,
     /// A snapshot of each open directory's entries, so paging through a directory with
     /// `readdir(offset)` is stable while it changes.
-    dirs: Mutex<HashMap<u64, Arc<Vec<(Vec<u8>, Ino, FileType)>>>>,
+    dirs: Mutex<HashMap<u64, Arc<DirListing>>>,
     next_fh: AtomicU64,
     stats: Arc<ViewStats>,
 }

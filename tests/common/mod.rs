@@ -178,9 +178,18 @@ impl Daemon {
 
     /// Runs SQL on a branch through `lakelet psql`; returns psql's unaligned output.
     pub fn sql(&self, branch: &str, sql: &str) -> String {
-        self.run(&["psql", branch, "--", "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .trim()
-            .to_string()
+        self.run(&[
+            "psql",
+            branch,
+            "--",
+            "-XAtq",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .trim()
+        .to_string()
     }
 
     /// Starts the branch's compute; its endpoint as JSON.
