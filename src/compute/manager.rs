@@ -79,6 +79,20 @@ pub struct ComputeStatus {
     pub socket_dir: Option<PathBuf>,
     /// Why the last start failed or the compute died, if it did.
     pub last_error: Option<String>,
+    /// What the compute asked of its view since it started.
+    #[serde(default)]
+    pub view: Option<ViewCounters>,
+}
+
+/// FUSE requests that reached the store (page-cache hits never do).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ViewCounters {
+    pub reads: u64,
+    pub metadata: u64,
+    pub writes: u64,
+    pub bytes_written: u64,
+    pub syncs: u64,
+    pub errors: u64,
 }
 
 struct Running {
@@ -532,6 +546,18 @@ impl Computes {
                 idle_seconds: Some(r.last_active.elapsed().as_secs()),
                 socket_dir: Some(r.pg.sockdir.clone()),
                 last_error: s.last_error.clone(),
+                view: Some({
+                    use std::sync::atomic::Ordering::Relaxed;
+                    let v = &r.mount.stats;
+                    ViewCounters {
+                        reads: v.reads.load(Relaxed),
+                        metadata: v.metadata.load(Relaxed),
+                        writes: v.writes.load(Relaxed),
+                        bytes_written: v.bytes_written.load(Relaxed),
+                        syncs: v.syncs.load(Relaxed),
+                        errors: v.errors.load(Relaxed),
+                    }
+                }),
             },
             None => ComputeStatus {
                 state: "stopped".into(),
@@ -540,6 +566,7 @@ impl Computes {
                 idle_seconds: None,
                 socket_dir: None,
                 last_error: s.last_error.clone(),
+                view: None,
             },
         }
     }

@@ -37,6 +37,8 @@ const TTL: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub struct ViewStats {
     pub reads: AtomicU64,
+    /// getattr, lookup and open requests: with attributes cached these stay rare.
+    pub metadata: AtomicU64,
     pub writes: AtomicU64,
     pub bytes_written: AtomicU64,
     pub syncs: AtomicU64,
@@ -170,6 +172,7 @@ impl Filesystem for TimelineView {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        self.stats.metadata.fetch_add(1, Ordering::Relaxed);
         let r = (|| -> Result<(Ino, Attr), storage::Error> {
             let rd = self.store.reader(self.tl, None)?;
             let ino = rd.lookup(parent.0, name(n))?.ok_or_else(|| {
@@ -185,6 +188,7 @@ impl Filesystem for TimelineView {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.stats.metadata.fetch_add(1, Ordering::Relaxed);
         match self.attr_of(ino.0) {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(self.errno("getattr", e)),
@@ -346,6 +350,7 @@ impl Filesystem for TimelineView {
     }
 
     fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.stats.metadata.fetch_add(1, Ordering::Relaxed);
         reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
     }
 
