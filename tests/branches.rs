@@ -166,3 +166,50 @@ fn now_rfc3339() -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+#[test]
+fn import_of_a_live_server_becomes_an_independent_root_branch() {
+    let d = Daemon::up(&["--idle-stop", "0s"]);
+    d.sql(
+        "main",
+        "create table src as select g as id from generate_series(1, 5000) g",
+    );
+    // A live server: main's own compute, reached by its socket (pg_basebackup path).
+    let ep = d.endpoint("main");
+    let url = format!(
+        "postgresql:///postgres?host={}&port={}&user=postgres",
+        ep["socket_dir"].as_str().unwrap(),
+        ep["port"]
+    );
+    let r = d.json(&["import", "--from-url", &url, "--branch", "copy"]);
+    assert_eq!(r["method"], "pg_basebackup", "{r}");
+    assert_eq!(d.sql("copy", "select count(*) from src"), "5000");
+    let list = d.json(&["branch", "list"]);
+    let copy = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "copy")
+        .unwrap();
+    assert!(
+        copy["parent"].is_null(),
+        "an import is a root branch: {copy}"
+    );
+    // The copy is independent of its source.
+    d.sql("copy", "delete from src where id > 10");
+    assert_eq!(d.sql("main", "select count(*) from src"), "5000");
+    // Importing onto an existing name is refused and changes nothing.
+    let err = d.fails(&["import", "--from-url", &url, "--branch", "copy"]);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(d.sql("copy", "select count(*) from src"), "10");
+    // A server that cannot be reached: the import fails and leaves no branch behind.
+    let err = d.fails(&[
+        "import",
+        "--from-url",
+        "postgresql:///postgres?host=/nonexistent&port=1",
+        "--branch",
+        "ghost",
+    ]);
+    assert!(err.contains("import into 'ghost' failed"), "{err}");
+    assert!(!d.run(&["branch", "list"]).contains("ghost"));
+}
