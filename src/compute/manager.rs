@@ -257,6 +257,12 @@ impl Computes {
             .clone()
     }
 
+    /// Every slot, copied out so no slot lock is awaited under the map's lock.
+    fn all_slots(&self) -> Vec<(String, SlotRef)> {
+        let m = self.slots.lock().unwrap();
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     fn log_path(&self, name: &str) -> PathBuf {
         self.data_dir
             .join("logs")
@@ -574,13 +580,7 @@ impl Computes {
     /// One pass of the idle reaper: notes activity, stops computes idle past `idle_stop`, and
     /// clears computes whose postmaster died.
     pub async fn reap_idle(&self) {
-        let slots: Vec<(String, SlotRef)> = self
-            .slots
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let slots = self.all_slots();
         for (name, slot) in slots {
             // A slot busy with a start, stop or branch operation is not idle.
             let Ok(mut s) = slot.try_lock() else { continue };
@@ -611,13 +611,7 @@ impl Computes {
 
     /// Stops every compute (concurrently) and unmounts every view.
     pub async fn shutdown(self: &Arc<Self>) {
-        let slots: Vec<(String, SlotRef)> = self
-            .slots
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let slots = self.all_slots();
         let mut tasks = tokio::task::JoinSet::new();
         for (name, slot) in slots {
             let me = self.clone();
@@ -646,13 +640,7 @@ impl Computes {
 
     /// Names of branches with a running compute.
     pub async fn running(&self) -> Vec<String> {
-        let slots: Vec<(String, SlotRef)> = self
-            .slots
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let slots = self.all_slots();
         let mut out = Vec::new();
         for (name, slot) in slots {
             if slot.lock().await.running.is_some() {
