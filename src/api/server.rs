@@ -68,6 +68,7 @@ impl From<anyhow::Error> for ApiError {
         use storage::Error as E;
         let msg = format!("{e:#}");
         let (status, code) = match e.downcast_ref::<storage::Error>() {
+            _ if e.is::<crate::compute::Refused>() => (StatusCode::BAD_REQUEST, "INVALID_STATE"),
             Some(E::BranchNotFound(_)) | Some(E::TimelineNotFound(_)) => {
                 (StatusCode::NOT_FOUND, "NOT_FOUND")
             }
@@ -79,17 +80,6 @@ impl From<anyhow::Error> for ApiError {
             | Some(E::NoParent(_)) => (StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE"),
             Some(E::ReadOnly(_)) => (StatusCode::BAD_REQUEST, "INVALID_STATE"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
-        };
-        // Errors the compute layer raises about a request (default branch, snapshot…) are the
-        // caller's to fix; they carry no storage error inside.
-        let (status, code) = if status == StatusCode::INTERNAL_SERVER_ERROR
-            && (msg.contains("cannot be deleted")
-                || msg.contains("is a snapshot")
-                || msg.contains("is a root branch"))
-        {
-            (StatusCode::BAD_REQUEST, "INVALID_STATE")
-        } else {
-            (status, code)
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("{msg}");

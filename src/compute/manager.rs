@@ -57,6 +57,20 @@ impl Default for Settings {
     }
 }
 
+/// A request the compute layer will not carry out because of the branch's state (a snapshot
+/// has no compute, a root branch no parent, the default branch stays). The caller's to fix,
+/// not a failure of lakelet: the API answers it with 400.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// Where a client reaches a running compute.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Endpoint {
@@ -223,8 +237,7 @@ impl Computes {
                         mount = mnt,
                         "killing a compute left by a previous daemon"
                     );
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    postgres::kill_tree(pid as u32);
                     let t = Instant::now();
                     while Path::new(&format!("/proc/{pid}")).exists()
                         && t.elapsed() < Duration::from_secs(10)
@@ -325,23 +338,42 @@ impl Computes {
         Ok(())
     }
 
+    /// Runs `op` to completion on its own task. An API caller that disconnects drops its
+    /// future; a start, stop or repoint dropped half-way would leave a postmaster running on
+    /// an unmounted view, or a mount no slot remembers. Detached, the operation finishes and
+    /// its slot records the outcome whatever the caller does.
+    async fn detached<T, F>(self: &Arc<Self>, name: &str, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(
+                &'a Computes,
+                &'a str,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>,
+            > + Send
+            + 'static,
+    {
+        let me = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { op(&me, &name).await })
+            .await
+            .context("a compute operation panicked")?
+    }
+
     /// The compute of `name`, started if it is not running.
-    pub async fn ensure_running(&self, name: &str) -> Result<Endpoint> {
-        let slot = self.slot(name);
-        let mut s = slot.lock().await;
-        self.ensure_running_locked(name, &mut s).await
+    pub async fn ensure_running(self: &Arc<Self>, name: &str) -> Result<Endpoint> {
+        self.detached(name, |c, n| {
+            Box::pin(async move {
+                let slot = c.slot(n);
+                let mut s = slot.lock().await;
+                c.ensure_running_locked(n, &mut s).await
+            })
+        })
+        .await
     }
 
     async fn ensure_running_locked(&self, name: &str, s: &mut Slot) -> Result<Endpoint> {
-        if let Some(r) = s.running.as_mut() {
-            if let Some(st) = r.pg.exited() {
-                let msg = format!("postgres exited ({st}); see {}", r.pg.log.display());
-                tracing::error!(branch = name, "{msg}");
-                s.last_error = Some(msg);
-                let r = s.running.take().unwrap();
-                self.teardown(r).await;
-            }
-        }
+        self.clear_if_exited(name, s).await;
         if s.running.is_none() {
             match self.start(name).await {
                 Ok(r) => {
@@ -367,10 +399,27 @@ impl Computes {
         })
     }
 
+    /// If the slot's postmaster died, records why and tears down its view. Returns whether it
+    /// did.
+    async fn clear_if_exited(&self, name: &str, s: &mut Slot) -> bool {
+        let Some(r) = s.running.as_mut() else {
+            return false;
+        };
+        let Some(st) = r.pg.exited() else {
+            return false;
+        };
+        let msg = format!("postgres exited ({st}); see {}", r.pg.log.display());
+        tracing::error!(branch = name, "{msg}");
+        s.last_error = Some(msg);
+        let r = s.running.take().unwrap();
+        self.teardown(r).await;
+        true
+    }
+
     async fn start(&self, name: &str) -> Result<Running> {
         let info = self.store.branch(name)?;
         if info.snapshot {
-            bail!("'{name}' is a snapshot: it is never written, so it has no compute; create a branch from it");
+            return Err(Refused(format!("'{name}' is a snapshot: it is never written, so it has no compute; create a branch from it")).into());
         }
         let tl = self.store.branch_timeline(name)?;
         let t0 = Instant::now();
@@ -438,7 +487,11 @@ impl Computes {
     }
 
     /// Stops `name`'s compute if it runs. Returns whether it was running.
-    pub async fn stop(&self, name: &str) -> Result<bool> {
+    pub async fn stop(self: &Arc<Self>, name: &str) -> Result<bool> {
+        self.detached(name, |c, n| Box::pin(c.stop_now(n))).await
+    }
+
+    async fn stop_now(&self, name: &str) -> Result<bool> {
         let slot = self.slot(name);
         let mut s = slot.lock().await;
         match s.running.take() {
@@ -494,12 +547,29 @@ impl Computes {
 
     /// Moves `name` to a new timeline (reset to its parent's head, or restore from `from` at
     /// `at`). A running compute is stopped first and started again on the new timeline.
-    pub async fn repoint(&self, name: &str, restore: Option<(&str, At)>) -> Result<BranchInfo> {
+    pub async fn repoint(
+        self: &Arc<Self>,
+        name: &str,
+        restore: Option<(&str, At)>,
+    ) -> Result<BranchInfo> {
+        let restore = restore.map(|(f, at)| (f.to_string(), at));
+        self.detached(name, move |c, n| {
+            Box::pin(async move {
+                c.repoint_now(n, restore.as_ref().map(|(f, at)| (f.as_str(), *at)))
+                    .await
+            })
+        })
+        .await
+    }
+
+    async fn repoint_now(&self, name: &str, restore: Option<(&str, At)>) -> Result<BranchInfo> {
         let info = self.store.branch(name)?;
         let parent = match restore {
             Some((from, at)) => (at == At::Head).then_some(from.to_string()),
             None => Some(info.parent.clone().ok_or_else(|| {
-                anyhow::anyhow!("'{name}' is a root branch: it has no parent to reset to")
+                Refused(format!(
+                    "'{name}' is a root branch: it has no parent to reset to"
+                ))
             })?),
         };
         if let Some(p) = parent.as_deref() {
@@ -524,9 +594,16 @@ impl Computes {
         Ok(info)
     }
 
-    pub async fn delete_branch(&self, name: &str) -> Result<()> {
+    pub async fn delete_branch(self: &Arc<Self>, name: &str) -> Result<()> {
+        self.detached(name, |c, n| Box::pin(c.delete_now(n))).await
+    }
+
+    async fn delete_now(&self, name: &str) -> Result<()> {
         if name == self.settings.root_branch {
-            bail!("'{name}' is the default branch and cannot be deleted");
+            return Err(Refused(format!(
+                "'{name}' is the default branch and cannot be deleted"
+            ))
+            .into());
         }
         self.store.branch(name)?;
         let slot = self.slot(name);
@@ -584,17 +661,12 @@ impl Computes {
         for (name, slot) in slots {
             // A slot busy with a start, stop or branch operation is not idle.
             let Ok(mut s) = slot.try_lock() else { continue };
+            if self.clear_if_exited(&name, &mut s).await {
+                continue;
+            }
             let Some(r) = s.running.as_mut() else {
                 continue;
             };
-            if let Some(st) = r.pg.exited() {
-                let msg = format!("postgres exited ({st}); see {}", r.pg.log.display());
-                tracing::error!(branch = name, "{msg}");
-                s.last_error = Some(msg);
-                let r = s.running.take().unwrap();
-                self.teardown(r).await;
-                continue;
-            }
             match postgres::client_sessions(&r.pg.sockdir).await {
                 Ok(n) if n > 0 => r.last_active = Instant::now(),
                 Ok(_) => {}
@@ -651,7 +723,7 @@ impl Computes {
         out
     }
 
-    /// Where the view of `name` would be mounted (import uses it while no compute runs).
+    /// Mounts the view of `name` (timeline `tl`) with no compute on it: imports write into it.
     pub fn mount_for_import(&self, name: &str, tl: TimelineId) -> Result<Mount> {
         self.mount_view(name, tl)
     }

@@ -11,4 +11,4 @@ pub mod postgres;
 pub mod tree;
 pub mod user;
 
-pub use manager::{run_dir, ComputeStatus, Computes, Endpoint, Settings};
+pub use manager::{run_dir, ComputeStatus, Computes, Endpoint, Refused, Settings};

@@ -206,10 +206,38 @@ impl Postgres {
             }
             tracing::warn!(pid, signal = sig, "postgres did not stop in {wait:?}");
         }
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        kill_tree(self.pid);
         self.child.wait().await?;
         Ok(())
     }
+}
+
+/// SIGKILLs a postmaster and its children. Postgres puts every child in a session of its own
+/// (setsid), so signalling the postmaster's process group does not reach them, and a child
+/// whose files went away (a dead view) may never notice its postmaster died.
+pub fn kill_tree(postmaster: u32) {
+    let children: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| parent_of(*pid) == Some(postmaster as i32))
+        .collect();
+    unsafe { libc::kill(postmaster as i32, libc::SIGKILL) };
+    for c in children {
+        unsafe { libc::kill(c, libc::SIGKILL) };
+    }
+}
+
+/// The parent pid from /proc/PID/stat ("pid (comm) state ppid …"; comm may hold spaces).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// How the daemon reaches a compute: its private socket, as the superuser.

@@ -99,6 +99,19 @@ impl TimelineView {
         }
     }
 
+    /// Creates `n` in `parent`, owned by the caller as a local file system would make it.
+    fn make(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        n: &OsStr,
+        node: NewNode<'_>,
+        mode: u32,
+    ) -> Result<(Ino, Attr), storage::Error> {
+        self.store
+            .create(self.tl, parent.0, name(n), node, mode, req.uid(), req.gid())
+    }
+
     fn done(&self, op: &str, r: Result<impl Sized, storage::Error>, reply: ReplyEmpty) {
         match r {
             Ok(_) => reply.ok(),
@@ -254,15 +267,7 @@ impl Filesystem for TimelineView {
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(Errno::EPERM);
         }
-        let r = self.store.create(
-            self.tl,
-            parent.0,
-            name(n),
-            NewNode::File,
-            mode & !umask,
-            req.uid(),
-            req.gid(),
-        );
+        let r = self.make(req, parent, n, NewNode::File, mode & !umask);
         self.reply_entry("mknod", r, reply)
     }
 
@@ -275,15 +280,7 @@ impl Filesystem for TimelineView {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.store.create(
-            self.tl,
-            parent.0,
-            name(n),
-            NewNode::Dir,
-            mode & !umask,
-            req.uid(),
-            req.gid(),
-        );
+        let r = self.make(req, parent, n, NewNode::Dir, mode & !umask);
         self.reply_entry("mkdir", r, reply)
     }
 
@@ -305,15 +302,8 @@ impl Filesystem for TimelineView {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let r = self.store.create(
-            self.tl,
-            parent.0,
-            name(link_name),
-            NewNode::Symlink(target.as_os_str().as_bytes()),
-            0o777,
-            req.uid(),
-            req.gid(),
-        );
+        let target = NewNode::Symlink(target.as_os_str().as_bytes());
+        let r = self.make(req, parent, link_name, target, 0o777);
         self.reply_entry("symlink", r, reply)
     }
 
@@ -542,15 +532,7 @@ impl Filesystem for TimelineView {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.store.create(
-            self.tl,
-            parent.0,
-            name(n),
-            NewNode::File,
-            mode & !umask,
-            req.uid(),
-            req.gid(),
-        ) {
+        match self.make(req, parent, n, NewNode::File, mode & !umask) {
             Ok((ino, a)) => reply.created(
                 &TTL,
                 &file_attr(ino, &a),

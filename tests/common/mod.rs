@@ -215,8 +215,8 @@ impl Daemon {
         if let Ok(rd) = std::fs::read_dir(self.run_dir.join("p")) {
             for e in rd.flatten() {
                 let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                if let Some(pid) = text.lines().next().and_then(|l| l.parse::<i32>().ok()) {
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                if let Some(pid) = text.lines().next().and_then(|l| l.parse::<u32>().ok()) {
+                    lakelet::compute::postgres::kill_tree(pid);
                 }
             }
         }
