@@ -226,6 +226,7 @@ impl Native {
             database: "postgres".into(),
             pid: 0,
             pg_bindir: bindir.to_path_buf(),
+            cold: false,
         })
     }
 

@@ -6,4 +6,6 @@ pub mod api;
 pub mod cli;
 pub mod compute;
 pub mod fs;
+pub mod proxy;
 pub mod storage;
+pub mod util;

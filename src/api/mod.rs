@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::pg::PgInstall;
 use crate::compute::ComputeStatus;
+use crate::proxy::{ConnectionStats, ProxyStats};
 use crate::storage::{At, BranchInfo, Usage};
 
 /// Written (atomically) to DATA/daemon.json once the daemon is ready; removed on clean exit.
@@ -29,6 +30,15 @@ pub struct DaemonInfo {
     pub run_dir: PathBuf,
     pub started_at: String,
     pub version: String,
+    /// `host:port` of the Postgres proxy.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// How the proxy authenticates ("scram", "password", "trust").
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// The proxy's TLS certificate (for `sslrootcert=`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
 }
 
 pub fn info_path(data_dir: &Path) -> PathBuf {
@@ -72,6 +82,9 @@ pub struct BranchView {
     #[serde(flatten)]
     pub info: BranchInfoView,
     pub compute: ComputeStatus,
+    /// The proxy's sessions on this branch.
+    #[serde(default)]
+    pub connections: ConnectionStats,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 }
@@ -111,6 +124,8 @@ pub struct Status {
     pub compute_user: String,
     pub idle_stop_seconds: u64,
     pub last_lsn: u64,
+    #[serde(default)]
+    pub proxy: ProxyStats,
     pub branches: Vec<BranchView>,
 }
 

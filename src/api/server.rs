@@ -21,7 +21,9 @@ use super::{
     Status,
 };
 use crate::compute::{Computes, Settings};
+use crate::proxy::{Proxy, ProxyConfig};
 use crate::storage::{self, Options, Store};
+use crate::util::write_atomically;
 
 /// What `lakelet daemon` (started by `lakelet up`) is given.
 #[derive(Debug, Clone)]
@@ -32,10 +34,12 @@ pub struct DaemonConfig {
     pub gc_every: Duration,
     /// How often the idle reaper looks at each compute.
     pub reap_every: Duration,
+    pub proxy: ProxyConfig,
 }
 
 pub(super) struct Daemon {
     pub computes: Arc<Computes>,
+    pub proxy: Arc<Proxy>,
     pub info: DaemonInfo,
     token: String,
     pub ops: Mutex<HashMap<String, Operation>>,
@@ -138,6 +142,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let proxy = Proxy::new(&data_dir, computes.clone(), cfg.proxy.clone())?;
+    let proxy_listener = proxy.bind().await?;
+    let proxy_addr = proxy_listener.local_addr()?;
     let info = DaemonInfo {
         pid: std::process::id(),
         api: addr.to_string(),
@@ -145,9 +152,18 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         run_dir: computes.run_dir().to_path_buf(),
         started_at: storage::format_time(store.now()),
         version: env!("CARGO_PKG_VERSION").into(),
+        proxy: Some(proxy_addr.to_string()),
+        auth: Some(
+            serde_json::to_value(cfg.proxy.auth)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        tls_cert: Some(proxy.cert_path().to_path_buf()),
     };
     let daemon = Arc::new(Daemon {
         computes: computes.clone(),
+        proxy: proxy.clone(),
         info: info.clone(),
         token,
         ops: Mutex::new(HashMap::new()),
@@ -166,13 +182,23 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         })
     };
 
+    let stop_proxy = Arc::new(Notify::new());
+    let proxy_task = {
+        let stop = stop_proxy.clone();
+        tokio::spawn(
+            proxy
+                .clone()
+                .serve(proxy_listener, async move { stop.notified().await }),
+        )
+    };
+
     let app = router(daemon.clone());
     write_atomically(
         &super::info_path(&data_dir),
         serde_json::to_vec_pretty(&info)?.as_slice(),
         0o644,
     )?;
-    tracing::info!(api = %addr, data_dir = %data_dir.display(), "lakelet daemon ready");
+    tracing::info!(api = %addr, proxy = %proxy_addr, data_dir = %data_dir.display(), "lakelet daemon ready");
 
     let stop = {
         let d = daemon.clone();
@@ -193,29 +219,14 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         .context("serving the API")?;
 
     tracing::info!("shutting down: stopping computes");
+    stop_proxy.notify_one();
+    let _ = proxy_task.await;
     reaper.abort();
     computes.shutdown().await;
     drop(gc);
     store.sync()?;
     let _ = std::fs::remove_file(super::info_path(&data_dir));
     tracing::info!("lakelet daemon stopped");
-    Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
 
@@ -294,6 +305,7 @@ impl Daemon {
         Ok(BranchView {
             info: info.into(),
             compute: self.computes.status(name).await,
+            connections: self.proxy.metrics.snapshot(name),
             usage,
         })
     }
@@ -341,6 +353,7 @@ async fn status(State(d): State<Shared>) -> ApiResult<Status> {
         compute_user: d.computes.user().name.clone(),
         idle_stop_seconds: s.idle_stop.as_secs(),
         last_lsn: d.store().last_lsn(),
+        proxy: d.proxy.metrics.totals(),
         branches,
     }))
 }
@@ -397,6 +410,7 @@ async fn delete_branch(
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<serde_json::Value> {
     d.computes.delete_branch(&name).await?;
+    d.proxy.metrics.forget(&name);
     Ok(Json(serde_json::json!({ "deleted": name })))
 }
 

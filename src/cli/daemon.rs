@@ -12,6 +12,15 @@ use crate::api::client::{alive, running_daemon, Client};
 use crate::api::server::DaemonConfig;
 use crate::api::{ImportRequest, Operation};
 use crate::compute::Settings;
+use crate::proxy::{AuthMode, ProxyConfig};
+
+fn auth_name(m: AuthMode) -> &'static str {
+    match m {
+        AuthMode::Scram => "scram",
+        AuthMode::Password => "password",
+        AuthMode::Trust => "trust",
+    }
+}
 
 /// How the daemon runs; `lakelet up` passes these on to it.
 #[derive(Args, Debug, Clone)]
@@ -35,6 +44,28 @@ pub struct DaemonArgs {
     /// How long a compute may take to start (crash recovery included).
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     start_timeout: Duration,
+    /// Port of the Postgres proxy, the one address for every branch (0 picks a free one).
+    #[arg(long, default_value_t = 5432)]
+    proxy_port: u16,
+    /// Address the proxy listens on. Anything but loopback exposes every branch to the network
+    /// (behind the proxy's authentication).
+    #[arg(long, default_value = "127.0.0.1")]
+    proxy_host: std::net::IpAddr,
+    /// How the proxy authenticates clients.
+    #[arg(long, value_enum, default_value_t = AuthMode::Scram)]
+    auth: AuthMode,
+    /// TLS certificate (PEM) for the proxy; default: a self-signed one in DATA/tls/.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long a client may take from connecting to being authenticated.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
+    proxy_handshake_timeout: Duration,
+    /// How long a connecting client waits for its branch's compute to start.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    proxy_start_wait: Duration,
     /// How often the idle reaper checks computes.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, hide = true)]
     reap_every: Duration,
@@ -52,7 +83,21 @@ impl DaemonArgs {
             format!("--start-timeout={}s", self.start_timeout.as_secs()),
             format!("--reap-every={}ms", self.reap_every.as_millis()),
             format!("--gc-every={}s", self.gc_every.as_secs()),
+            format!("--proxy-port={}", self.proxy_port),
+            format!("--proxy-host={}", self.proxy_host),
+            format!("--auth={}", auth_name(self.auth)),
+            format!(
+                "--proxy-handshake-timeout={}ms",
+                self.proxy_handshake_timeout.as_millis()
+            ),
+            format!("--proxy-start-wait={}ms", self.proxy_start_wait.as_millis()),
         ];
+        if let (Some(c), Some(k)) = (&self.tls_cert, &self.tls_key) {
+            // The daemon runs from another directory: pass absolute paths.
+            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            v.push(format!("--tls-cert={}", abs(c).display()));
+            v.push(format!("--tls-key={}", abs(k).display()));
+        }
         if self.no_checkpoint_before_branch {
             v.push("--no-checkpoint-before-branch".into());
         }
@@ -76,6 +121,14 @@ impl DaemonArgs {
             },
             gc_every: self.gc_every,
             reap_every: self.reap_every,
+            proxy: ProxyConfig {
+                listen: std::net::SocketAddr::new(self.proxy_host, self.proxy_port),
+                auth: self.auth,
+                tls: self.tls_cert.clone().zip(self.tls_key.clone()),
+                handshake_timeout: self.proxy_handshake_timeout,
+                start_wait: self.proxy_start_wait,
+                ..ProxyConfig::local(self.proxy_port)
+            },
         }
     }
 }

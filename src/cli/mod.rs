@@ -2,6 +2,7 @@
 //! (`lakelet up` starts it); only `export` and the hidden debug commands open the store
 //! directly, and only while no daemon holds it.
 
+mod connect;
 mod daemon;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,19 @@ enum Cmd {
         name: String,
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Print a connection string for a branch, through the proxy.
+    Connstr {
+        name: String,
+        #[arg(long, value_enum, default_value = "url")]
+        format: connect::Format,
+        /// The database on the branch.
+        #[arg(long, default_value = "postgres")]
+        database: String,
+        /// Put the branch in the database name (DB@BRANCH) instead of `options`, for clients
+        /// that can set only host, port, user, password and database.
+        #[arg(long)]
+        fallback: bool,
     },
     /// Import a cluster as a new root branch: a stopped data directory or a live server.
     Import {
@@ -175,7 +189,13 @@ pub fn run(cli: Cli) -> Result<()> {
             print(json, &s, status_text);
         }
         Cmd::Branch(b) => branch(dd, json, b)?,
-        Cmd::Psql { name, args } => psql(dd, &name, &args)?,
+        Cmd::Psql { name, args } => connect::psql(dd, &name, &args)?,
+        Cmd::Connstr {
+            name,
+            format,
+            database,
+            fallback,
+        } => connect::connstr(dd, json, &name, format, &database, fallback)?,
         Cmd::Import {
             pgdata,
             from_url,
@@ -231,10 +251,12 @@ fn open_offline(data_dir: &Path) -> Result<Store> {
 
 fn status_text(s: &Status) -> String {
     let mut out = format!(
-        "lakelet {} (pid {}), API http://{}, data {}\ncomputes run as '{}', stop after {} s idle; {}\n\n",
+        "lakelet {} (pid {}), API http://{}, Postgres proxy {} ({} auth), data {}\ncomputes run as '{}', stop after {} s idle; {}\n\n",
         s.daemon.version,
         s.daemon.pid,
         s.daemon.api,
+        s.daemon.proxy.as_deref().unwrap_or("-"),
+        s.daemon.auth.as_deref().unwrap_or("-"),
         s.daemon.data_dir.display(),
         s.compute_user,
         s.idle_stop_seconds,
@@ -245,13 +267,13 @@ fn status_text(s: &Status) -> String {
             .join(", ")
     );
     out += &format!(
-        "{:<24} {:<16} {:<9} {:>8} {:>12} {:>12}",
-        "BRANCH", "PARENT", "COMPUTE", "PID", "OWN", "SHARED"
+        "{:<24} {:<16} {:<9} {:>8} {:>12} {:>12} {:>7} {:>7}",
+        "BRANCH", "PARENT", "COMPUTE", "PID", "OWN", "SHARED", "CONNS", "TOTAL"
     );
     for b in &s.branches {
         let u = b.usage.unwrap_or_default();
         out += &format!(
-            "\n{:<24} {:<16} {:<9} {:>8} {:>12} {:>12}",
+            "\n{:<24} {:<16} {:<9} {:>8} {:>12} {:>12} {:>7} {:>7}",
             b.info.name,
             b.info.parent.as_deref().unwrap_or("-"),
             if b.info.snapshot {
@@ -261,7 +283,9 @@ fn status_text(s: &Status) -> String {
             },
             b.compute.pid.map(|p| p.to_string()).unwrap_or("-".into()),
             mib(u.own_bytes),
-            mib(u.shared_bytes)
+            mib(u.shared_bytes),
+            b.connections.active,
+            b.connections.total
         );
     }
     out
@@ -416,25 +440,6 @@ fn branch(dd: &Path, json: bool, cmd: BranchCmd) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Starts the branch's compute and replaces this process with psql connected to it.
-fn psql(dd: &Path, name: &str, args: &[String]) -> Result<()> {
-    use std::os::unix::process::CommandExt;
-    let c = Client::connect(dd)?;
-    let e: Endpoint = c.post(
-        &format!("/branches/{}/start", seg(name)),
-        &serde_json::json!({}),
-    )?;
-    let bin = e.pg_bindir.join("psql");
-    let err = std::process::Command::new(&bin)
-        .env("PGHOST", &e.socket_dir)
-        .env("PGPORT", e.port.to_string())
-        .env("PGUSER", &e.user)
-        .env("PGDATABASE", &e.database)
-        .args(args)
-        .exec();
-    bail!("running {}: {err}", bin.display())
 }
 
 /// The crash test's child: appends numbered records to `log`, creates a file and a branch now

@@ -81,6 +81,9 @@ pub struct Endpoint {
     pub database: String,
     pub pid: u32,
     pub pg_bindir: PathBuf,
+    /// Whether this call started the compute (a wake from zero).
+    #[serde(default)]
+    pub cold: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -374,7 +377,8 @@ impl Computes {
 
     async fn ensure_running_locked(&self, name: &str, s: &mut Slot) -> Result<Endpoint> {
         self.clear_if_exited(name, s).await;
-        if s.running.is_none() {
+        let cold = s.running.is_none();
+        if cold {
             match self.start(name).await {
                 Ok(r) => {
                     s.running = Some(r);
@@ -396,6 +400,7 @@ impl Computes {
             database: "postgres".into(),
             pid: r.pg.pid,
             pg_bindir: r.install.bindir.clone(),
+            cold,
         })
     }
 

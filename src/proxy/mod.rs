@@ -1,0 +1,240 @@
+//! proxy: one Postgres address for every branch.
+//!
+//! A client connects to 127.0.0.1:5432 (by default) as it would to any Postgres server. The
+//! proxy runs the startup phase itself: TLS (SSLRequest or direct), protocol version, the branch
+//! from `options=branch=NAME` (or the `DB@BRANCH` fallback), authentication against lakelet's
+//! own credentials. Then it starts the branch's compute if it is stopped, opens the compute's
+//! private unix socket, replays the client's startup parameters to it, swaps the compute's
+//! cancel key for one of its own, and from then on copies bytes both ways without looking at
+//! them.
+//!
+//! Reading order: `startup.rs` (pure decoding, fuzzed), `auth.rs` (credentials, SCRAM),
+//! `conn.rs` (one connection, start to end), `tls.rs`, `metrics.rs`, and `Proxy` below (the
+//! listener, the cancel-key map).
+//!
+//! Invariants:
+//! - No byte reaches a compute before the client has authenticated; computes listen on no TCP
+//!   port, so the proxy is the only way in.
+//! - A cancel key handed out maps to exactly one live session's backend, and is removed when the
+//!   session ends; a wrong secret cancels nothing.
+//! - Every connection task is bounded in time before authentication (`handshake_timeout`) and
+//!   in memory always (startup-phase packets ≤ 10,000 bytes); a bad client costs one task.
+
+pub mod auth;
+mod conn;
+pub mod metrics;
+pub mod startup;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use crate::compute::Computes;
+pub use auth::AuthMode;
+pub use metrics::{ConnectionStats, ProxyStats};
+
+/// How the proxy listens and whom it lets in.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub auth: AuthMode,
+    /// A configured certificate and key (PEM); `None` generates a self-signed pair.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// From accept to authenticated (Postgres: authentication_timeout).
+    pub handshake_timeout: Duration,
+    /// How long a connecting client waits for its branch's compute to start.
+    pub start_wait: Duration,
+    /// Client connections at once; more are refused with 53300.
+    pub max_connections: usize,
+}
+
+impl ProxyConfig {
+    pub fn local(port: u16) -> ProxyConfig {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            auth: AuthMode::Scram,
+            tls: None,
+            handshake_timeout: Duration::from_secs(60),
+            start_wait: Duration::from_secs(120),
+            max_connections: 1000,
+        }
+    }
+}
+
+/// Where a proxy cancel key leads.
+struct CancelTarget {
+    secret: [u8; 4],
+    socket: PathBuf,
+    backend_pid: i32,
+    backend_secret: Vec<u8>,
+}
+
+pub struct Proxy {
+    computes: Arc<Computes>,
+    creds: auth::Credentials,
+    tls: tls::Tls,
+    cfg: ProxyConfig,
+    pub metrics: metrics::Metrics,
+    cancels: Mutex<HashMap<i32, CancelTarget>>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Proxy {
+    /// Loads (or creates) the credentials and the TLS certificate under `data_dir`.
+    pub fn new(data_dir: &Path, computes: Arc<Computes>, cfg: ProxyConfig) -> Result<Arc<Proxy>> {
+        let creds = auth::Credentials::load_or_init(data_dir)?;
+        let tls = tls::load_or_generate(data_dir, cfg.tls.clone())?;
+        if cfg.auth == AuthMode::Trust {
+            tracing::warn!("the proxy runs with --auth trust: anyone who can reach it gets in");
+        }
+        Ok(Arc::new(Proxy {
+            computes,
+            creds,
+            tls,
+            slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
+            cfg,
+            metrics: Default::default(),
+            cancels: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.cfg
+    }
+
+    pub fn cert_path(&self) -> &Path {
+        &self.tls.cert_path
+    }
+
+    pub async fn bind(&self) -> Result<TcpListener> {
+        TcpListener::bind(self.cfg.listen).await.with_context(|| {
+            format!(
+                "binding the Postgres proxy to {} (is another server on that port? pass \
+                 --proxy-port to pick another)",
+                self.cfg.listen
+            )
+        })
+    }
+
+    /// Accepts connections until `stop` resolves. Sessions already running are left to end
+    /// when their compute stops.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: impl std::future::Future) {
+        tokio::pin!(stop);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = &mut stop => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!("proxy accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            self.metrics.accepted.fetch_add(1, Relaxed);
+            let _ = tcp.set_nodelay(true);
+            let me = self.clone();
+            match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        me.handle(tcp, peer).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    tokio::spawn(async move {
+                        let mut tcp = tcp;
+                        let msg = conn::error_response("53300", "sorry, too many clients already");
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), tcp.write_all(&msg)).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Registers a session's backend key and returns the key the client is given.
+    fn register_cancel(
+        &self,
+        socket: PathBuf,
+        backend_pid: i32,
+        backend_secret: Vec<u8>,
+    ) -> (i32, [u8; 4]) {
+        let mut map = self.cancels.lock().unwrap();
+        loop {
+            let r = auth::random_bytes::<8>();
+            // A positive "pid", as clients print it.
+            let pid = i32::from_be_bytes(r[..4].try_into().unwrap()) & 0x7fff_ffff;
+            if pid == 0 || map.contains_key(&pid) {
+                continue;
+            }
+            let secret: [u8; 4] = r[4..].try_into().unwrap();
+            map.insert(
+                pid,
+                CancelTarget {
+                    secret,
+                    socket,
+                    backend_pid,
+                    backend_secret,
+                },
+            );
+            return (pid, secret);
+        }
+    }
+
+    fn unregister_cancel(&self, pid: i32) {
+        self.cancels.lock().unwrap().remove(&pid);
+    }
+
+    /// Forwards a CancelRequest to the compute that runs the session, if the key is right.
+    /// Like Postgres, the client is told nothing either way.
+    async fn cancel(&self, pid: i32, secret: &[u8]) {
+        self.metrics.cancel_requests.fetch_add(1, Relaxed);
+        let target = {
+            let map = self.cancels.lock().unwrap();
+            match map.get(&pid) {
+                Some(t) if secret.len() == 4 && auth_eq(&t.secret, secret) => {
+                    Some((t.socket.clone(), t.backend_pid, t.backend_secret.clone()))
+                }
+                _ => None,
+            }
+        };
+        let Some((socket, bpid, bsecret)) = target else {
+            tracing::debug!(pid, "cancel request with an unknown key");
+            return;
+        };
+        let mut pkt = Vec::with_capacity(12 + bsecret.len());
+        pkt.extend_from_slice(&((12 + bsecret.len()) as u32).to_be_bytes());
+        pkt.extend_from_slice(&80_877_102u32.to_be_bytes());
+        pkt.extend_from_slice(&bpid.to_be_bytes());
+        pkt.extend_from_slice(&bsecret);
+        let r = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut s = tokio::net::UnixStream::connect(&socket).await?;
+            s.write_all(&pkt).await?;
+            // Postgres closes the connection once it has signalled the backend.
+            let mut sink = [0u8; 1];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut sink).await;
+            std::io::Result::Ok(())
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => tracing::debug!(backend = bpid, "forwarded a cancel request"),
+            Ok(Err(e)) => tracing::warn!(backend = bpid, "forwarding a cancel request: {e}"),
+            Err(_) => tracing::warn!(backend = bpid, "forwarding a cancel request timed out"),
+        }
+    }
+}
+
+fn auth_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
