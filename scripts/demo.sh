@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings lakelet up and shows it working: the daemon initdb's the root branch `main` (a real
 # Postgres on a FUSE view of the page store), a branch is made from it in milliseconds, each
-# side is changed and queried, and everything is stopped again.
+# side is changed and queried through the Postgres proxy (one address for every branch), and
+# everything is stopped again.
 #
 # Computes run as the unprivileged user `lakelet` (created on first start when run as root:
 # Postgres refuses root). Set LAKELET_DEMO_KEEP=1 to leave the daemon running afterwards.
@@ -19,8 +20,15 @@ if [ "${LAKELET_DEMO_KEEP:-0}" != 1 ]; then
   trap '"$ll" down >/dev/null 2>&1 || true' EXIT
 fi
 
+# Debian's postgresql package may run its own cluster on 5432; then let the proxy pick a port.
+proxy_port=5432
+if (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  echo "==> port 5432 is taken (a system Postgres?); the proxy will pick a free port"
+  proxy_port=0
+fi
+
 set -x
-"$ll" up
+"$ll" up --proxy-port "$proxy_port"
 "$ll" psql main -- -c "create table if not exists greetings(id serial primary key, said text)" \
                    -c "insert into greetings(said) values ('hello from main')"
 "$ll" branch delete feature-x >/dev/null 2>&1 || true
@@ -28,6 +36,9 @@ set -x
 "$ll" psql feature-x -- -c "insert into greetings(said) values ('only on feature-x')" \
                         -c "select * from greetings order by id"
 "$ll" psql main -- -c "select * from greetings order by id"
+# Any client, one address: the proxy picks the branch from the startup options.
+"$ll" connstr feature-x
+psql "$("$ll" connstr feature-x)" -c "select count(*) as rows_on_feature_x from greetings"
 "$ll" status
 { set +x; } 2>/dev/null
 echo "==> lakelet works: data in $LAKELET_DATA_DIR ('$ll down' stops it; LAKELET_DEMO_KEEP=1 keeps it up)"

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 lakelet_require_cargo
+# The proxy tests also drive a Python client (psycopg2, on libpq).
+LAKELET_PACKAGES+=(python3 python3-psycopg2)
 lakelet_install_deps
 
 echo "==> cargo fmt --check"

@@ -129,9 +129,6 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         &data_dir,
         cfg.settings.clone(),
     )?);
-    computes.bootstrap().await?;
-    let gc = store.spawn_gc(cfg.gc_every);
-
     let token = load_or_create_token(&data_dir)?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], cfg.api_port)))
         .await
@@ -145,6 +142,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     let proxy = Proxy::new(&data_dir, computes.clone(), cfg.proxy.clone())?;
     let proxy_listener = proxy.bind().await?;
     let proxy_addr = proxy_listener.local_addr()?;
+    // Both ports are bound before the (first-start) initdb, so a taken port fails at once.
+    computes.bootstrap().await?;
+    let gc = store.spawn_gc(cfg.gc_every);
     let info = DaemonInfo {
         pid: std::process::id(),
         api: addr.to_string(),

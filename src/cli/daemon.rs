@@ -198,7 +198,9 @@ pub fn up(data_dir: &Path, json: bool, args: &DaemonArgs) -> Result<()> {
             if info.pid == child.id() {
                 crate::cli::print(json, &info, |i| {
                     format!(
-                        "lakelet is up (pid {}, API http://{}, data {}, log {})",
+                        "lakelet is up: Postgres on {} (every branch; `lakelet connstr main`), \
+                         pid {}, API http://{}, data {}, log {}",
+                        i.proxy.as_deref().unwrap_or("-"),
                         i.pid,
                         i.api,
                         i.data_dir.display(),

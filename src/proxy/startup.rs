@@ -234,6 +234,13 @@ pub fn route(params: &BTreeMap<String, String>, default_branch: &str) -> Result<
     })
 }
 
+/// Whitespace as pg_split_opts sees it: C's isspace(), which, unlike
+/// `char::is_ascii_whitespace`, includes the vertical tab. Splitting on less than the server
+/// would let `-c\x0bbranch=x` through as one token that the compute then splits in two.
+fn is_pg_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
+}
+
 /// Splits `options` the way the server does (pg_split_opts): runs of whitespace separate
 /// arguments, a backslash makes the next character literal.
 pub fn split_options(s: &str) -> Vec<String> {
@@ -242,7 +249,7 @@ pub fn split_options(s: &str) -> Vec<String> {
     let mut in_tok = false;
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
-        if c.is_ascii_whitespace() {
+        if is_pg_space(c) {
             if in_tok {
                 out.push(std::mem::take(&mut cur));
                 in_tok = false;
@@ -272,7 +279,7 @@ pub fn join_options(toks: &[String]) -> String {
             out.push(' ');
         }
         for c in t.chars() {
-            if c == '\\' || c.is_ascii_whitespace() {
+            if c == '\\' || is_pg_space(c) {
                 out.push('\\');
             }
             out.push(c);

@@ -141,7 +141,15 @@ impl Daemon {
     pub fn up(extra: &[&str]) -> Daemon {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let mut args = vec!["up", "--api-port", "0", "--gc-every", "3600s"];
+        let mut args = vec![
+            "up",
+            "--api-port",
+            "0",
+            "--proxy-port",
+            "0",
+            "--gc-every",
+            "3600s",
+        ];
         args.extend_from_slice(extra);
         run(&dir, &args);
         let info: serde_json::Value =
@@ -190,6 +198,19 @@ impl Daemon {
         ])
         .trim()
         .to_string()
+    }
+
+    /// A libpq URL for `branch` through the proxy (`lakelet connstr`).
+    pub fn url(&self, branch: &str) -> String {
+        self.run(&["connstr", branch]).trim().to_string()
+    }
+
+    /// The proxy's `host:port`.
+    pub fn proxy_addr(&self) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.join("daemon.json")).unwrap())
+                .unwrap();
+        v["proxy"].as_str().unwrap().to_string()
     }
 
     /// Starts the branch's compute; its endpoint as JSON.
