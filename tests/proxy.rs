@@ -304,11 +304,29 @@ async fn errors_carry_the_sqlstate_a_server_sends() {
     let c = connect(&url).await.unwrap();
     c.simple_query("select 1").await.unwrap();
 
-    // A daemon in `--auth password` mode takes cleartext only over TLS.
+    // A daemon in `--auth password` mode takes cleartext only over TLS; it serves a configured
+    // certificate (the first daemon's generated one), which verify-full accepts for 127.0.0.1.
     drop(c);
+    let certs = tempfile::tempdir().unwrap();
+    let (crt, key) = (certs.path().join("c.pem"), certs.path().join("k.pem"));
+    std::fs::copy(d.dir.join("tls/server.crt"), &crt).unwrap();
+    std::fs::copy(d.dir.join("tls/server.key"), &key).unwrap();
     drop(d);
-    let d = Daemon::up(&["--auth", "password"]);
+    let d = Daemon::up(&[
+        "--auth",
+        "password",
+        "--tls-cert",
+        crt.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        !d.dir.join("tls/server.crt").exists(),
+        "no certificate generated"
+    );
     let u = d.url("main");
+    let verify = format!("{u}&sslmode=verify-full&sslrootcert={}", crt.display());
+    assert_eq!(psql(&verify, "select 1"), (true, "1".into()));
     let (ok, out) = psql(&format!("{u}&sslmode=disable"), "select 1");
     assert!(!ok && out.contains("only over TLS"), "{out}");
     assert_eq!(
@@ -351,7 +369,7 @@ async fn cancel_by_protocol_and_by_function_and_wake_from_zero() {
         .await
         .unwrap()
         .unwrap();
-    let e = r.err().expect("the query was cancelled");
+    let e = r.expect_err("the query was cancelled");
     assert_eq!(code(&e), SqlState::QUERY_CANCELED.code(), "{e}");
     // The session survives its cancelled query.
     c.simple_query("select 1").await.unwrap();
@@ -379,8 +397,7 @@ async fn cancel_by_protocol_and_by_function_and_wake_from_zero() {
     let e = q
         .await
         .unwrap()
-        .err()
-        .expect("cancelled by pg_cancel_backend");
+        .expect_err("cancelled by pg_cancel_backend");
     assert_eq!(code(&e), SqlState::QUERY_CANCELED.code(), "{e}");
     drop(killer);
 
@@ -523,6 +540,12 @@ async fn garbage_slowloris_and_disconnects_leave_it_serving() {
         let n = (rnd() % 300) as usize;
         cases.push((0..n).map(|_| rnd() as u8).collect());
     }
+    // GSSENCRequest: 'N', then the connection goes on in the clear (here: to the SASL request).
+    let out = poke(
+        &addr,
+        &[&[0u8, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30][..], &valid[..]].concat(),
+    );
+    assert_eq!(&out[..2], b"NR", "{out:?}");
     for case in &cases {
         let out = poke(&addr, case);
         if let Some(&b) = out.first() {
