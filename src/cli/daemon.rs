@@ -143,7 +143,6 @@ pub fn foreground(data_dir: &Path, args: &DaemonArgs) -> Result<()> {
     let data_dir = absolute(data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .worker_threads(4)
         .build()?;
     rt.block_on(crate::api::server::run(args.config(&data_dir)))
 }

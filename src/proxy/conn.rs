@@ -433,20 +433,32 @@ impl Proxy {
         };
         let _session = counters.session();
         tracing::debug!(branch, user = %route.user, "session started");
+        let mut client = Counted::new(io);
+        let mut backend = Counted::new(be);
         let result = async {
             if !leftover.is_empty() {
-                io.write_all(&leftover).await?;
+                client.inner.write_all(&leftover).await?;
             }
             if !buf.is_empty() {
-                be.write_all(&buf).await?;
+                backend.inner.write_all(&buf).await?;
             }
-            tokio::io::copy_bidirectional_with_sizes(&mut io, &mut be, 32 * 1024, 32 * 1024).await
+            tokio::io::copy_bidirectional_with_sizes(
+                &mut client,
+                &mut backend,
+                32 * 1024,
+                32 * 1024,
+            )
+            .await
         }
         .await;
         self.unregister_cancel(cancel_pid);
-        match result {
-            Ok((up, down)) => counters.transferred(up + buf.len() as u64, down),
-            Err(e) => tracing::debug!(branch, "session ended: {e}"),
+        // Counted whether the session ended cleanly or by a reset.
+        counters.transferred(
+            client.read + buf.len() as u64,
+            backend.read + leftover.len() as u64,
+        );
+        if let Err(e) = result {
+            tracing::debug!(branch, "session ended: {e}");
         }
         Ok(())
     }
@@ -605,5 +617,54 @@ async fn read_auth(io: &mut Client, buf: &mut BytesMut) -> Result<BytesMut, Fail
         if io.read_buf(buf).await? == 0 {
             return Err(Fail::Gone("closed during authentication".into()));
         }
+    }
+}
+
+/// A stream that counts the bytes read from it: one addition per read call, no parsing.
+struct Counted<S> {
+    inner: S,
+    read: u64,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S) -> Counted<S> {
+        Counted { inner, read: 0 }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.read += (buf.filled().len() - before) as u64;
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
