@@ -297,7 +297,15 @@ impl Lab {
 
     fn up(&mut self) -> Result<()> {
         self.daemon_up = true; // a failed `up` may still have left a daemon to stop
-        self.cli(&["up", "--api-port", "0", "--idle-stop", "0s"])?;
+        self.cli(&[
+            "up",
+            "--api-port",
+            "0",
+            "--proxy-port",
+            "0",
+            "--idle-stop",
+            "0s",
+        ])?;
         Ok(())
     }
 
