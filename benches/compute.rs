@@ -32,9 +32,12 @@
 //! the daemon's data directory (its own, with `--api-port 0`) and the native cluster. A guard
 //! runs `lakelet down` and stops the native cluster however the run ends.
 
+#[macro_use]
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -50,15 +53,6 @@ const THREADS: &str = "2";
 /// The unprivileged user native Postgres runs as when we are root (the daemon's default).
 const PG_USER: &str = "lakelet";
 
-static START: OnceLock<Instant> = OnceLock::new();
-
-macro_rules! progress {
-    ($($arg:tt)*) => {
-        eprintln!("[{:7.1}s] {}", START.get().map_or(0.0, |t| t.elapsed().as_secs_f64()),
-            format!($($arg)*))
-    };
-}
-
 struct Config {
     scale_small: u64,
     scale_big: u64,
@@ -66,16 +60,6 @@ struct Config {
     secs: u64,
     scale_tps: u64,
     scale_init: u64,
-}
-
-fn env_num(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a whole number")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Config {
@@ -96,38 +80,6 @@ impl Config {
         }
         Ok(c)
     }
-}
-
-/// The `lakelet` binary: cargo sets CARGO_BIN_EXE_lakelet when it builds a bench; the fallback
-/// is the binary next to our own `deps/` directory (target/<profile>/lakelet).
-fn lakelet_exe() -> PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_lakelet") {
-        return PathBuf::from(p);
-    }
-    let me = std::env::current_exe().expect("our own path");
-    me.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<bench>")
-        .join("lakelet")
-}
-
-fn out_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("lakelet-bench")
-}
-
-fn check(what: &str, out: &Output) -> Result<()> {
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// Everything the run starts, torn down by `Drop` in the right order whatever happened: the
@@ -421,30 +373,6 @@ fn pgbench(ep: &Endpoint, db: &str, args: &[&str]) -> Result<(Duration, String)>
     Ok((wall, text))
 }
 
-/// The number after `key` on the first line that starts with it ("tps = 123.4 (...)").
-fn field(text: &str, key: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(key))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
-/// Nearest-rank percentile of microsecond samples.
-fn pct(samples: &[u64], p: f64) -> u64 {
-    let mut s = samples.to_vec();
-    s.sort_unstable();
-    let rank = ((p * s.len() as f64).ceil() as usize).clamp(1, s.len());
-    s[rank - 1]
-}
-
-fn stats(samples: &[u64]) -> Value {
-    json!({ "p50_us": pct(samples, 0.5), "p95_us": pct(samples, 0.95), "samples_us": samples })
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
 /// One `pgbench -i` on an endpoint, after a CHECKPOINT so the run starts from a clean state.
 fn timed_init(rt: &tokio::runtime::Runtime, ep: &Endpoint, db: &str, scale: u64) -> Result<Value> {
     query(rt, ep, "postgres", "CHECKPOINT")?;
@@ -481,14 +409,6 @@ fn timed_run(
     let txns = field(&text, "number of transactions actually processed: ");
     progress!("  {tps:.0} tps, latency {:.3} ms", lat.unwrap_or(f64::NAN));
     Ok(json!({ "tps": tps, "latency_avg_ms": lat, "transactions": txns, "output": text }))
-}
-
-fn ratio(a: f64, b: f64) -> f64 {
-    if b == 0.0 {
-        f64::NAN
-    } else {
-        a / b
-    }
 }
 
 fn run(lab: &mut Lab, cfg: &Config) -> Result<Value> {
@@ -750,21 +670,5 @@ fn main() {
         r
         // `lab` drops here: native stop, lakelet down, temporary directory removed.
     });
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("compute bench failed: {e:#}");
-            std::process::exit(1);
-        }
-    };
-    let dir = out_dir();
-    let path = dir.join("compute.json");
-    if let Err(e) = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()))
-    {
-        eprintln!("writing {}: {e}", path.display());
-        std::process::exit(1);
-    }
-    println!("{}", table(&report));
-    println!("raw figures: {}", path.display());
+    finish("compute", result, table);
 }

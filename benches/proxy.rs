@@ -42,9 +42,12 @@
 //! --proxy-port 0`; a guard runs `lakelet down` however the run ends. pgbench runs as the
 //! invoking user (a client needs no privilege; as root it may open the compute's socket).
 
+#[macro_use]
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -57,31 +60,12 @@ const THREADS: &str = "2";
 /// The branch every measurement runs on.
 const BRANCH: &str = "main";
 
-static START: OnceLock<Instant> = OnceLock::new();
-
-macro_rules! progress {
-    ($($arg:tt)*) => {
-        eprintln!("[{:7.1}s] {}", START.get().map_or(0.0, |t| t.elapsed().as_secs_f64()),
-            format!($($arg)*))
-    };
-}
-
 struct Config {
     secs: u64,
     rounds: usize,
     scale: u64,
     connects: usize,
     cold: usize,
-}
-
-fn env_num(name: &str, default: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a whole number")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Config {
@@ -98,38 +82,6 @@ impl Config {
         }
         Ok(c)
     }
-}
-
-/// The `lakelet` binary: cargo sets CARGO_BIN_EXE_lakelet when it builds a bench; the fallback
-/// is the binary next to our own `deps/` directory (target/<profile>/lakelet).
-fn lakelet_exe() -> PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_lakelet") {
-        return PathBuf::from(p);
-    }
-    let me = std::env::current_exe().expect("our own path");
-    me.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<bench>")
-        .join("lakelet")
-}
-
-fn out_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("lakelet-bench")
-}
-
-fn check(what: &str, out: &Output) -> Result<()> {
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// The daemon of this run, stopped by `Drop` whatever happened, then the temporary directory.
@@ -449,14 +401,6 @@ fn pgbench(bindir: &Path, env: &[(String, String)], args: &[&str]) -> Result<(Du
     ))
 }
 
-/// The number after `key` on the first line that starts with it ("tps = 123.4 (...)").
-fn field(text: &str, key: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(key))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
 /// CPU seconds (user + system) a process has used so far, from /proc/PID/stat: its own (all
 /// threads) and, with `children`, that of the children it has waited for (a postmaster's
 /// exited backends).
@@ -760,18 +704,6 @@ mod rustls_pg {
     }
 }
 
-/// Nearest-rank percentile of microsecond samples.
-fn pct(samples: &[u64], p: f64) -> u64 {
-    let mut s = samples.to_vec();
-    s.sort_unstable();
-    let rank = ((p * s.len() as f64).ceil() as usize).clamp(1, s.len());
-    s[rank - 1]
-}
-
-fn stats(samples: &[u64]) -> Value {
-    json!({ "p50_us": pct(samples, 0.5), "p95_us": pct(samples, 0.95), "samples_us": samples })
-}
-
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.total_cmp(b));
@@ -779,18 +711,6 @@ fn median(v: &[f64]) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => s[n / 2],
         n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
-fn ratio(a: f64, b: f64) -> f64 {
-    if b == 0.0 {
-        f64::NAN
-    } else {
-        a / b
     }
 }
 
@@ -1132,21 +1052,5 @@ fn main() {
         r
         // `lab` drops here: lakelet down, temporary directory removed.
     });
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("proxy bench failed: {e:#}");
-            std::process::exit(1);
-        }
-    };
-    let dir = out_dir();
-    let path = dir.join("proxy.json");
-    if let Err(e) = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()))
-    {
-        eprintln!("writing {}: {e}", path.display());
-        std::process::exit(1);
-    }
-    println!("{}", table(&report));
-    println!("raw figures: {}", path.display());
+    finish("proxy", result, table);
 }

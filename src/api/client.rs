@@ -29,7 +29,8 @@ pub fn running_daemon(data_dir: &Path) -> Option<DaemonInfo> {
     alive(info.pid).then_some(info)
 }
 
-/// Percent-encodes a branch name for a URL path segment (names may contain '/').
+/// Percent-encodes a URL path segment or query value: everything but [A-Za-z0-9._-] (branch
+/// names may contain '/'; generated passwords are alphanumeric).
 pub fn seg(name: &str) -> String {
     let mut out = String::new();
     for b in name.bytes() {

@@ -37,19 +37,6 @@ pub struct ConnInfo {
     pub env: Vec<(String, String)>,
 }
 
-/// Percent-encodes a URL query value or path segment.
-fn pct(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out += &format!("%{b:02X}");
-        }
-    }
-    out
-}
-
 /// The connection details of `branch`. With `fallback`, the branch rides in the database name
 /// (`DB@BRANCH`) for clients that cannot send startup options.
 pub fn conn_info(
@@ -81,30 +68,30 @@ pub fn conn_info(
         (database.to_string(), format!("branch={branch}"))
     };
     let userinfo = match &password {
-        Some(p) => format!("{}:{}", pct(&user), pct(p)),
-        None => pct(&user),
+        Some(p) => format!("{}:{}", seg(&user), seg(p)),
+        None => seg(&user),
     };
     let query = if options.is_empty() {
         String::new()
     } else {
-        format!("?options={}", pct(&options))
+        format!("?options={}", seg(&options))
     };
     let url = format!(
         "postgresql://{userinfo}@{host}:{}/{}{query}",
         addr.port(),
-        pct(&db)
+        seg(&db)
     );
-    let mut jdbc_params = vec![format!("user={}", pct(&user))];
+    let mut jdbc_params = vec![format!("user={}", seg(&user))];
     if let Some(p) = &password {
-        jdbc_params.push(format!("password={}", pct(p)));
+        jdbc_params.push(format!("password={}", seg(p)));
     }
     if !options.is_empty() {
-        jdbc_params.push(format!("options={}", pct(&options)));
+        jdbc_params.push(format!("options={}", seg(&options)));
     }
     let jdbc = format!(
         "jdbc:postgresql://{host}:{}/{}?{}",
         addr.port(),
-        pct(&db),
+        seg(&db),
         jdbc_params.join("&")
     );
     let mut env = vec![
