@@ -546,6 +546,14 @@ async fn garbage_slowloris_and_disconnects_leave_it_serving() {
         &[&[0u8, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30][..], &valid[..]].concat(),
     );
     assert_eq!(&out[..2], b"NR", "{out:?}");
+    // Protocol 3.2 with a `_pq_.` option: a NegotiateProtocolVersion naming 3.0 (as the full
+    // number 196608, like Postgres) and the option, then authentication as usual.
+    let mut p32 = startup_packet(&[("user", "postgres"), ("_pq_.frob", "1")]);
+    p32[4..8].copy_from_slice(&196610u32.to_be_bytes());
+    let out = poke(&addr, &p32);
+    let mut v = b"v\0\0\0\x16\0\x03\0\0\0\0\0\x01_pq_.frob\0".to_vec();
+    v.push(b'R');
+    assert_eq!(&out[..v.len()], &v[..], "{out:?}");
     for case in &cases {
         let out = poke(&addr, case);
         if let Some(&b) = out.first() {

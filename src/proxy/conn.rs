@@ -125,7 +125,12 @@ impl Proxy {
         };
         let counters = self.metrics.branch(&route.branch);
         if minor > 0 || !route.unsupported.is_empty() {
-            let m = encode(&NegotiateProtocolVersion::new(0, route.unsupported.clone()));
+            // The newest version we speak, as a full protocol number (what Postgres sends and
+            // libpq 18 checks), not just the minor.
+            let m = encode(&NegotiateProtocolVersion::new(
+                Startup::PROTOCOL_VERSION_3_0,
+                route.unsupported.clone(),
+            ));
             if io.write_all(&m).await.is_err() {
                 return;
             }
