@@ -303,6 +303,19 @@ async fn errors_carry_the_sqlstate_a_server_sends() {
     // …and the daemon serves the others as before.
     let c = connect(&url).await.unwrap();
     c.simple_query("select 1").await.unwrap();
+    // The refusals were counted on the branches they named.
+    assert!(
+        branch_stats(&d, "main")["connections"]["auth_failures"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    assert!(
+        branch_stats(&d, "broken")["connections"]["errors"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
 
     // A daemon in `--auth password` mode takes cleartext only over TLS; it serves a configured
     // certificate (the first daemon's generated one), which verify-full accepts for 127.0.0.1.

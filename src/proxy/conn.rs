@@ -123,7 +123,14 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return self.fail_startup(Some(io), e.into(), peer).await,
         };
-        let counters = self.metrics.branch(&route.branch);
+        // Counters only for branches that exist: branch names from unauthenticated clients must
+        // not grow the metrics map.
+        let counters = self
+            .computes
+            .store()
+            .branch(&route.branch)
+            .is_ok()
+            .then(|| self.metrics.branch(&route.branch));
         if minor > 0 || !route.unsupported.is_empty() {
             // The newest version we speak, as a full protocol number (what Postgres sends and
             // libpq 18 checks), not just the minor.
@@ -141,8 +148,8 @@ impl Proxy {
         match authed {
             Ok(Ok(())) => {}
             Ok(Err(f)) => {
-                if matches!(f, Fail::Fatal { code: "28P01", .. }) {
-                    counters.auth_failed();
+                if let (Fail::Fatal { code: "28P01", .. }, Some(c)) = (&f, &counters) {
+                    c.auth_failed();
                 }
                 return self.fail_startup(Some(io), f, peer).await;
             }
@@ -153,11 +160,11 @@ impl Proxy {
                 return;
             }
         }
-        match self.connect(io, buf, &route, &counters).await {
+        match self.connect(io, buf, &route, counters.as_ref()).await {
             Ok(()) => {}
             Err((io, f)) => {
-                if !matches!(f, Fail::Gone(_)) {
-                    counters.failed();
+                if let (false, Some(c)) = (matches!(f, Fail::Gone(_)), &counters) {
+                    c.failed();
                 }
                 self.fail_startup(io, f, peer).await
             }
@@ -374,7 +381,7 @@ impl Proxy {
         mut io: Client,
         buf: BytesMut,
         route: &Route,
-        counters: &Arc<super::metrics::BranchCounters>,
+        counters: Option<&Arc<super::metrics::BranchCounters>>,
     ) -> Result<(), (Option<Client>, Fail)> {
         let branch = route.branch.as_str();
         let started =
@@ -396,6 +403,10 @@ impl Proxy {
                 ))
             }
         };
+        // The branch exists now (it may have been created since the startup packet arrived).
+        let counters = counters
+            .cloned()
+            .unwrap_or_else(|| self.metrics.branch(branch));
         if endpoint.cold {
             counters.cold_start();
         }
