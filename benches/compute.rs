@@ -47,9 +47,6 @@ use lakelet::compute::Endpoint;
 use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
 
-/// pgbench's client and thread counts for the TPS runs (2 cores: 2 threads, 4 clients).
-const CLIENTS: &str = "4";
-const THREADS: &str = "2";
 /// The unprivileged user native Postgres runs as when we are root (the daemon's default).
 const PG_USER: &str = "lakelet";
 

@@ -54,9 +54,6 @@ use anyhow::{bail, Context, Result};
 use lakelet::compute::Endpoint;
 use serde_json::{json, Value};
 
-/// pgbench's client and thread counts (2 cores: 2 threads, 4 clients), as in benches/compute.rs.
-const CLIENTS: &str = "4";
-const THREADS: &str = "2";
 /// The branch every measurement runs on.
 const BRANCH: &str = "main";
 

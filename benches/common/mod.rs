@@ -10,6 +10,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+/// pgbench's client and thread counts for throughput runs (2 cores: 2 threads, 4 clients).
+pub const CLIENTS: &str = "4";
+pub const THREADS: &str = "2";
+
 /// When the run started, for the timestamps of `progress!`.
 pub static START: OnceLock<Instant> = OnceLock::new();
 

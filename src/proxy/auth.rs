@@ -98,7 +98,8 @@ fn sha256(b: &[u8]) -> [u8; 32] {
         .unwrap()
 }
 
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time independent of where they differ.
+pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -203,7 +203,7 @@ impl Proxy {
         let target = {
             let map = self.cancels.lock().unwrap();
             match map.get(&pid) {
-                Some(t) if secret.len() == 4 && auth_eq(&t.secret, secret) => {
+                Some(t) if secret.len() == 4 && auth::ct_eq(&t.secret, secret) => {
                     Some((t.socket.clone(), t.backend_pid, t.backend_secret.clone()))
                 }
                 _ => None,
@@ -233,8 +233,4 @@ impl Proxy {
             Err(_) => tracing::warn!(backend = bpid, "forwarding a cancel request timed out"),
         }
     }
-}
-
-fn auth_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
