@@ -113,13 +113,17 @@ fn branch_rec() -> impl Strategy<Value = BranchRec> {
         prop::option::of(any::<String>()),
         any::<i64>(),
         any::<bool>(),
+        any::<String>(),
     )
-        .prop_map(|(timeline, parent, created_at, snapshot)| BranchRec {
-            timeline,
-            parent,
-            created_at,
-            snapshot,
-        })
+        .prop_map(
+            |(timeline, parent, created_at, snapshot, annotations)| BranchRec {
+                timeline,
+                parent,
+                created_at,
+                snapshot,
+                annotations,
+            },
+        )
 }
 
 fn obj_key() -> impl Strategy<Value = ObjKey> {
@@ -386,7 +390,7 @@ mod proxy_startup {
     fn auth_body(body: &[u8]) {
         if let Ok((mech, data)) = parse_sasl_initial(body) {
             assert!(body.ends_with(&data));
-            let _ = Scram::start(verifier(), &mech, &data, Some(CERT_HASH));
+            let _ = Scram::start(vec![verifier()], &mech, &data, Some(CERT_HASH));
         }
         if let Ok(pw) = parse_password(body) {
             assert_eq!(pw.len() + 1, body.len());
@@ -413,7 +417,8 @@ mod proxy_startup {
             ("SCRAM-SHA-256", Some(CERT_HASH)),
             ("SCRAM-SHA-256-PLUS", Some(CERT_HASH)),
         ] {
-            let Ok((s, server_first)) = Scram::start(verifier(), mech, client_first, cert) else {
+            let Ok((s, server_first)) = Scram::start(vec![verifier()], mech, client_first, cert)
+            else {
                 continue;
             };
             let first = std::str::from_utf8(client_first).unwrap();

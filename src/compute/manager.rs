@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
+use super::lifecycle::{new_uid, Lifecycle};
 use super::pg::{self, PgInstall};
 use super::postgres::{self, Postgres};
 use super::user::{self, ComputeUser};
@@ -70,6 +71,19 @@ impl std::fmt::Display for Refused {
 }
 
 impl std::error::Error for Refused {}
+
+/// A request that collides with a branch that exists in another state (a soft-deleted branch
+/// still holds its name). The API answers it with 409.
+#[derive(Debug)]
+pub struct Conflict(pub String);
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Conflict {}
 
 /// Where a client reaches a running compute.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -426,6 +440,12 @@ impl Computes {
         if info.snapshot {
             return Err(Refused(format!("'{name}' is a snapshot: it is never written, so it has no compute; create a branch from it")).into());
         }
+        if Lifecycle::decode(&info.annotations).is_deleted() {
+            return Err(Refused(format!(
+                "branch '{name}' is deleted; undelete it (`lakelet branch undelete {name}`) to connect"
+            ))
+            .into());
+        }
         let tl = self.store.branch_timeline(name)?;
         let t0 = Instant::now();
         let mount = self.mount_view(name, tl)?;
@@ -530,24 +550,91 @@ impl Computes {
         }
     }
 
+    /// Creates branch (or snapshot) `name` from `from` as of `at`, with its lifecycle in the
+    /// same record. A deleted source is refused like a missing one.
     pub async fn create_branch(
         &self,
         name: &str,
         from: &str,
         at: At,
         snapshot: bool,
+        lifecycle: &Lifecycle,
     ) -> Result<BranchInfo> {
-        self.store.branch(from)?;
+        let src = self.store.branch(from)?;
+        if Lifecycle::decode(&src.annotations).is_deleted() {
+            return Err(Refused(format!(
+                "the source branch '{from}' is deleted; undelete it first"
+            ))
+            .into());
+        }
+        if let Ok(b) = self.store.branch(name) {
+            if let Some(t) = Lifecycle::decode(&b.annotations).deleted_at {
+                return Err(Conflict(format!(
+                    "branch '{name}' already exists, deleted at {}: undelete it \
+                     (`lakelet branch undelete {name}`), or purge it \
+                     (`lakelet branch delete {name} --purge`) to reuse the name",
+                    storage::format_time(t)
+                ))
+                .into());
+            }
+        }
         if at == At::Head {
             self.checkpoint_if_running(from).await;
         }
-        let info = if snapshot {
-            self.store.create_snapshot(name, from, at)?
-        } else {
-            self.store.create_branch(name, from, at)?
-        };
+        let mut l = lifecycle.clone();
+        if l.uid.is_empty() {
+            l.uid = new_uid(if snapshot { "snap" } else { "br" });
+        }
+        let info = self
+            .store
+            .create_annotated(name, from, at, snapshot, &l.encode())?;
         self.store.sync()?;
         Ok(info)
+    }
+
+    /// The lifecycle of `name`.
+    pub fn lifecycle(&self, name: &str) -> Result<Lifecycle> {
+        Ok(Lifecycle::decode(&self.store.branch(name)?.annotations))
+    }
+
+    /// Changes the lifecycle of `name` under its slot lock (protect, expiry). `f` may refuse.
+    pub async fn update_lifecycle(
+        self: &Arc<Self>,
+        name: &str,
+        f: impl FnOnce(&mut Lifecycle) -> Result<()> + Send + 'static,
+    ) -> Result<BranchInfo> {
+        self.detached(name, move |c, n| {
+            Box::pin(async move {
+                let slot = c.slot(n);
+                let _s = slot.lock().await;
+                let mut l = c.lifecycle(n)?;
+                f(&mut l)?;
+                l.updated_at = Some(c.store.now());
+                let info = c.store.annotate(n, &l.encode())?;
+                c.store.sync()?;
+                Ok(info)
+            })
+        })
+        .await
+    }
+
+    /// Brings a soft-deleted branch back.
+    pub async fn undelete_branch(self: &Arc<Self>, name: &str) -> Result<BranchInfo> {
+        let n = name.to_string();
+        let now = self.store.now();
+        self.update_lifecycle(name, move |l| {
+            if !l.is_deleted() {
+                return Err(Refused(format!("branch '{n}' is not deleted")).into());
+            }
+            l.deleted_at = None;
+            l.purge_at = None;
+            // An expiry already past would delete it again at once.
+            if l.expire_at.is_some_and(|t| t <= now) {
+                l.expire_at = None;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Moves `name` to a new timeline (reset to its parent's head, or restore from `from` at
@@ -569,6 +656,14 @@ impl Computes {
 
     async fn repoint_now(&self, name: &str, restore: Option<(&str, At)>) -> Result<BranchInfo> {
         let info = self.store.branch(name)?;
+        let action = if restore.is_some() {
+            "restored"
+        } else {
+            "reset"
+        };
+        if let Some(why) = Lifecycle::decode(&info.annotations).refuse(name, action) {
+            return Err(Refused(why).into());
+        }
         let parent = match restore {
             Some((from, at)) => (at == At::Head).then_some(from.to_string()),
             None => Some(info.parent.clone().ok_or_else(|| {
@@ -599,28 +694,67 @@ impl Computes {
         Ok(info)
     }
 
-    pub async fn delete_branch(self: &Arc<Self>, name: &str) -> Result<()> {
-        self.detached(name, |c, n| Box::pin(c.delete_now(n))).await
+    /// Deletes `name`: soft (stops its compute, keeps its data until `purge_at`, undeletable)
+    /// unless `purge`, which removes the name at once. A soft-deleted branch can be purged.
+    pub async fn delete_branch(self: &Arc<Self>, name: &str, purge: bool) -> Result<()> {
+        self.detached(name, move |c, n| Box::pin(c.delete_now(n, purge)))
+            .await
     }
 
-    async fn delete_now(&self, name: &str) -> Result<()> {
+    async fn delete_now(&self, name: &str, purge: bool) -> Result<()> {
         if name == self.settings.root_branch {
             return Err(Refused(format!(
                 "'{name}' is the default branch and cannot be deleted"
             ))
             .into());
         }
-        self.store.branch(name)?;
+        let mut l = self.lifecycle(name)?;
+        if l.protected || (!purge && l.is_deleted()) {
+            return Err(Refused(l.refuse(name, "deleted").unwrap()).into());
+        }
         let slot = self.slot(name);
         let mut s = slot.lock().await;
         if let Some(r) = s.running.take() {
             self.teardown(r).await;
         }
-        self.store.delete_branch(name)?;
+        if purge {
+            self.store.delete_branch(name)?;
+        } else {
+            let now = self.store.now();
+            l.deleted_at = Some(now);
+            l.purge_at = Some(now + self.store.retention_window().as_nanos() as i64);
+            l.updated_at = Some(now);
+            self.store.annotate(name, &l.encode())?;
+        }
         self.store.sync()?;
         drop(s);
-        self.slots.lock().unwrap().remove(name);
+        if purge {
+            self.slots.lock().unwrap().remove(name);
+        }
         Ok(())
+    }
+
+    /// One pass of expiry: soft-deletes branches past their expire time and purges deleted
+    /// ones past their purge time. Returns what it did, for the log and the tests.
+    pub async fn expire_due(self: &Arc<Self>) -> Vec<(String, &'static str)> {
+        let now = self.store.now();
+        let mut done = vec![];
+        for b in self.store.branches() {
+            let l = Lifecycle::decode(&b.annotations);
+            let purge = l.purgeable(now);
+            if !purge && !l.expired(now) {
+                continue;
+            }
+            let what = if purge { "purged" } else { "expired" };
+            match self.delete_branch(&b.name, purge).await {
+                Ok(()) => {
+                    tracing::info!(branch = b.name, "{what}");
+                    done.push((b.name, what));
+                }
+                Err(e) => tracing::warn!(branch = b.name, "expiry: {e:#}"),
+            }
+        }
+        done
     }
 
     pub async fn status(&self, name: &str) -> ComputeStatus {

@@ -5,10 +5,12 @@
 //! checkpoint a compute). `tree.rs` copies a directory tree into a branch and out (import and
 //! export of stopped clusters). This layer never reads or writes pages itself.
 
+pub mod lifecycle;
 mod manager;
 pub mod pg;
 pub mod postgres;
 pub mod tree;
 pub mod user;
 
-pub use manager::{run_dir, ComputeStatus, Computes, Endpoint, Refused, Settings};
+pub use lifecycle::Lifecycle;
+pub use manager::{run_dir, ComputeStatus, Computes, Conflict, Endpoint, Refused, Settings};

@@ -39,6 +39,8 @@ pub struct BranchInfo {
     pub start_lsn: Lsn,
     pub created_at: String,
     pub snapshot: bool,
+    /// The control plane's notes (see `BranchRec::annotations`).
+    pub annotations: String,
 }
 
 /// What a timeline retains: these exact lsns, plus every lsn from `fine_from` on.
@@ -120,6 +122,7 @@ impl Store {
             start_lsn: e.rec.start_lsn,
             created_at: format_time(b.created_at),
             snapshot: b.snapshot,
+            annotations: b.annotations.clone(),
         }
     }
 
@@ -162,6 +165,7 @@ impl Store {
             parent: None,
             created_at: now,
             snapshot: false,
+            annotations: String::new(),
         };
         let root = Attr {
             kind: FileKind::Dir,
@@ -214,25 +218,52 @@ impl Store {
 
     /// Creates branch `name` from branch `from` as of `at`.
     pub fn create_branch(&self, name: &str, from: &str, at: At) -> Result<BranchInfo> {
-        self.fork(name, from, at, false, false)
+        self.fork(name, from, at, false, false, None)
     }
 
     /// Creates a snapshot: a branch that is never written.
     pub fn create_snapshot(&self, name: &str, from: &str, at: At) -> Result<BranchInfo> {
-        self.fork(name, from, at, true, false)
+        self.fork(name, from, at, true, false, None)
+    }
+
+    /// Creates a branch (or snapshot) with its annotations in the same record.
+    pub fn create_annotated(
+        &self,
+        name: &str,
+        from: &str,
+        at: At,
+        snapshot: bool,
+        annotations: &str,
+    ) -> Result<BranchInfo> {
+        self.fork(name, from, at, snapshot, false, Some(annotations))
     }
 
     /// Moves `name` to a new timeline forked from `from` as of `at` (restore, rollback by
     /// repoint). The old timeline is left to GC unless something else still reads it.
     pub fn restore_branch(&self, name: &str, from: &str, at: At) -> Result<BranchInfo> {
-        self.fork(name, from, at, false, true)
+        self.fork(name, from, at, false, true, None)
     }
 
     /// Resets `name` to the current state of the branch it was forked from.
     pub fn reset_branch(&self, name: &str) -> Result<BranchInfo> {
         let parent = self.state.read().unwrap().branch(name)?.parent.clone();
         let parent = parent.ok_or_else(|| Error::NoParent(name.to_string()))?;
-        self.fork(name, &parent, At::Head, false, true)
+        self.fork(name, &parent, At::Head, false, true, None)
+    }
+
+    /// Replaces a branch's annotations; the name keeps its timeline.
+    pub fn annotate(&self, name: &str, annotations: &str) -> Result<BranchInfo> {
+        let _w = self.writer.lock().unwrap();
+        let mut rec = self.state.read().unwrap().branch(name)?.clone();
+        rec.annotations = annotations.to_string();
+        let k = meta::branch(name);
+        self.db
+            .put_cf_opt(self.cf(CF_META), &k, rec.encode(&k), &self.write_opts())
+            .map_err(Error::db(format!("annotating branch '{name}'")))?;
+        let mut st = self.state.write().unwrap();
+        // Same timeline, same name: only the record changes.
+        st.branches.insert(name.to_string(), rec);
+        Ok(self.info(&st, name, &st.branches[name]))
     }
 
     pub fn delete_branch(&self, name: &str) -> Result<()> {
@@ -252,6 +283,7 @@ impl Store {
         at: At,
         snapshot: bool,
         replace: bool,
+        annotations: Option<&str>,
     ) -> Result<BranchInfo> {
         validate_name(name)?;
         // Order: GC lock, then writer lock (as gc.rs takes them), so the retention check and
@@ -287,6 +319,11 @@ impl Store {
             parent: parent_name,
             created_at: old.as_ref().map_or(now, |o| o.created_at),
             snapshot,
+            annotations: match (annotations, &old) {
+                (Some(a), _) => a.to_string(),
+                (None, Some(o)) => o.annotations.clone(),
+                (None, None) => String::new(),
+            },
         };
         let mut batch = WriteBatch::default();
         let meta_cf = self.cf(CF_META);

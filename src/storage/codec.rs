@@ -104,6 +104,9 @@ impl<'a> Dec<'a> {
         let b = self.bytes()?;
         String::from_utf8(b.to_vec()).map_err(|_| self.err("string is not UTF-8"))
     }
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
     pub fn end(self) -> Result<()> {
         if self.buf.is_empty() {
             Ok(())
@@ -490,6 +493,9 @@ pub struct BranchRec {
     pub created_at: Nanos,
     /// A snapshot: a branch that is never written.
     pub snapshot: bool,
+    /// The control plane's notes on this branch (protection, expiry, deletion), opaque here.
+    /// Stored with the name so they change atomically with it. Absent in older records.
+    pub annotations: String,
 }
 
 impl BranchRec {
@@ -499,7 +505,11 @@ impl BranchRec {
             None => e.u8(0),
             Some(p) => e.u8(1).bytes(p.as_bytes()),
         };
-        seal(key, &e.i64(self.created_at).u8(self.snapshot as u8).0)
+        e = e.i64(self.created_at).u8(self.snapshot as u8);
+        if !self.annotations.is_empty() {
+            e = e.bytes(self.annotations.as_bytes());
+        }
+        seal(key, &e.0)
     }
     pub fn decode(body: &[u8]) -> Result<BranchRec> {
         let mut d = Dec::new(body, "branch record");
@@ -515,12 +525,18 @@ impl BranchRec {
             1 => true,
             _ => return Err(Error::corrupt("branch record", "bad snapshot flag")),
         };
+        let annotations = if d.is_empty() {
+            String::new()
+        } else {
+            d.string()?
+        };
         d.end()?;
         Ok(BranchRec {
             timeline,
             parent,
             created_at,
             snapshot,
+            annotations,
         })
     }
 }
@@ -616,6 +632,15 @@ mod tests {
             parent: Some("main".into()),
             created_at: 3,
             snapshot: true,
+            annotations: String::new(),
+        };
+        assert_eq!(
+            BranchRec::decode(unseal(k, &b.encode(k), String::new).unwrap()).unwrap(),
+            b
+        );
+        let b = BranchRec {
+            annotations: r#"{"protected":true}"#.into(),
+            ..b
         };
         assert_eq!(
             BranchRec::decode(unseal(k, &b.encode(k), String::new).unwrap()).unwrap(),

@@ -218,6 +218,11 @@ impl Store {
         self.clock.now()
     }
 
+    /// How long history is kept for point-in-time branching (the GC window).
+    pub fn retention_window(&self) -> std::time::Duration {
+        self.opts.retention_window
+    }
+
     /// The last committed lsn.
     pub fn last_lsn(&self) -> Lsn {
         self.visible.load(Ordering::Acquire)
