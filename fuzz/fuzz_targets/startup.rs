@@ -131,7 +131,7 @@ fn auth_stream(data: &[u8]) {
 fn auth_body(body: &[u8]) {
     if let Ok((mech, data)) = parse_sasl_initial(body) {
         assert!(body.ends_with(&data));
-        let _ = Scram::start(verifier(), &mech, &data, Some(CERT_HASH));
+        let _ = Scram::start(vec![verifier()], &mech, &data, Some(CERT_HASH));
     }
     if let Ok(pw) = parse_password(body) {
         assert_eq!(pw.len() + 1, body.len());
@@ -170,7 +170,7 @@ fn scram(data: &[u8]) {
         ("SCRAM-SHA-256", Some(CERT_HASH)),
         ("SCRAM-SHA-256-PLUS", Some(CERT_HASH)),
     ] {
-        let Ok((s, server_first)) = Scram::start(verifier(), mech, client_first, cert) else {
+        let Ok((s, server_first)) = Scram::start(vec![verifier()], mech, client_first, cert) else {
             continue;
         };
         // Accepted: UTF-8 with a GS2 header, and a client nonce the server's begins with.

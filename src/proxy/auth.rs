@@ -169,9 +169,21 @@ struct UserEntry {
     verifier: String,
 }
 
+/// A short-lived password (`POST /api/2.0/postgres/credentials`): valid for one user on one
+/// branch until it expires. Its verifier uses the user's salt and iteration count, so one
+/// SCRAM exchange can check it beside the user's own password. Kept in memory only: a daemon
+/// restart revokes every token, which a short-lived credential may do.
+struct Token {
+    user: String,
+    branch: String,
+    verifier: Verifier,
+    expires: std::time::SystemTime,
+}
+
 /// The users the proxy accepts.
 pub struct Credentials {
     users: RwLock<BTreeMap<String, Verifier>>,
+    tokens: std::sync::Mutex<Vec<Token>>,
     /// Salts the mock exchange of unknown users: stable for a daemon's life, secret.
     mock_key: [u8; 32],
 }
@@ -218,12 +230,57 @@ impl Credentials {
         }
         Ok(Credentials {
             users: RwLock::new(users),
+            tokens: Default::default(),
             mock_key: random_bytes(),
         })
     }
 
     pub fn verifier(&self, user: &str) -> Option<Verifier> {
         self.users.read().unwrap().get(user).cloned()
+    }
+
+    /// Every verifier that may hold `user`'s password for `branch` now: the user's own, then
+    /// each live token. All share the user's salt and iteration count. Empty for an unknown
+    /// user.
+    pub fn verifiers(&self, user: &str, branch: &str) -> Vec<Verifier> {
+        let Some(own) = self.verifier(user) else {
+            return vec![];
+        };
+        let now = std::time::SystemTime::now();
+        let mut tokens = self.tokens.lock().unwrap();
+        tokens.retain(|t| t.expires > now);
+        let mut out = vec![own];
+        out.extend(
+            tokens
+                .iter()
+                .filter(|t| t.user == user && t.branch == branch)
+                .map(|t| t.verifier.clone()),
+        );
+        out
+    }
+
+    /// Issues a password for `user` on `branch`, valid until `expires`.
+    pub fn issue_token(
+        &self,
+        user: &str,
+        branch: &str,
+        expires: std::time::SystemTime,
+    ) -> Result<String> {
+        let own = self
+            .verifier(user)
+            .ok_or_else(|| anyhow::anyhow!("the proxy has no user {user:?}"))?;
+        let password = generate_password();
+        let verifier = Verifier::new(&password, &own.salt, own.iterations);
+        let now = std::time::SystemTime::now();
+        let mut tokens = self.tokens.lock().unwrap();
+        tokens.retain(|t| t.expires > now);
+        tokens.push(Token {
+            user: user.into(),
+            branch: branch.into(),
+            verifier,
+            expires,
+        });
+        Ok(password)
     }
 
     /// A verifier no password matches, with a salt that is the same on every attempt.
@@ -250,7 +307,8 @@ fn malformed(m: impl Into<String>) -> AuthError {
 
 /// The server side of one SCRAM-SHA-256 exchange.
 pub struct Scram {
-    verifier: Verifier,
+    /// The verifiers the proof may match, all with one salt and iteration count.
+    candidates: Vec<Verifier>,
     /// The GS2 header the client sent, with the channel-binding data it must echo in `c=`.
     expected_cbind: Vec<u8>,
     nonce: String,
@@ -273,11 +331,18 @@ impl Scram {
     /// exchange and the server-first-message. `cert_hash` is the tls-server-end-point binding
     /// data (SHA-256 of the server certificate) when the connection is TLS.
     pub fn start(
-        verifier: Verifier,
+        candidates: Vec<Verifier>,
         mechanism: &str,
         client_first: &[u8],
         cert_hash: Option<&[u8]>,
     ) -> Result<(Scram, String), AuthError> {
+        let verifier = candidates.first().expect("at least one verifier");
+        assert!(
+            candidates
+                .iter()
+                .all(|c| c.salt == verifier.salt && c.iterations == verifier.iterations),
+            "one SCRAM exchange has one salt"
+        );
         let msg = std::str::from_utf8(client_first)
             .map_err(|_| malformed("client-first-message is not UTF-8"))?;
         let plus = match mechanism {
@@ -331,7 +396,7 @@ impl Scram {
         );
         Ok((
             Scram {
-                verifier,
+                candidates,
                 expected_cbind,
                 nonce,
                 client_first_bare: bare.to_string(),
@@ -376,12 +441,13 @@ impl Scram {
             "{},{},{}",
             self.client_first_bare, self.server_first, without_proof
         );
-        let signature = hmac256(&self.verifier.stored_key, auth_message.as_bytes());
-        let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
-        if !ct_eq(&sha256(&client_key), &self.verifier.stored_key) {
-            return Err(AuthError::WrongPassword);
-        }
-        let server_sig = hmac256(&self.verifier.server_key, auth_message.as_bytes());
+        let matched = self.candidates.iter().find(|v| {
+            let signature = hmac256(&v.stored_key, auth_message.as_bytes());
+            let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
+            ct_eq(&sha256(&client_key), &v.stored_key)
+        });
+        let v = matched.ok_or(AuthError::WrongPassword)?;
+        let server_sig = hmac256(&v.server_key, auth_message.as_bytes());
         Ok(format!("v={}", B64.encode(server_sig)))
     }
 }
@@ -444,13 +510,23 @@ mod tests {
     }
 
     fn exchange(pw: &str, verifier: &Verifier, cert: Option<&[u8]>) -> Result<String, AuthError> {
+        exchange_any(pw, std::slice::from_ref(verifier), cert)
+    }
+
+    /// One exchange against several candidate verifiers (a user's password and its tokens).
+    fn exchange_any(
+        pw: &str,
+        candidates: &[Verifier],
+        cert: Option<&[u8]>,
+    ) -> Result<String, AuthError> {
+        let verifier = &candidates[0];
         let (mech, header) = match cert {
             Some(_) => ("SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,"),
             None => ("SCRAM-SHA-256", "n,,"),
         };
         let bare = "n=,r=abcdefghijkl";
         let (s, server_first) = Scram::start(
-            verifier.clone(),
+            candidates.to_vec(),
             mech,
             format!("{header}{bare}").as_bytes(),
             cert,
@@ -468,9 +544,37 @@ mod tests {
         let am = format!("{bare},{server_first},{without_proof}");
         let proof = client_proof(pw, &verifier.salt, verifier.iterations, &am);
         let fin = s.finish(format!("{without_proof},p={}", B64.encode(proof)).as_bytes())?;
-        let expected = hmac256(&verifier.server_key, am.as_bytes());
+        let matched = candidates.iter().find(|v| v.check_password(pw)).unwrap();
+        let expected = hmac256(&matched.server_key, am.as_bytes());
         assert_eq!(fin, format!("v={}", B64.encode(expected)));
         Ok(fin)
+    }
+
+    #[test]
+    fn tokens_work_beside_the_password_for_their_branch_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Credentials::load_or_init(dir.path()).unwrap();
+        let own = local_password(dir.path()).unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        let tok = c.issue_token(LOCAL_USER, "dev", later).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+        let stale = c.issue_token(LOCAL_USER, "dev", past).unwrap();
+        let dev = c.verifiers(LOCAL_USER, "dev");
+        assert_eq!(dev.len(), 2, "the password and the live token");
+        assert!(exchange_any(&tok, &dev, None).is_ok());
+        assert!(exchange_any(&own, &dev, None).is_ok());
+        assert_eq!(
+            exchange_any(&stale, &dev, None),
+            Err(AuthError::WrongPassword)
+        );
+        let main = c.verifiers(LOCAL_USER, "main");
+        assert_eq!(
+            exchange_any(&tok, &main, None),
+            Err(AuthError::WrongPassword),
+            "a token is for one branch"
+        );
+        assert!(c.verifiers("nobody", "dev").is_empty());
+        assert!(c.issue_token("nobody", "dev", later).is_err());
     }
 
     #[test]
@@ -502,12 +606,12 @@ mod tests {
             "n,,n=",
             "n,,r=a,b",
         ] {
-            let _ = Scram::start(v.clone(), "SCRAM-SHA-256", m.as_bytes(), None);
+            let _ = Scram::start(vec![v.clone()], "SCRAM-SHA-256", m.as_bytes(), None);
         }
-        assert!(Scram::start(v.clone(), "PLAIN", b"n,,r=a", None).is_err());
-        assert!(Scram::start(v.clone(), "SCRAM-SHA-256-PLUS", b"n,,r=a", None).is_err());
-        assert!(Scram::start(v.clone(), "SCRAM-SHA-256", b"y,,r=a", Some(b"h")).is_err());
-        let (s, _) = Scram::start(v, "SCRAM-SHA-256", b"n,,n=,r=abc", None).unwrap();
+        assert!(Scram::start(vec![v.clone()], "PLAIN", b"n,,r=a", None).is_err());
+        assert!(Scram::start(vec![v.clone()], "SCRAM-SHA-256-PLUS", b"n,,r=a", None).is_err());
+        assert!(Scram::start(vec![v.clone()], "SCRAM-SHA-256", b"y,,r=a", Some(b"h")).is_err());
+        let (s, _) = Scram::start(vec![v], "SCRAM-SHA-256", b"n,,n=,r=abc", None).unwrap();
         assert!(matches!(
             s.finish(b"c=biws,r=zzz,p=AAAA"),
             Err(AuthError::Malformed(_))

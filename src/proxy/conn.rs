@@ -321,7 +321,7 @@ impl Proxy {
             message: format!("password authentication failed for user \"{user}\""),
             hint: None,
         };
-        let verifier = self.creds.verifier(user);
+        let verifiers = self.creds.verifiers(user, &route.branch);
         match self.cfg.auth {
             AuthMode::Trust => Ok(()),
             AuthMode::Password => {
@@ -336,9 +336,10 @@ impl Proxy {
                     .await?;
                 let body = read_auth(io, buf).await?;
                 let pw = auth::parse_password(&body).map_err(malformed)?;
-                match verifier {
-                    Some(v) if v.check_password(&pw) => Ok(()),
-                    _ => Err(failed()),
+                if verifiers.iter().any(|v| v.check_password(&pw)) {
+                    Ok(())
+                } else {
+                    Err(failed())
                 }
             }
             AuthMode::Scram => {
@@ -351,7 +352,11 @@ impl Proxy {
                 io.write_all(&encode(&Authentication::SASL(mechs))).await?;
                 let body = read_auth(io, buf).await?;
                 let (mech, first) = auth::parse_sasl_initial(&body).map_err(malformed)?;
-                let v = verifier.unwrap_or_else(|| self.creds.mock(user));
+                let v = if verifiers.is_empty() {
+                    vec![self.creds.mock(user)]
+                } else {
+                    verifiers
+                };
                 let (scram, server_first) =
                     Scram::start(v, &mech, &first, cert_hash).map_err(malformed)?;
                 io.write_all(&encode(&Authentication::SASLContinue(

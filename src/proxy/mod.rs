@@ -38,7 +38,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::compute::Computes;
-pub use auth::AuthMode;
+pub use auth::{AuthMode, LOCAL_USER};
 pub use metrics::{ConnectionStats, ProxyStats};
 
 /// How the proxy listens and whom it lets in.
@@ -108,6 +108,16 @@ impl Proxy {
 
     pub fn config(&self) -> &ProxyConfig {
         &self.cfg
+    }
+
+    /// Issues a short-lived password for `user` on `branch` (the API's credentials endpoint).
+    pub fn issue_token(
+        &self,
+        user: &str,
+        branch: &str,
+        expires: std::time::SystemTime,
+    ) -> Result<String> {
+        self.creds.issue_token(user, branch, expires)
     }
 
     pub fn cert_path(&self) -> &Path {
