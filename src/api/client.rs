@@ -14,7 +14,8 @@ pub struct Client {
     agent: ureq::Agent,
     base: String,
     token: String,
-    pub info: DaemonInfo,
+    /// The local daemon's record; `None` for a remote (Lakebase) client.
+    pub info: Option<DaemonInfo>,
 }
 
 /// Whether a process with this pid exists.
@@ -62,17 +63,43 @@ impl Client {
             })?
             .trim()
             .to_string();
+        let mut c = Client::remote(&format!("http://{}/lakelet/v1", info.api), &token);
+        c.info = Some(info);
+        Ok(c)
+    }
+
+    /// A client of any API under `base` (no trailing slash) with a bearer token.
+    pub fn remote(base: &str, token: &str) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(3600)))
             .build()
             .into();
-        Ok(Client {
+        Client {
             agent,
-            base: format!("http://{}/lakelet/v1", info.api),
-            token,
-            info,
-        })
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            info: None,
+        }
+    }
+
+    /// The same server with another path prefix (`/lakelet/v1` → `/api/2.0/postgres`).
+    pub fn with_base(&self, base: &str) -> Client {
+        Client {
+            agent: self.agent.clone(),
+            base: base.trim_end_matches('/').to_string(),
+            token: self.token.clone(),
+            info: self.info.clone(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The local daemon's record (only for a client made by `connect`).
+    pub fn daemon(&self) -> &DaemonInfo {
+        self.info.as_ref().expect("a client of the local daemon")
     }
 
     fn finish<T: DeserializeOwned>(
@@ -80,18 +107,22 @@ impl Client {
         what: &str,
         r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T> {
-        let mut resp = r.map_err(|e| anyhow!("{what}: the daemon did not answer: {e}"))?;
+        let mut resp = r.map_err(|e| anyhow!("{what}: {} did not answer: {e}", self.base))?;
         let status = resp.status();
         let body = resp
             .body_mut()
             .read_to_string()
-            .with_context(|| format!("{what}: reading the daemon's answer"))?;
+            .with_context(|| format!("{what}: reading the answer"))?;
         if status.is_success() {
             return serde_json::from_str(&body)
                 .with_context(|| format!("{what}: unexpected answer {body:?}"));
         }
         match serde_json::from_str::<ErrorBody>(&body) {
-            Ok(e) => bail!("{}", e.message),
+            Ok(e) => bail!(ApiFailure {
+                status: status.as_u16(),
+                code: e.error_code,
+                message: e.message,
+            }),
             Err(_) => bail!("{what}: HTTP {status}: {body}"),
         }
     }
@@ -114,6 +145,15 @@ impl Client {
         self.finish(&format!("POST {path}"), r)
     }
 
+    pub fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        let r = self
+            .agent
+            .patch(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body);
+        self.finish(&format!("PATCH {path}"), r)
+    }
+
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let r = self
             .agent
@@ -123,6 +163,23 @@ impl Client {
         self.finish(&format!("DELETE {path}"), r)
     }
 }
+
+/// An error the server answered in the Databricks shape. Displays as its message alone, so
+/// the user reads what the server said; callers downcast it to act on the code.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
 
 /// ` --data-dir D` unless D is the default, for messages that suggest a command.
 pub fn data_dir_flag(data_dir: &Path) -> String {

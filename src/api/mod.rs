@@ -9,6 +9,8 @@
 
 pub mod client;
 mod import;
+pub mod lakebase;
+mod metrics;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +41,9 @@ pub struct DaemonInfo {
     /// The proxy's TLS certificate (for `sslrootcert=`).
     #[serde(default)]
     pub tls_cert: Option<PathBuf>,
+    /// The project id of the Lakebase-shaped API.
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 pub fn info_path(data_dir: &Path) -> PathBuf {
@@ -58,22 +63,6 @@ pub fn parse_at(s: Option<&str>) -> Result<At, String> {
         }
         Some(s) => At::Time(crate::storage::parse_time(s)?),
     })
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreateBranch {
-    pub name: String,
-    pub from: Option<String>,
-    /// An lsn or an RFC 3339 time; absent for the parent's head.
-    pub at: Option<String>,
-    #[serde(default)]
-    pub snapshot: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Restore {
-    pub from: String,
-    pub at: Option<String>,
 }
 
 /// A branch with its compute and, when asked, its storage.

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -16,10 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::Notify;
 
-use super::{
-    parse_at, BranchInfoView, BranchView, CreateBranch, DaemonInfo, ErrorBody, Operation, Restore,
-    Status,
-};
+use super::{BranchView, DaemonInfo, ErrorBody, Operation, Status};
 use crate::compute::{Computes, Settings};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::storage::{self, Options, Store};
@@ -35,6 +32,10 @@ pub struct DaemonConfig {
     /// How often the idle reaper looks at each compute.
     pub reap_every: Duration,
     pub proxy: ProxyConfig,
+    /// The project id of the Lakebase-shaped API (`local` unless lakelet.toml names one).
+    pub project: String,
+    /// How long history is kept (the project's `history_retention_duration`, the GC window).
+    pub history_retention: Duration,
 }
 
 pub(super) struct Daemon {
@@ -45,6 +46,8 @@ pub(super) struct Daemon {
     pub ops: Mutex<HashMap<String, Operation>>,
     next_op: std::sync::atomic::AtomicU64,
     shutdown: Notify,
+    pub project: String,
+    pub lakebase_ops: Mutex<std::collections::VecDeque<super::lakebase::types::Operation>>,
 }
 
 type Shared = Arc<Daemon>;
@@ -73,6 +76,7 @@ impl From<anyhow::Error> for ApiError {
         let msg = format!("{e:#}");
         let (status, code) = match e.downcast_ref::<storage::Error>() {
             _ if e.is::<crate::compute::Refused>() => (StatusCode::BAD_REQUEST, "INVALID_STATE"),
+            _ if e.is::<crate::compute::Conflict>() => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
             Some(E::BranchNotFound(_)) | Some(E::TimelineNotFound(_)) => {
                 (StatusCode::NOT_FOUND, "NOT_FOUND")
             }
@@ -106,10 +110,6 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn bad_request(msg: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", msg)
-}
-
 /// Runs the daemon until it is told to stop. `ready` is called once the API is listening and
 /// daemon.json is written.
 pub async fn run(cfg: DaemonConfig) -> Result<()> {
@@ -117,7 +117,14 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let store = Arc::new(
-        Store::open(data_dir.join("store"), Options::default()).with_context(|| {
+        Store::open(
+            data_dir.join("store"),
+            Options {
+                retention_window: cfg.history_retention,
+                ..Options::default()
+            },
+        )
+        .with_context(|| {
             format!(
                 "opening the page store in {} (is another lakelet daemon using it?)",
                 data_dir.display()
@@ -160,6 +167,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
                 .to_string(),
         ),
         tls_cert: Some(proxy.cert_path().to_path_buf()),
+        project: Some(cfg.project.clone()),
     };
     let daemon = Arc::new(Daemon {
         computes: computes.clone(),
@@ -169,6 +177,8 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         ops: Mutex::new(HashMap::new()),
         next_op: Default::default(),
         shutdown: Notify::new(),
+        project: cfg.project.clone(),
+        lakebase_ops: Default::default(),
     });
 
     let reaper = {
@@ -178,6 +188,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             loop {
                 tokio::time::sleep(every).await;
                 c.reap_idle().await;
+                c.expire_due().await;
             }
         })
     };
@@ -250,11 +261,6 @@ fn load_or_create_token(data_dir: &Path) -> Result<String> {
 fn router(d: Shared) -> Router {
     let v1 = Router::new()
         .route("/status", get(status))
-        .route("/branches", get(list_branches).post(create_branch))
-        .route("/branches/{name}", get(get_branch).delete(delete_branch))
-        .route("/branches/{name}/reset", post(reset_branch))
-        .route("/branches/{name}/restore", post(restore_branch))
-        .route("/branches/{name}/usage", get(usage))
         .route("/branches/{name}/retained", get(retained))
         .route("/branches/{name}/restore-point", post(restore_point))
         .route("/branches/{name}/start", post(start))
@@ -265,7 +271,29 @@ fn router(d: Shared) -> Router {
         .route("/shutdown", post(shutdown));
     Router::new()
         .nest("/lakelet/v1", v1)
+        .merge(super::lakebase::routes())
+        .route("/metrics", get(super::metrics::render))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "no such route (docs/openapi.yaml lists them)",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "BAD_REQUEST",
+                "this route does not take that method (docs/openapi.yaml lists them)",
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(d.clone(), auth))
+        // Public discovery metadata the Databricks SDKs probe before authenticating: no OIDC
+        // here (bearer tokens only), no workspace or account id.
+        .route(
+            "/.well-known/databricks-config",
+            get(|| async { Json(serde_json::json!({ "oidc_endpoint": "" })) }),
+        )
         .with_state(d)
 }
 
@@ -335,12 +363,6 @@ impl Daemon {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct UsageQuery {
-    #[serde(default)]
-    usage: bool,
-}
-
 async fn status(State(d): State<Shared>) -> ApiResult<Status> {
     let mut branches = Vec::new();
     for b in d.store().branches() {
@@ -356,90 +378,6 @@ async fn status(State(d): State<Shared>) -> ApiResult<Status> {
         proxy: d.proxy.metrics.totals(),
         branches,
     }))
-}
-
-async fn list_branches(
-    State(d): State<Shared>,
-    Query(q): Query<UsageQuery>,
-) -> ApiResult<Vec<BranchView>> {
-    let mut out = Vec::new();
-    for b in d.store().branches() {
-        out.push(d.view(&b.name, q.usage).await?);
-    }
-    Ok(Json(out))
-}
-
-#[derive(serde::Serialize)]
-struct Created {
-    #[serde(flatten)]
-    branch: BranchInfoView,
-    elapsed_us: u64,
-}
-
-async fn create_branch(
-    State(d): State<Shared>,
-    Json(req): Json<CreateBranch>,
-) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let at = parse_at(req.at.as_deref()).map_err(bad_request)?;
-    let from = req
-        .from
-        .unwrap_or_else(|| d.computes.settings().root_branch.clone());
-    let t = Instant::now();
-    let info = d
-        .computes
-        .create_branch(&req.name, &from, at, req.snapshot)
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Created {
-            branch: info.into(),
-            elapsed_us: t.elapsed().as_micros() as u64,
-        }),
-    ))
-}
-
-async fn get_branch(
-    State(d): State<Shared>,
-    UrlPath(name): UrlPath<String>,
-) -> ApiResult<BranchView> {
-    Ok(Json(d.view(&name, true).await?))
-}
-
-async fn delete_branch(
-    State(d): State<Shared>,
-    UrlPath(name): UrlPath<String>,
-) -> ApiResult<serde_json::Value> {
-    d.computes.delete_branch(&name).await?;
-    d.proxy.metrics.forget(&name);
-    Ok(Json(serde_json::json!({ "deleted": name })))
-}
-
-async fn reset_branch(
-    State(d): State<Shared>,
-    UrlPath(name): UrlPath<String>,
-) -> ApiResult<BranchInfoView> {
-    Ok(Json(d.computes.repoint(&name, None).await?.into()))
-}
-
-async fn restore_branch(
-    State(d): State<Shared>,
-    UrlPath(name): UrlPath<String>,
-    Json(req): Json<Restore>,
-) -> ApiResult<BranchInfoView> {
-    let at = parse_at(req.at.as_deref()).map_err(bad_request)?;
-    Ok(Json(
-        d.computes
-            .repoint(&name, Some((&req.from, at)))
-            .await?
-            .into(),
-    ))
-}
-
-async fn usage(
-    State(d): State<Shared>,
-    UrlPath(name): UrlPath<String>,
-) -> ApiResult<storage::Usage> {
-    Ok(Json(d.store().usage(&name)?))
 }
 
 async fn retained(
