@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::api::client::{seg, Client};
-use crate::api::BranchView;
+use crate::api::lakebase::client::{Branches, TargetKind};
 use crate::compute::Endpoint;
 use crate::proxy::auth;
 
@@ -46,7 +46,8 @@ pub fn conn_info(
     database: &str,
     fallback: bool,
 ) -> Result<ConnInfo> {
-    let proxy = c.info.proxy.clone().context(
+    let daemon = c.daemon();
+    let proxy = daemon.proxy.clone().context(
         "the running daemon predates the proxy; restart it with `lakelet down && lakelet up`",
     )?;
     let addr: std::net::SocketAddr = proxy
@@ -57,28 +58,93 @@ pub fn conn_info(
     } else {
         addr.ip().to_string()
     };
-    let password = match c.info.auth.as_deref() {
+    let password = match daemon.auth.as_deref() {
         Some("trust") => None,
         _ => Some(auth::local_password(dd)?),
     };
-    let user = auth::LOCAL_USER.to_string();
     let (db, options) = if fallback {
         (format!("{database}@{branch}"), String::new())
     } else {
         (database.to_string(), format!("branch={branch}"))
     };
+    Ok(build(
+        branch,
+        host,
+        addr.port(),
+        auth::LOCAL_USER.to_string(),
+        password,
+        db,
+        options,
+        None,
+    ))
+}
+
+/// A branch on a Lakebase workspace: its endpoint's host, a short-lived credential from the
+/// credentials endpoint as the password, TLS required. The user is the workspace identity:
+/// `PGUSER`, else `DATABRICKS_USER`, else the workspace's answer for the token's owner.
+fn lakebase_info(api: &Branches, branch: &str, database: &str) -> Result<ConnInfo> {
+    let ep = api.endpoint(branch)?;
+    let name = ep.name.clone().context("the endpoint has no name")?;
+    let status = ep.status.unwrap_or_default();
+    let hosts = status.hosts.unwrap_or_default();
+    let host = hosts
+        .host
+        .context("the endpoint has no host yet (is it still starting?)")?;
+    let cred = api.credential(&name)?;
+    let user = match std::env::var("PGUSER").or_else(|_| std::env::var("DATABRICKS_USER")) {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            let me: serde_json::Value = api.workspace().get("/api/2.0/preview/scim/v2/Me")?;
+            me["userName"]
+                .as_str()
+                .context("the workspace did not say who the token belongs to; set PGUSER")?
+                .to_string()
+        }
+    };
+    Ok(build(
+        branch,
+        host,
+        hosts.port.unwrap_or(5432),
+        user,
+        Some(cred.token),
+        database.to_string(),
+        String::new(),
+        Some("require"),
+    ))
+}
+
+/// Formats one connection as a URL, JDBC and libpq environment.
+#[allow(clippy::too_many_arguments)]
+fn build(
+    branch: &str,
+    host: String,
+    port: u16,
+    user: String,
+    password: Option<String>,
+    db: String,
+    options: String,
+    sslmode: Option<&str>,
+) -> ConnInfo {
+    let addr = (host.clone(), port);
     let userinfo = match &password {
         Some(p) => format!("{}:{}", seg(&user), seg(p)),
         None => seg(&user),
     };
-    let query = if options.is_empty() {
+    let mut params = vec![];
+    if !options.is_empty() {
+        params.push(format!("options={}", seg(&options)));
+    }
+    if let Some(m) = sslmode {
+        params.push(format!("sslmode={m}"));
+    }
+    let query = if params.is_empty() {
         String::new()
     } else {
-        format!("?options={}", seg(&options))
+        format!("?{}", params.join("&"))
     };
     let url = format!(
         "postgresql://{userinfo}@{host}:{}/{}{query}",
-        addr.port(),
+        addr.1,
         seg(&db)
     );
     let mut jdbc_params = vec![format!("user={}", seg(&user))];
@@ -88,15 +154,18 @@ pub fn conn_info(
     if !options.is_empty() {
         jdbc_params.push(format!("options={}", seg(&options)));
     }
+    if let Some(m) = sslmode {
+        jdbc_params.push(format!("sslmode={m}"));
+    }
     let jdbc = format!(
         "jdbc:postgresql://{host}:{}/{}?{}",
-        addr.port(),
+        addr.1,
         seg(&db),
         jdbc_params.join("&")
     );
     let mut env = vec![
         ("PGHOST".to_string(), host.clone()),
-        ("PGPORT".into(), addr.port().to_string()),
+        ("PGPORT".into(), addr.1.to_string()),
         ("PGUSER".into(), user.clone()),
         ("PGDATABASE".into(), db.clone()),
     ];
@@ -106,10 +175,13 @@ pub fn conn_info(
     if !options.is_empty() {
         env.push(("PGOPTIONS".into(), options.clone()));
     }
-    Ok(ConnInfo {
+    if let Some(m) = sslmode {
+        env.push(("PGSSLMODE".into(), m.to_string()));
+    }
+    ConnInfo {
         branch: branch.to_string(),
         host,
-        port: addr.port(),
+        port: addr.1,
         user,
         password,
         database: db,
@@ -117,21 +189,41 @@ pub fn conn_info(
         url,
         jdbc,
         env,
-    })
+    }
+}
+
+/// The connection of `branch` on the client's target. Fails with the API's message for an
+/// unknown or deleted branch.
+fn target_info(
+    dd: &Path,
+    api: &Branches,
+    branch: &str,
+    database: &str,
+    fallback: bool,
+) -> Result<ConnInfo> {
+    if api.kind == TargetKind::Lakebase {
+        if fallback {
+            bail!("--fallback is for the local proxy; a Lakebase endpoint has its own host");
+        }
+        return lakebase_info(api, branch, database);
+    }
+    let b = api.get(branch)?;
+    if b.status.and_then(|s| s.current_state).as_deref() == Some("DELETED") {
+        bail!("branch '{branch}' is deleted; `lakelet branch undelete {branch}` brings it back");
+    }
+    conn_info(dd, &Client::connect(dd)?, branch, database, fallback)
 }
 
 pub fn connstr(
     dd: &Path,
+    api: &Branches,
     json: bool,
     branch: &str,
     format: Format,
     database: &str,
     fallback: bool,
 ) -> Result<()> {
-    let c = Client::connect(dd)?;
-    // Fails with a clear message for an unknown branch.
-    let _: BranchView = c.get(&format!("/branches/{}", seg(branch)))?;
-    let info = conn_info(dd, &c, branch, database, fallback)?;
+    let info = target_info(dd, api, branch, database, fallback)?;
     crate::cli::print(json, &info, |i| match format {
         Format::Url => i.url.clone(),
         Format::Jdbc => i.jdbc.clone(),
@@ -147,15 +239,18 @@ pub fn connstr(
 
 /// Replaces this process with psql connected to `branch` through the proxy. The compute is
 /// started first so an unknown branch or a failed start is reported by the CLI.
-pub fn psql(dd: &Path, branch: &str, args: &[String]) -> Result<()> {
+pub fn psql(dd: &Path, api: &Branches, branch: &str, args: &[String]) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let c = Client::connect(dd)?;
-    let e: Endpoint = c.post(
-        &format!("/branches/{}/start", seg(branch)),
-        &serde_json::json!({}),
-    )?;
-    let info = conn_info(dd, &c, branch, "postgres", false)?;
-    let bin = e.pg_bindir.join("psql");
+    let info = target_info(dd, api, branch, "postgres", false)?;
+    let bin = if api.kind == TargetKind::Local {
+        let e: Endpoint = Client::connect(dd)?.post(
+            &format!("/branches/{}/start", seg(branch)),
+            &serde_json::json!({}),
+        )?;
+        e.pg_bindir.join("psql")
+    } else {
+        "psql".into()
+    };
     let mut cmd = std::process::Command::new(&bin);
     for (k, v) in &info.env {
         cmd.env(k, v);

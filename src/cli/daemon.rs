@@ -69,6 +69,14 @@ pub struct DaemonArgs {
     /// How often the idle reaper checks computes.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, hide = true)]
     reap_every: Duration,
+    /// The project id the Lakebase-shaped API serves (default: lakelet.toml's [project] id,
+    /// else `local`).
+    #[arg(long = "api-project")]
+    api_project: Option<String>,
+    /// How long history is kept for point-in-time branches and undelete (the GC window; the
+    /// project's history_retention_duration).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    history_retention: Duration,
     /// How often background GC runs (tests lengthen it to observe GC on demand).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     gc_every: Duration,
@@ -91,7 +99,11 @@ impl DaemonArgs {
                 self.proxy_handshake_timeout.as_millis()
             ),
             format!("--proxy-start-wait={}ms", self.proxy_start_wait.as_millis()),
+            format!("--history-retention={}s", self.history_retention.as_secs()),
         ];
+        if let Some(p) = &self.api_project {
+            v.push(format!("--api-project={p}"));
+        }
         if let (Some(c), Some(k)) = (&self.tls_cert, &self.tls_key) {
             // The daemon runs from another directory: pass absolute paths.
             let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -121,6 +133,8 @@ impl DaemonArgs {
             },
             gc_every: self.gc_every,
             reap_every: self.reap_every,
+            project: self.api_project.clone().unwrap_or_else(|| "local".into()),
+            history_retention: self.history_retention,
             proxy: ProxyConfig {
                 listen: std::net::SocketAddr::new(self.proxy_host, self.proxy_port),
                 auth: self.auth,
@@ -149,6 +163,10 @@ pub fn foreground(data_dir: &Path, args: &DaemonArgs) -> Result<()> {
 
 pub fn up(data_dir: &Path, json: bool, args: &DaemonArgs) -> Result<()> {
     let data_dir = absolute(data_dir)?;
+    // Resolved here, where lakelet.toml is (the daemon runs from elsewhere).
+    let mut args = args.clone();
+    args.api_project = Some(super::config::project_id(args.api_project.as_deref())?);
+    let args = &args;
     if let Some(info) = running_daemon(&data_dir) {
         crate::cli::print(json, &info, |i| {
             format!(
@@ -222,6 +240,38 @@ pub fn up(data_dir: &Path, json: bool, args: &DaemonArgs) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `lakelet token`: the local API's bearer token, alone or as the SDK's environment.
+pub fn token(data_dir: &Path, json: bool, env: bool) -> Result<()> {
+    let path = crate::api::token_path(data_dir);
+    let token = std::fs::read_to_string(&path)
+        .with_context(|| {
+            format!(
+                "reading {} (`lakelet up{}` creates it; are you the user who ran it?)",
+                path.display(),
+                crate::api::client::data_dir_flag(data_dir)
+            )
+        })?
+        .trim()
+        .to_string();
+    let host = running_daemon(data_dir).map(|i| format!("http://{}", i.api));
+    let v = serde_json::json!({ "token": token, "host": host });
+    crate::cli::print(json, &v, |_| {
+        if env {
+            let mut out = String::new();
+            if let Some(h) = &host {
+                out += &format!(
+                    "DATABRICKS_HOST={h}
+"
+                );
+            }
+            out + &format!("DATABRICKS_TOKEN={token}")
+        } else {
+            token.clone()
+        }
+    });
+    Ok(())
 }
 
 pub fn down(data_dir: &Path, json: bool) -> Result<()> {

@@ -2,6 +2,8 @@
 //! (`lakelet up` starts it); only `export` and the hidden debug commands open the store
 //! directly, and only while no daemon holds it.
 
+mod branch;
+mod config;
 mod connect;
 mod daemon;
 
@@ -10,10 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
-use crate::api::client::{seg, Client};
-use crate::api::{BranchInfoView, BranchView, CreateBranch, Restore, Status};
+use crate::api::client::Client;
+use crate::api::lakebase::client::TargetKind;
+use crate::api::Status;
 use crate::compute::tree;
-use crate::compute::Endpoint;
 use crate::storage::{At, Durability, Options, Store};
 
 #[derive(Parser)]
@@ -34,6 +36,13 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Where branch commands go: the local daemon (default) or a Lakebase workspace
+    /// (DATABRICKS_HOST, DATABRICKS_TOKEN). lakelet.toml's [target] default applies otherwise.
+    #[arg(long, global = true, value_enum, env = "LAKELET_TARGET")]
+    target: Option<TargetKind>,
+    /// The project (Lakebase target; lakelet.toml's [project] id applies otherwise).
+    #[arg(long, global = true, env = "LAKELET_PROJECT")]
+    project: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -48,7 +57,13 @@ enum Cmd {
     Status,
     /// Create, list, delete, reset and inspect branches.
     #[command(subcommand)]
-    Branch(BranchCmd),
+    Branch(branch::BranchCmd),
+    /// Print the local API's bearer token (for the Databricks SDK: DATABRICKS_TOKEN).
+    Token {
+        /// DATABRICKS_HOST=… and DATABRICKS_TOKEN=… lines, for `export $(lakelet token --env)`.
+        #[arg(long)]
+        env: bool,
+    },
     /// Open psql on a branch (its compute starts if stopped): `lakelet psql NAME -- -c 'select 1'`.
     Psql {
         name: String,
@@ -102,58 +117,6 @@ enum Cmd {
 }
 
 #[derive(Subcommand)]
-enum BranchCmd {
-    /// Create NAME from PARENT (default main), now or as of --at LSN|RFC3339.
-    Create {
-        name: String,
-        #[arg(long)]
-        from: Option<String>,
-        /// An lsn (must be retained) or an RFC 3339 time (the newest retained state before it).
-        #[arg(long)]
-        at: Option<String>,
-        /// A snapshot: never written, has no compute.
-        #[arg(long)]
-        snapshot: bool,
-    },
-    List,
-    Delete {
-        name: String,
-    },
-    /// Move NAME to the current state of the branch it was forked from (its changes are gone).
-    Reset {
-        name: String,
-    },
-    /// Move NAME to a new timeline forked from --from as of --at (rollback by repoint).
-    Restore {
-        name: String,
-        #[arg(long)]
-        from: String,
-        #[arg(long)]
-        at: Option<String>,
-    },
-    /// Start NAME's compute now (it also starts on demand).
-    Start {
-        name: String,
-    },
-    /// Stop NAME's compute (it starts again on demand).
-    Stop {
-        name: String,
-    },
-    /// Storage a branch owns and shares.
-    Usage {
-        name: String,
-    },
-    /// Which lsns a branch retains (possible --at values).
-    Retained {
-        name: String,
-    },
-    /// Record a restore point at the branch's current state.
-    RestorePoint {
-        name: String,
-    },
-}
-
-#[derive(Subcommand)]
 enum DebugCmd {
     /// Write and sync in a loop, printing each synced sequence number (the crash test's child).
     CrashWriter,
@@ -188,14 +151,24 @@ pub fn run(cli: Cli) -> Result<()> {
             let s: Status = Client::connect(dd)?.get("/status")?;
             print(json, &s, status_text);
         }
-        Cmd::Branch(b) => branch(dd, json, b)?,
-        Cmd::Psql { name, args } => connect::psql(dd, &name, &args)?,
+        Cmd::Branch(b) => {
+            let api = config::branches(dd, cli.target, cli.project.as_deref())?;
+            branch::run(dd, json, &api, b)?
+        }
+        Cmd::Token { env } => daemon::token(dd, json, env)?,
+        Cmd::Psql { name, args } => {
+            let api = config::branches(dd, cli.target, cli.project.as_deref())?;
+            connect::psql(dd, &api, &name, &args)?
+        }
         Cmd::Connstr {
             name,
             format,
             database,
             fallback,
-        } => connect::connstr(dd, json, &name, format, &database, fallback)?,
+        } => {
+            let api = config::branches(dd, cli.target, cli.project.as_deref())?;
+            connect::connstr(dd, &api, json, &name, format, &database, fallback)?
+        }
         Cmd::Import {
             pgdata,
             from_url,
@@ -289,157 +262,6 @@ fn status_text(s: &Status) -> String {
         );
     }
     out
-}
-
-fn branch(dd: &Path, json: bool, cmd: BranchCmd) -> Result<()> {
-    let c = Client::connect(dd)?;
-    match cmd {
-        BranchCmd::Create {
-            name,
-            from,
-            at,
-            snapshot,
-        } => {
-            let req = CreateBranch {
-                name,
-                from,
-                at,
-                snapshot,
-            };
-            let v: serde_json::Value = c.post("/branches", &req)?;
-            print(json, &v, |v| {
-                format!(
-                    "created {} '{}' from '{}' at lsn {} in {:.2} ms",
-                    if snapshot { "snapshot" } else { "branch" },
-                    v["name"].as_str().unwrap_or("?"),
-                    v["parent"].as_str().unwrap_or("?"),
-                    v["start_lsn"],
-                    v["elapsed_us"].as_u64().unwrap_or(0) as f64 / 1000.0
-                )
-            });
-        }
-        BranchCmd::List => {
-            let list: Vec<BranchView> = c.get("/branches")?;
-            print(json, &list, |l| {
-                let mut out = format!(
-                    "{:<24} {:<16} {:<9} {:<10} {}",
-                    "NAME", "PARENT", "COMPUTE", "LSN", "CREATED"
-                );
-                for b in l {
-                    out += &format!(
-                        "\n{:<24} {:<16} {:<9} {:<10} {}",
-                        b.info.name,
-                        b.info.parent.as_deref().unwrap_or("-"),
-                        if b.info.snapshot {
-                            "snapshot"
-                        } else {
-                            &b.compute.state
-                        },
-                        b.info.start_lsn,
-                        b.info.created_at
-                    );
-                }
-                out
-            });
-        }
-        BranchCmd::Delete { name } => {
-            let v: serde_json::Value = c.delete(&format!("/branches/{}", seg(&name)))?;
-            print(json, &v, |_| format!("deleted branch '{name}'"));
-        }
-        BranchCmd::Reset { name } => {
-            let i: BranchInfoView = c.post(
-                &format!("/branches/{}/reset", seg(&name)),
-                &serde_json::json!({}),
-            )?;
-            print(json, &i, |i| {
-                format!(
-                    "reset '{}' to the head of '{}' (lsn {})",
-                    i.name,
-                    i.parent.as_deref().unwrap_or("?"),
-                    i.start_lsn
-                )
-            });
-        }
-        BranchCmd::Restore { name, from, at } => {
-            let i: BranchInfoView = c.post(
-                &format!("/branches/{}/restore", seg(&name)),
-                &Restore {
-                    from: from.clone(),
-                    at,
-                },
-            )?;
-            print(json, &i, |i| {
-                format!(
-                    "'{}' now starts from '{from}' at lsn {}",
-                    i.name, i.start_lsn
-                )
-            });
-        }
-        BranchCmd::Start { name } => {
-            let e: Endpoint = c.post(
-                &format!("/branches/{}/start", seg(&name)),
-                &serde_json::json!({}),
-            )?;
-            print(json, &e, |e| {
-                format!(
-                    "compute of '{}' running (pid {}), socket {}",
-                    e.branch,
-                    e.pid,
-                    e.socket_dir.display()
-                )
-            });
-        }
-        BranchCmd::Stop { name } => {
-            let v: serde_json::Value = c.post(
-                &format!("/branches/{}/stop", seg(&name)),
-                &serde_json::json!({}),
-            )?;
-            print(json, &v, |v| {
-                if v["was_running"].as_bool() == Some(true) {
-                    format!("stopped the compute of '{name}'")
-                } else {
-                    format!("the compute of '{name}' was not running")
-                }
-            });
-        }
-        BranchCmd::Usage { name } => {
-            let u: crate::storage::Usage = c.get(&format!("/branches/{}/usage", seg(&name)))?;
-            print(json, &u, |u| {
-                format!(
-                    "{name}: owns {} ({} versions), shares {} with ancestors, logical size {} in {} files",
-                    mib(u.own_bytes), u.own_versions, mib(u.shared_bytes), mib(u.logical_size), u.files
-                )
-            });
-        }
-        BranchCmd::Retained { name } => {
-            let r: serde_json::Value = c.get(&format!("/branches/{}/retained", seg(&name)))?;
-            print(json, &r, |r| {
-                let mut out = String::new();
-                if let Some(f) = r["fine_from"].as_u64() {
-                    out += &format!("every lsn from {f} to {}\n", r["last_lsn"]);
-                }
-                for p in r["points"].as_array().into_iter().flatten() {
-                    out += &format!(
-                        "lsn {:<10} {:<14} {}\n",
-                        p["lsn"],
-                        p["kind"].as_str().unwrap_or(""),
-                        p["time"].as_str().unwrap_or("")
-                    );
-                }
-                out.trim_end().to_string()
-            });
-        }
-        BranchCmd::RestorePoint { name } => {
-            let v: serde_json::Value = c.post(
-                &format!("/branches/{}/restore-point", seg(&name)),
-                &serde_json::json!({}),
-            )?;
-            print(json, &v, |v| {
-                format!("restore point of '{name}' at lsn {}", v["lsn"])
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The crash test's child: appends numbered records to `log`, creates a file and a branch now

@@ -1,0 +1,482 @@
+//! `lakelet branch …`: everything on branches goes through the Branches API client, so the
+//! same commands work against the local daemon and a Lakebase workspace. Compute controls
+//! (start, stop) and storage internals (retained, restore-point) are the daemon's own.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+
+use super::print;
+use crate::api::client::{seg, ApiFailure, Client};
+use crate::api::lakebase::client::Branches;
+use crate::api::lakebase::types::{Branch, BranchSpec, RestoreRequest};
+use crate::compute::Endpoint;
+
+#[derive(Subcommand)]
+pub enum BranchCmd {
+    /// Create NAME from PARENT (default: the default branch), now or as of --at LSN|RFC3339.
+    Create {
+        name: String,
+        #[arg(long)]
+        from: Option<String>,
+        /// An lsn (must be retained) or an RFC 3339 time (the newest retained state before it).
+        #[arg(long)]
+        at: Option<String>,
+        /// A snapshot: never written, has no compute.
+        #[arg(long)]
+        snapshot: bool,
+        /// Delete the branch this long after creation (e.g. 7d, 12h).
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "expire_time")]
+        ttl: Option<Duration>,
+        /// Delete the branch at this RFC 3339 time.
+        #[arg(long)]
+        expire_time: Option<String>,
+        /// Protect it from deletion, reset and expiry.
+        #[arg(long)]
+        protected: bool,
+    },
+    /// Branches (and snapshots) of the project.
+    List {
+        /// Include soft-deleted branches.
+        #[arg(long)]
+        show_deleted: bool,
+    },
+    /// One branch as the API reports it.
+    Get {
+        name: String,
+    },
+    /// Delete a branch (soft: `undelete` brings it back until its purge time) or a snapshot.
+    Delete {
+        name: String,
+        /// Remove it at once, freeing the name and (after GC) its storage.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Bring back a soft-deleted branch.
+    Undelete {
+        name: String,
+    },
+    /// Protect NAME from deletion, reset and expiry.
+    Protect {
+        name: String,
+    },
+    Unprotect {
+        name: String,
+    },
+    /// Change when NAME expires.
+    Expire {
+        name: String,
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["at", "never"])]
+        ttl: Option<Duration>,
+        #[arg(long, conflicts_with = "never")]
+        at: Option<String>,
+        #[arg(long)]
+        never: bool,
+    },
+    /// Move NAME to the current state of the branch it was forked from (its changes are gone).
+    Reset {
+        name: String,
+    },
+    /// Move NAME to --from (default: itself) as of --at (rollback by repoint).
+    Restore {
+        name: String,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Start NAME's compute now (it also starts on demand).
+    Start {
+        name: String,
+    },
+    /// Stop NAME's compute (it starts again on demand).
+    Stop {
+        name: String,
+    },
+    /// Storage a branch owns and shares.
+    Usage {
+        name: String,
+    },
+    /// Which lsns a branch retains (possible --at values).
+    Retained {
+        name: String,
+    },
+    /// Record a restore point at the branch's current state.
+    RestorePoint {
+        name: String,
+    },
+}
+
+/// `--at` as the API takes it: `(field, value)` for an lsn (digits or `X/Y`) or a time.
+fn at_field(at: &str) -> (&'static str, String) {
+    if at.bytes().all(|b| b.is_ascii_digit()) || at.contains('/') {
+        ("lsn", at.to_string())
+    } else {
+        ("time", at.to_string())
+    }
+}
+
+fn ttl(d: Duration) -> String {
+    format!("{}s", d.as_secs().max(1))
+}
+
+fn state(b: &Branch) -> String {
+    let s = b.status.clone().unwrap_or_default();
+    s.current_state.unwrap_or_else(|| "?".into())
+}
+
+fn short(name: Option<&str>) -> String {
+    name.and_then(|n| n.rsplit('/').next())
+        .unwrap_or("-")
+        .to_string()
+}
+
+fn describe(b: &Branch) -> String {
+    let s = b.status.clone().unwrap_or_default();
+    let mut out = format!(
+        "{} ({})\n  state      {}\n  source     {}{}\n  protected  {}\n  expires    {}\n  size       {} bytes\n  created    {}",
+        b.branch_id.as_deref().unwrap_or("?"),
+        b.name.as_deref().unwrap_or("?"),
+        state(b),
+        short(s.source_branch.as_deref().or(s.source_snapshot.as_deref())),
+        s.source_branch_lsn
+            .map(|l| format!(" at lsn {l}"))
+            .unwrap_or_default(),
+        s.is_protected.unwrap_or(false),
+        s.expire_time.as_deref().unwrap_or("never"),
+        s.logical_size_bytes.unwrap_or(0),
+        b.create_time.as_deref().unwrap_or("?"),
+    );
+    if let Some(t) = s.delete_time {
+        out += &format!(
+            "\n  deleted    {t} (purged at {})",
+            s.purge_time.as_deref().unwrap_or("?")
+        );
+    }
+    out
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ApiFailure>()
+        .is_some_and(|f| f.code == "NOT_FOUND" || f.status == 404)
+}
+
+pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> {
+    match cmd {
+        BranchCmd::Create {
+            name,
+            from,
+            at,
+            snapshot,
+            ttl: life,
+            expire_time,
+            protected,
+        } => {
+            let t = Instant::now();
+            let from = from.unwrap_or_else(|| {
+                api.list(false)
+                    .ok()
+                    .and_then(|l| {
+                        l.into_iter()
+                            .find(|b| b.status.as_ref().and_then(|s| s.default) == Some(true))
+                    })
+                    .and_then(|b| b.branch_id)
+                    .unwrap_or_else(|| "main".into())
+            });
+            if snapshot {
+                if protected {
+                    bail!("snapshots cannot be protected; they are never written or reset");
+                }
+                let at = at.as_deref().map(at_field);
+                let at = at.as_ref().map(|(k, v)| {
+                    (
+                        if *k == "lsn" {
+                            "source_branch_lsn"
+                        } else {
+                            "source_branch_time"
+                        },
+                        v.as_str(),
+                    )
+                });
+                let s = api.create_snapshot(&name, &from, at)?;
+                print(json, &s, |s| {
+                    format!(
+                        "created snapshot '{name}' of '{from}' at lsn {} in {:.2} ms",
+                        s.spec
+                            .as_ref()
+                            .and_then(|x| x.source_branch_lsn.clone())
+                            .unwrap_or("?".into()),
+                        t.elapsed().as_secs_f64() * 1000.0
+                    )
+                });
+                return Ok(());
+            }
+            let mut spec = BranchSpec {
+                source_branch: Some(api.branch_name(&from)),
+                is_protected: protected.then_some(true),
+                ttl: life.map(ttl),
+                no_expiry: (life.is_none() && expire_time.is_none()).then_some(true),
+                expire_time,
+                ..Default::default()
+            };
+            match at.as_deref().map(at_field) {
+                Some(("lsn", v)) => spec.source_branch_lsn = Some(v),
+                Some((_, v)) => spec.source_branch_time = Some(v),
+                None => {}
+            }
+            let b = api.create(&name, spec)?;
+            print(json, &b, |b| {
+                let s = b.status.clone().unwrap_or_default();
+                format!(
+                    "created branch '{name}' from '{from}' at lsn {} in {:.2} ms",
+                    s.source_branch_lsn.unwrap_or("?".into()),
+                    t.elapsed().as_secs_f64() * 1000.0
+                )
+            });
+        }
+        BranchCmd::List { show_deleted } => {
+            let branches = api.list(show_deleted)?;
+            let snapshots = api.list_snapshots().unwrap_or_default();
+            let v = serde_json::json!({ "branches": branches, "snapshots": snapshots });
+            print(json, &v, |_| {
+                let mut out = format!(
+                    "{:<24} {:<9} {:<16} {:<10} {:<21} {}",
+                    "NAME", "STATE", "SOURCE", "PROTECTED", "EXPIRES", "CREATED"
+                );
+                for b in &branches {
+                    let s = b.status.clone().unwrap_or_default();
+                    out += &format!(
+                        "\n{:<24} {:<9} {:<16} {:<10} {:<21} {}",
+                        b.branch_id.as_deref().unwrap_or("?"),
+                        state(b),
+                        short(s.source_branch.as_deref().or(s.source_snapshot.as_deref())),
+                        if s.is_protected == Some(true) {
+                            "yes"
+                        } else {
+                            "-"
+                        },
+                        s.expire_time.as_deref().unwrap_or("-"),
+                        b.create_time.as_deref().unwrap_or("?")
+                    );
+                }
+                for s in &snapshots {
+                    let st = s.status.clone().unwrap_or_default();
+                    out += &format!(
+                        "\n{:<24} {:<9} {:<16} {:<10} {:<21} {}",
+                        s.snapshot_id.as_deref().unwrap_or("?"),
+                        "SNAPSHOT",
+                        short(st.source_branch.as_deref()),
+                        "-",
+                        st.expire_time.as_deref().unwrap_or("-"),
+                        s.create_time.as_deref().unwrap_or("?")
+                    );
+                }
+                out
+            });
+        }
+        BranchCmd::Get { name } => {
+            let b = api.get(&name)?;
+            print(json, &b, describe);
+        }
+        BranchCmd::Delete { name, purge } => {
+            match api.delete(&name, purge) {
+                Ok(()) => {}
+                // Snapshots share the namespace; delete one by name too.
+                Err(e)
+                    if is_not_found(&e)
+                        && api
+                            .list_snapshots()?
+                            .iter()
+                            .any(|s| s.snapshot_id.as_deref() == Some(name.as_str())) =>
+                {
+                    api.delete_snapshot(&name)?
+                }
+                Err(e) => return Err(e),
+            }
+            let v = serde_json::json!({ "deleted": name, "purged": purge });
+            print(json, &v, |_| {
+                if purge {
+                    format!("deleted branch '{name}'")
+                } else {
+                    format!(
+                        "deleted branch '{name}' (`lakelet branch undelete {name}` brings it back; \
+                         --purge frees the name now)"
+                    )
+                }
+            });
+        }
+        BranchCmd::Undelete { name } => {
+            let b = api.undelete(&name)?;
+            print(json, &b, |_| format!("undeleted branch '{name}'"));
+        }
+        BranchCmd::Protect { name } => protect(json, api, &name, true)?,
+        BranchCmd::Unprotect { name } => protect(json, api, &name, false)?,
+        BranchCmd::Expire {
+            name,
+            ttl: life,
+            at,
+            never,
+        } => {
+            if life.is_none() && at.is_none() && !never {
+                bail!("give --ttl DURATION, --at TIME or --never");
+            }
+            let (spec, mask) = if let Some(d) = life {
+                (
+                    BranchSpec {
+                        ttl: Some(ttl(d)),
+                        ..Default::default()
+                    },
+                    "spec.ttl",
+                )
+            } else if let Some(t) = at {
+                (
+                    BranchSpec {
+                        expire_time: Some(t),
+                        ..Default::default()
+                    },
+                    "spec.expire_time",
+                )
+            } else {
+                (
+                    BranchSpec {
+                        no_expiry: Some(true),
+                        ..Default::default()
+                    },
+                    "spec.no_expiry",
+                )
+            };
+            let b = api.update(&name, spec, &[mask])?;
+            print(json, &b, |b| {
+                let s = b.status.clone().unwrap_or_default();
+                format!(
+                    "'{name}' expires {}",
+                    s.expire_time
+                        .map(|t| format!("at {t}"))
+                        .unwrap_or("never".into())
+                )
+            });
+        }
+        BranchCmd::Reset { name } => {
+            let b = api.reset(&name)?;
+            print(json, &b, |b| {
+                let s = b.status.clone().unwrap_or_default();
+                format!(
+                    "reset '{name}' to the head of '{}' (lsn {})",
+                    short(s.source_branch.as_deref()),
+                    s.source_branch_lsn.unwrap_or("?".into())
+                )
+            });
+        }
+        BranchCmd::Restore { name, from, at } => {
+            let mut req = RestoreRequest {
+                source_branch: from.as_deref().map(|f| api.branch_name(f)),
+                ..Default::default()
+            };
+            match at.as_deref().map(at_field) {
+                Some(("lsn", v)) => req.source_branch_lsn = Some(v),
+                Some((_, v)) => req.source_branch_time = Some(v),
+                None => {}
+            }
+            let b = api.restore(&name, req)?;
+            print(json, &b, |b| {
+                let s = b.status.clone().unwrap_or_default();
+                format!(
+                    "'{name}' now starts from '{}' at lsn {}",
+                    short(s.source_branch.as_deref()),
+                    s.source_branch_lsn.unwrap_or("?".into())
+                )
+            });
+        }
+        BranchCmd::Usage { name } => {
+            let u = api.usage(&name)?;
+            print(json, &u, |u| {
+                format!(
+                    "{name}: owns {} ({} versions), shares {} with ancestors, logical size {} in {} files",
+                    super::mib(u.own_bytes),
+                    u.own_versions,
+                    super::mib(u.shared_bytes),
+                    super::mib(u.logical_size_bytes),
+                    u.files
+                )
+            });
+        }
+        BranchCmd::Start { name } => {
+            let e: Endpoint = local(dd)?.post(
+                &format!("/branches/{}/start", seg(&name)),
+                &serde_json::json!({}),
+            )?;
+            print(json, &e, |e| {
+                format!(
+                    "compute of '{}' running (pid {}), socket {}",
+                    e.branch,
+                    e.pid,
+                    e.socket_dir.display()
+                )
+            });
+        }
+        BranchCmd::Stop { name } => {
+            let v: serde_json::Value = local(dd)?.post(
+                &format!("/branches/{}/stop", seg(&name)),
+                &serde_json::json!({}),
+            )?;
+            print(json, &v, |v| {
+                if v["was_running"].as_bool() == Some(true) {
+                    format!("stopped the compute of '{name}'")
+                } else {
+                    format!("the compute of '{name}' was not running")
+                }
+            });
+        }
+        BranchCmd::Retained { name } => {
+            let r: serde_json::Value =
+                local(dd)?.get(&format!("/branches/{}/retained", seg(&name)))?;
+            print(json, &r, |r| {
+                let mut out = String::new();
+                if let Some(f) = r["fine_from"].as_u64() {
+                    out += &format!("every lsn from {f} to {}\n", r["last_lsn"]);
+                }
+                for p in r["points"].as_array().into_iter().flatten() {
+                    out += &format!(
+                        "lsn {:<10} {:<14} {}\n",
+                        p["lsn"],
+                        p["kind"].as_str().unwrap_or(""),
+                        p["time"].as_str().unwrap_or("")
+                    );
+                }
+                out.trim_end().to_string()
+            });
+        }
+        BranchCmd::RestorePoint { name } => {
+            let v: serde_json::Value = local(dd)?.post(
+                &format!("/branches/{}/restore-point", seg(&name)),
+                &serde_json::json!({}),
+            )?;
+            print(json, &v, |v| {
+                format!("restore point of '{name}' at lsn {}", v["lsn"])
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The daemon's own API, for what Lakebase has no counterpart of.
+fn local(dd: &Path) -> Result<Client> {
+    Client::connect(dd)
+}
+
+fn protect(json: bool, api: &Branches, name: &str, on: bool) -> Result<()> {
+    let spec = BranchSpec {
+        is_protected: Some(on),
+        ..Default::default()
+    };
+    let b = api.update(name, spec, &["spec.is_protected"])?;
+    print(json, &b, |_| {
+        format!(
+            "branch '{name}' is {}protected",
+            if on { "" } else { "no longer " }
+        )
+    });
+    Ok(())
+}

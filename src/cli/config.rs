@@ -1,0 +1,99 @@
+//! lakelet.toml, as far as the CLI needs it today: the project id and which target (the local
+//! daemon or a Lakebase workspace) the branch commands talk to.
+//!
+//! ```toml
+//! [project]
+//! id = "my-app"        # the Lakebase project; also the local daemon's project id
+//!
+//! [target]
+//! default = "local"    # or "lakebase" (host and token from DATABRICKS_HOST / DATABRICKS_TOKEN)
+//! ```
+//! Other tables are left to the layers that own them. The file is found in the working
+//! directory or the nearest ancestor, like git finds its repository.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::api::lakebase::client::{Branches, TargetKind};
+use crate::api::lakebase::validate::check_id;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub project: ProjectTable,
+    pub target: TargetTable,
+    /// Where it was read from, for messages.
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectTable {
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetTable {
+    pub default: Option<TargetKind>,
+}
+
+/// The nearest lakelet.toml at or above `dir`.
+fn find(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .map(|d| d.join("lakelet.toml"))
+        .find(|p| p.is_file())
+}
+
+/// Reads lakelet.toml if there is one; a malformed file is an error naming the line.
+pub fn load() -> Result<Config> {
+    let cwd = std::env::current_dir().context("reading the working directory")?;
+    let Some(path) = find(&cwd) else {
+        return Ok(Config::default());
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut c: Config =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some(id) = &c.project.id {
+        check_id("[project] id", id).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    c.path = Some(path);
+    Ok(c)
+}
+
+/// The project id: `--project`, else lakelet.toml, else `local`.
+pub fn project_id(flag: Option<&str>) -> Result<String> {
+    if let Some(p) = flag {
+        check_id("--project", p).map_err(anyhow::Error::msg)?;
+        return Ok(p.to_string());
+    }
+    Ok(load()?.project.id.unwrap_or_else(|| "local".into()))
+}
+
+/// The Branches API client for `--target` (else lakelet.toml's, else local).
+pub fn branches(
+    data_dir: &Path,
+    target: Option<TargetKind>,
+    project: Option<&str>,
+) -> Result<Branches> {
+    let cfg = load()?;
+    match target.or(cfg.target.default).unwrap_or(TargetKind::Local) {
+        TargetKind::Local => Branches::local(data_dir),
+        TargetKind::Lakebase => {
+            let host = std::env::var("DATABRICKS_HOST").unwrap_or_default();
+            let token = std::env::var("DATABRICKS_TOKEN").unwrap_or_default();
+            let project = match project.map(str::to_string).or(cfg.project.id) {
+                Some(p) => p,
+                None => bail!(
+                    "the Lakebase target needs a project: pass --project ID or set [project] id \
+                     in lakelet.toml"
+                ),
+            };
+            Branches::lakebase(&host, &token, &project)
+        }
+    }
+}
