@@ -86,7 +86,7 @@ fn deleting_a_branch_frees_what_it_wrote() {
     let main_before = d.json(&["branch", "usage", "main"])["own_bytes"]
         .as_u64()
         .unwrap();
-    d.run(&["branch", "delete", "big"]);
+    d.run(&["branch", "delete", "big", "--purge"]);
     let r = d.json(&["gc"]);
     assert!(r["removed_timelines"].as_u64().unwrap() >= 1, "{r}");
     assert!(
@@ -185,14 +185,14 @@ fn import_of_a_live_server_becomes_an_independent_root_branch() {
     assert_eq!(r["method"], "pg_basebackup", "{r}");
     assert_eq!(d.sql("copy", "select count(*) from src"), "5000");
     let list = d.json(&["branch", "list"]);
-    let copy = list
+    let copy = list["branches"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|b| b["name"] == "copy")
+        .find(|b| b["branch_id"] == "copy")
         .unwrap();
     assert!(
-        copy["parent"].is_null(),
+        copy["status"]["source_branch"].is_null(),
         "an import is a root branch: {copy}"
     );
     // The copy is independent of its source.
