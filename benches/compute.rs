@@ -274,7 +274,7 @@ impl Lab {
     }
 
     fn delete(&self, name: &str) -> Result<()> {
-        self.cli(&["branch", "delete", name]).map(|_| ())
+        self.cli(&["branch", "delete", name, "--purge"]).map(|_| ())
     }
 
     /// The last lines of every log the daemon wrote, printed before cleanup removes them.

@@ -31,7 +31,7 @@ set -x
 "$ll" up --proxy-port "$proxy_port"
 "$ll" psql main -- -c "create table if not exists greetings(id serial primary key, said text)" \
                    -c "insert into greetings(said) values ('hello from main')"
-"$ll" branch delete feature-x >/dev/null 2>&1 || true
+"$ll" branch delete feature-x --purge >/dev/null 2>&1 || true
 "$ll" branch create feature-x --from main
 "$ll" psql feature-x -- -c "insert into greetings(said) values ('only on feature-x')" \
                         -c "select * from greetings order by id"

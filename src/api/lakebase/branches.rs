@@ -252,8 +252,15 @@ pub(super) async fn create(
         source_time,
         ..Default::default()
     };
+    let t = std::time::Instant::now();
     let info = d.computes.create_branch(id, &from, at, false, &l).await?;
-    Ok(Json(d.branch_op(&info)))
+    let elapsed_us = t.elapsed().as_micros() as u64;
+    let b = d.branch_resource(&info);
+    Ok(Json(d.done_op_with(
+        b.name.as_deref().unwrap(),
+        &b,
+        Some(serde_json::json!({ "elapsed_us": elapsed_us })),
+    )))
 }
 
 pub(super) async fn get(

@@ -98,7 +98,16 @@ impl Branches {
     }
 
     /// Waits for `op` to finish, polling as Lakebase's SDKs do; its response as `T`.
-    fn wait<T: DeserializeOwned>(&self, mut op: Operation, what: &str) -> Result<T> {
+    fn wait<T: DeserializeOwned>(&self, op: Operation, what: &str) -> Result<T> {
+        Ok(self.wait_op(op, what)?.0)
+    }
+
+    /// `wait`, also returning the finished operation's metadata.
+    fn wait_op<T: DeserializeOwned>(
+        &self,
+        mut op: Operation,
+        what: &str,
+    ) -> Result<(T, Option<serde_json::Value>)> {
         let start = Instant::now();
         let mut delay = Duration::from_millis(100);
         let mut told = false;
@@ -126,10 +135,18 @@ impl Branches {
             });
         }
         let v = op.response.unwrap_or(serde_json::json!({}));
-        serde_json::from_value(v).with_context(|| format!("{what}: unexpected operation response"))
+        let t = serde_json::from_value(v)
+            .with_context(|| format!("{what}: unexpected operation response"))?;
+        Ok((t, op.metadata))
     }
 
     pub fn create(&self, id: &str, spec: BranchSpec) -> Result<Branch> {
+        Ok(self.create_timed(id, spec)?.0)
+    }
+
+    /// `create`, with the server's own time for it when the server reports one (the daemon
+    /// does, in the operation's metadata; Lakebase does not).
+    pub fn create_timed(&self, id: &str, spec: BranchSpec) -> Result<(Branch, Option<u64>)> {
         let body = Branch {
             spec: Some(spec),
             ..Default::default()
@@ -138,7 +155,8 @@ impl Branches {
             &format!("{}?branch_id={}", self.branches_path(), seg(id)),
             &body,
         )?;
-        self.wait(op, &format!("creating branch '{id}'"))
+        let (b, meta) = self.wait_op(op, &format!("creating branch '{id}'"))?;
+        Ok((b, meta.and_then(|m| m["elapsed_us"].as_u64())))
     }
 
     pub fn get(&self, id: &str) -> Result<Branch> {

@@ -226,13 +226,23 @@ impl Daemon {
 
     /// Records a finished operation on `resource` and returns it.
     pub(super) fn done_op(&self, resource: &str, response: &impl Serialize) -> Operation {
+        self.done_op_with(resource, response, None)
+    }
+
+    /// A finished operation with metadata (lakelet puts the server-side time in it).
+    pub(super) fn done_op_with(
+        &self,
+        resource: &str,
+        response: &impl Serialize,
+        metadata: Option<serde_json::Value>,
+    ) -> Operation {
         let op = Operation {
             name: format!(
                 "{resource}/operations/{}",
                 crate::compute::lifecycle::new_uid("op")
             ),
             done: true,
-            metadata: None,
+            metadata,
             error: None,
             response: Some(serde_json::to_value(response).expect("resources serialize")),
         };
