@@ -10,7 +10,7 @@ lakelet_require_cargo
 LAKELET_PACKAGES+=(python3 python3-psycopg2 python3-venv)
 lakelet_install_deps
 venv="${LAKELET_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/lakelet/venv}"
-py_pins=(databricks-sdk==0.156.0 psycopg2-binary==2.9.13 schemathesis==SCHEMATHESIS_VERSION)
+py_pins=(databricks-sdk==0.156.0 psycopg2-binary==2.9.13 schemathesis==4.32.5)
 if ! "$venv/bin/python" -c 'import databricks.sdk, psycopg2, schemathesis' 2>/dev/null \
     || [ "$(cat "$venv/.pins" 2>/dev/null)" != "${py_pins[*]}" ]; then
   echo "==> installing ${py_pins[*]} into $venv"

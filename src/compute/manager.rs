@@ -712,6 +712,24 @@ impl Computes {
         if l.protected || (!purge && l.is_deleted()) {
             return Err(Refused(l.refuse(name, "deleted").unwrap()).into());
         }
+        // Children reset to their parent and name it as their source: a parent goes after
+        // them. Snapshots of it may stay (they keep its pages, not its name), and a snapshot
+        // may go before the branches made from it (they never reset to a snapshot's change).
+        let is_snapshot = self.store.branch(name)?.snapshot;
+        let children: Vec<String> = self
+            .store
+            .branches()
+            .into_iter()
+            .filter(|b| b.parent.as_deref() == Some(name) && !b.snapshot)
+            .map(|b| b.name)
+            .collect();
+        if !children.is_empty() && !is_snapshot {
+            return Err(Refused(format!(
+                "branch '{name}' has child branches ({}); delete them first",
+                children.join(", ")
+            ))
+            .into());
+        }
         let slot = self.slot(name);
         let mut s = slot.lock().await;
         if let Some(r) = s.running.take() {
@@ -751,6 +769,8 @@ impl Computes {
                     tracing::info!(branch = b.name, "{what}");
                     done.push((b.name, what));
                 }
+                // E.g. a parent whose children live on: it waits for them, quietly.
+                Err(e) if e.is::<Refused>() => tracing::debug!(branch = b.name, "expiry: {e:#}"),
                 Err(e) => tracing::warn!(branch = b.name, "expiry: {e:#}"),
             }
         }

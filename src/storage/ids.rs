@@ -80,5 +80,5 @@ pub fn parse_time(s: &str) -> Result<Nanos, String> {
     let d = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| format!("'{s}' is before 1970"))?;
-    Ok(d.as_nanos() as Nanos)
+    Nanos::try_from(d.as_nanos()).map_err(|_| format!("'{s}' is after 2262, too far to represent"))
 }

@@ -138,13 +138,14 @@ impl Daemon {
 /// Where a new branch (or snapshot) starts: the source branch id and the point in its history.
 pub(super) fn source_point(
     d: &Daemon,
+    field: &str,
     source_branch: Option<&str>,
     lsn: Option<&str>,
     time: Option<&str>,
 ) -> Result<(String, At, Option<i64>), ApiError> {
     let source = match source_branch {
         None => d.computes.settings().root_branch.clone(),
-        Some(s) => validate::branch_of(&d.project, "spec.source_branch", s)
+        Some(s) => validate::branch_of(&d.project, &format!("{field}source_branch"), s)
             .map_err(bad)?
             .to_string(),
     };
@@ -152,28 +153,37 @@ pub(super) fn source_point(
         Ok(b) if !b.snapshot => {}
         Ok(_) => {
             return Err(bad(format!(
-                "spec.source_branch '{source}' is a snapshot; use spec.source_snapshot"
+                "{field}source_branch '{source}' is a snapshot; use {field}source_snapshot"
             )))
         }
         Err(_) => {
             return Err(bad(format!(
-                "spec.source_branch '{source}' does not exist in project '{}'",
+                "{field}source_branch '{source}' does not exist in project '{}'",
                 d.project
             )))
         }
     }
     let (at, time) = match (lsn, time) {
         (Some(_), Some(_)) => {
-            return Err(bad(
-                "give only one of spec.source_branch_lsn and spec.source_branch_time",
-            ))
+            return Err(bad(format!(
+                "give only one of {field}source_branch_lsn and {field}source_branch_time"
+            )))
         }
         (Some(l), None) => (
-            At::Lsn(validate::parse_lsn("spec.source_branch_lsn", l).map_err(bad)?),
+            At::Lsn(validate::parse_lsn(&format!("{field}source_branch_lsn"), l).map_err(bad)?),
             None,
         ),
         (None, Some(t)) => {
-            let t = validate::parse_timestamp("spec.source_branch_time", t).map_err(bad)?;
+            let name = format!("{field}source_branch_time");
+            let t = validate::parse_timestamp(&name, t).map_err(bad)?;
+            let now = d.computes.store().now();
+            if t > now {
+                return Err(bad(format!(
+                    "{name} {} is in the future (now is {}); leave it out for the current state",
+                    timestamp(t),
+                    timestamp(now)
+                )));
+            }
             (At::Time(t), Some(t))
         }
         (None, None) => (At::Head, None),
@@ -238,6 +248,7 @@ pub(super) async fn create(
         None => {
             let (from, at, t) = source_point(
                 &d,
+                "spec.",
                 spec.source_branch.as_deref(),
                 spec.source_branch_lsn.as_deref(),
                 spec.source_branch_time.as_deref(),
@@ -448,6 +459,7 @@ pub(super) async fn restore(
     }
     let (from, at, _) = source_point(
         &d,
+        "",
         Some(&src),
         req.source_branch_lsn.as_deref(),
         req.source_branch_time.as_deref(),

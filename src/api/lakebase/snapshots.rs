@@ -107,6 +107,7 @@ pub(super) async fn create(
     .map_err(bad)?;
     let (from, at, source_time) = source_point(
         &d,
+        "spec.",
         Some(source),
         spec.source_branch_lsn.as_deref(),
         spec.source_branch_time.as_deref(),
