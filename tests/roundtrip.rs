@@ -49,7 +49,11 @@ fn postgres_data_directory_round_trips_on_every_branch_and_lsn() {
     assert_eq!(r["method"], "copy");
     d.run(&["branch", "create", "dev", "--from", "imp"]);
     let created = d.json(&["branch", "create", "snap", "--from", "imp", "--snapshot"]);
-    let snap_lsn = created["start_lsn"].as_u64().unwrap();
+    // The API writes lsns as Postgres does (`0/11A0`); export takes that form.
+    let snap_lsn = created["spec"]["source_branch_lsn"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // The imported cluster runs (as the compute user) and changes itself after the branch point.
     assert_eq!(
         d.sql(
@@ -62,11 +66,14 @@ fn postgres_data_directory_round_trips_on_every_branch_and_lsn() {
 
     let uid = compute_uid();
     let want = normalized(&original, None);
-    for (branch, lsn) in [("dev", None), ("snap", None), ("imp", Some(snap_lsn))] {
+    for (branch, lsn) in [
+        ("dev", None),
+        ("snap", None),
+        ("imp", Some(snap_lsn.clone())),
+    ] {
         let out = dir.path().join(format!("export-{branch}"));
         let mut args = vec!["export", out.to_str().unwrap(), "--branch", branch];
-        let l = lsn.map(|l: u64| l.to_string());
-        if let Some(l) = &l {
+        if let Some(l) = &lsn {
             args.extend(["--lsn", l.as_str()]);
         }
         d.run(&args);

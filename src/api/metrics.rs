@@ -124,44 +124,32 @@ async fn text(d: &Daemon) -> String {
         .iter()
         .map(|b| (label(&b.name), d.proxy.metrics.snapshot(&b.name)))
         .collect();
-    family(
-        &mut out,
-        "lakelet_proxy_connections_active",
-        "gauge",
-        "Client sessions open through the proxy.",
-    );
-    for (n, s) in &per {
-        let _ = writeln!(
-            out,
-            "lakelet_proxy_connections_active{{branch=\"{n}\"}} {}",
-            s.active
-        );
-    }
-    family(
-        &mut out,
-        "lakelet_proxy_connections_total",
-        "counter",
-        "Client sessions the proxy opened.",
-    );
-    for (n, s) in &per {
-        let _ = writeln!(
-            out,
-            "lakelet_proxy_connections_total{{branch=\"{n}\"}} {}",
-            s.total
-        );
-    }
-    family(
-        &mut out,
-        "lakelet_proxy_cold_starts_total",
-        "counter",
-        "Sessions that had to start the compute.",
-    );
-    for (n, s) in &per {
-        let _ = writeln!(
-            out,
-            "lakelet_proxy_cold_starts_total{{branch=\"{n}\"}} {}",
-            s.cold_starts
-        );
+    type Pick = fn(&crate::proxy::ConnectionStats) -> u64;
+    let per_branch: [(&str, &str, &str, Pick); 3] = [
+        (
+            "lakelet_proxy_connections_active",
+            "gauge",
+            "Client sessions open through the proxy.",
+            |s| s.active,
+        ),
+        (
+            "lakelet_proxy_connections_total",
+            "counter",
+            "Client sessions the proxy opened.",
+            |s| s.total,
+        ),
+        (
+            "lakelet_proxy_cold_starts_total",
+            "counter",
+            "Sessions that had to start the compute.",
+            |s| s.cold_starts,
+        ),
+    ];
+    for (name, kind, help, pick) in per_branch {
+        family(&mut out, name, kind, help);
+        for (n, s) in &per {
+            let _ = writeln!(out, "{name}{{branch=\"{n}\"}} {}", pick(s));
+        }
     }
     out
 }

@@ -104,7 +104,8 @@ enum Cmd {
         dest: PathBuf,
         #[arg(long, default_value = "main")]
         branch: String,
-        #[arg(long)]
+        /// An lsn as the API writes it (`0/11A0`) or in decimal.
+        #[arg(long, value_parser = parse_lsn_arg)]
         lsn: Option<u64>,
     },
     /// Run one full garbage-collection pass now.
@@ -200,6 +201,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Debug(DebugCmd::CrashWriter) => crash_writer(dd)?,
     }
     Ok(())
+}
+
+fn parse_lsn_arg(s: &str) -> Result<u64, String> {
+    crate::api::lakebase::validate::parse_lsn("--lsn", s)
 }
 
 /// Opens the store without a daemon (export, debugging). RocksDB's lock makes this fail while

@@ -10,7 +10,7 @@ use super::types::{
 };
 use super::validate::{self, format_lsn, timestamp};
 use super::{
-    bad, body, flag, lifecycle_of, not_found, page, query, ApiResult, Shared, ENDPOINT_ID,
+    bad, body, flag, lifecycle_of, not_found, page, query, stored, ApiResult, Shared, ENDPOINT_ID,
 };
 use crate::api::server::{ApiError, Daemon};
 use crate::compute::{Lifecycle, Refused};
@@ -292,16 +292,7 @@ pub(super) async fn list(
     d.check_project(&p)?;
     let q = query(q, &["page_size", "page_token", "show_deleted"])?;
     let show_deleted = flag(&q, "show_deleted")?;
-    let mut items: Vec<(String, BranchInfo)> = d
-        .computes
-        .store()
-        .branches()
-        .into_iter()
-        .filter(|b| !b.snapshot && (show_deleted || !lifecycle_of(b).is_deleted()))
-        .map(|b| (b.name.clone(), b))
-        .collect();
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    let (infos, next_page_token) = page(items, &q)?;
+    let (infos, next_page_token) = page(stored(&d, false, show_deleted), &q)?;
     Ok(Json(ListBranchesResponse {
         branches: infos.iter().map(|i| d.branch_resource(i)).collect(),
         next_page_token,

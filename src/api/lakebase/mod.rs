@@ -263,6 +263,20 @@ impl Daemon {
     }
 }
 
+/// The stored branches (`snapshots`: the snapshots instead), sorted by id, for `page`.
+pub(super) fn stored(d: &Daemon, snapshots: bool, show_deleted: bool) -> Vec<(String, BranchInfo)> {
+    let mut items: Vec<(String, BranchInfo)> = d
+        .computes
+        .store()
+        .branches()
+        .into_iter()
+        .filter(|b| b.snapshot == snapshots && (show_deleted || !lifecycle_of(b).is_deleted()))
+        .map(|b| (b.name.clone(), b))
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items
+}
+
 /// A branch's lifecycle and where it came from, as stored.
 pub(super) fn lifecycle_of(info: &BranchInfo) -> Lifecycle {
     Lifecycle::decode(&info.annotations)

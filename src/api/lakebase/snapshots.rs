@@ -9,7 +9,7 @@ use axum::Json;
 use super::branches::source_point;
 use super::types::{ListSnapshotsResponse, Operation, Snapshot, SnapshotSpec, SnapshotStatus};
 use super::validate::{self, timestamp};
-use super::{bad, body, lifecycle_of, not_found, page, query, ApiResult, Shared};
+use super::{bad, body, lifecycle_of, not_found, page, query, stored, ApiResult, Shared};
 use crate::api::server::{ApiError, Daemon};
 use crate::compute::Lifecycle;
 use crate::storage::BranchInfo;
@@ -139,16 +139,7 @@ pub(super) async fn list(
 ) -> ApiResult<ListSnapshotsResponse> {
     d.check_project(&p)?;
     let q = query(q, &["page_size", "page_token"])?;
-    let mut items: Vec<(String, BranchInfo)> = d
-        .computes
-        .store()
-        .branches()
-        .into_iter()
-        .filter(|b| b.snapshot && !lifecycle_of(b).is_deleted())
-        .map(|b| (b.name.clone(), b))
-        .collect();
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    let (infos, next_page_token) = page(items, &q)?;
+    let (infos, next_page_token) = page(stored(&d, true, false), &q)?;
     Ok(Json(ListSnapshotsResponse {
         snapshots: infos.iter().map(|i| d.snapshot_resource(i)).collect(),
         next_page_token,
