@@ -84,12 +84,12 @@ async fn text(d: &Daemon) -> String {
         "Bytes of stored versions a branch's timeline owns.",
     );
     for b in &branches {
-        if let Ok(u) = store.usage(&b.name) {
+        if let Ok(own) = store.own_bytes(&b.name) {
             let _ = writeln!(
                 out,
                 "lakelet_branch_own_bytes{{branch=\"{}\"}} {}",
                 label(&b.name),
-                u.own_bytes
+                own
             );
         }
     }

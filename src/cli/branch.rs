@@ -175,16 +175,6 @@ pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> 
             protected,
         } => {
             let t = Instant::now();
-            let from = from.unwrap_or_else(|| {
-                api.list(false)
-                    .ok()
-                    .and_then(|l| {
-                        l.into_iter()
-                            .find(|b| b.status.as_ref().and_then(|s| s.default) == Some(true))
-                    })
-                    .and_then(|b| b.branch_id)
-                    .unwrap_or_else(|| "main".into())
-            });
             if snapshot {
                 if protected {
                     bail!("snapshots cannot be protected; they are never written or reset");
@@ -200,6 +190,11 @@ pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> 
                         v.as_str(),
                     )
                 });
+                // A snapshot names its source; the default branch is the project's.
+                let from = match from {
+                    Some(f) => f,
+                    None => api.default_branch()?,
+                };
                 let s = api.create_snapshot(&name, &from, at)?;
                 print(json, &s, |s| {
                     format!(
@@ -214,7 +209,8 @@ pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> 
                 return Ok(());
             }
             let mut spec = BranchSpec {
-                source_branch: Some(api.branch_name(&from)),
+                // Absent: the server's default branch.
+                source_branch: from.as_deref().map(|f| api.branch_name(f)),
                 is_protected: protected.then_some(true),
                 ttl: life.map(ttl),
                 no_expiry: (life.is_none() && expire_time.is_none()).then_some(true),
@@ -235,7 +231,8 @@ pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> 
             print(json, &v, |_| {
                 let s = b.status.clone().unwrap_or_default();
                 format!(
-                    "created branch '{name}' from '{from}' at lsn {} in {:.2} ms",
+                    "created branch '{name}' from '{}' at lsn {} in {:.2} ms",
+                    short(s.source_branch.as_deref()),
                     s.source_branch_lsn.unwrap_or("?".into()),
                     t.elapsed().as_secs_f64() * 1000.0
                 )

@@ -20,6 +20,13 @@ pub struct Usage {
 }
 
 impl Store {
+    /// Bytes the branch's timeline owns (`Usage::own_bytes`), without walking its files.
+    pub fn own_bytes(&self, branch: &str) -> Result<u64> {
+        let tl = self.branch_timeline(branch)?;
+        let st = self.state.read().unwrap();
+        Ok(st.tl(st.idx(tl)?).stats.own_bytes)
+    }
+
     pub fn usage(&self, branch: &str) -> Result<Usage> {
         let tl = self.branch_timeline(branch)?;
         let r = self.reader(tl, None)?;

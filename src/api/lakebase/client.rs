@@ -85,6 +85,18 @@ impl Branches {
         self.http.with_base(&base)
     }
 
+    /// The project's default branch (its id).
+    pub fn default_branch(&self) -> Result<String> {
+        let p: super::types::Project = self
+            .http
+            .get(&format!("/projects/{}", seg(&self.project)))?;
+        let name = p
+            .status
+            .and_then(|s| s.default_branch)
+            .ok_or_else(|| anyhow!("project '{}' reports no default branch", self.project))?;
+        Ok(name.rsplit('/').next().unwrap_or(&name).to_string())
+    }
+
     pub fn branch_name(&self, id: &str) -> String {
         format!("projects/{}/branches/{id}", self.project)
     }

@@ -289,13 +289,13 @@ fn project(d: &Daemon) -> Project {
         .installs()
         .first()
         .and_then(|i| i.version.split('.').next()?.parse().ok());
+    // What the branches' timelines own: kept per timeline, no walk of any tree.
     let size: u64 = d
         .computes
         .store()
         .branches()
         .iter()
-        .filter_map(|b| d.computes.store().usage(&b.name).ok())
-        .map(|u| u.own_bytes)
+        .filter_map(|b| d.computes.store().own_bytes(&b.name).ok())
         .sum();
     let spec = ProjectSpec {
         display_name: Some(d.project.clone()),
