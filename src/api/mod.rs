@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::compute::pg::PgInstall;
 use crate::compute::ComputeStatus;
 use crate::proxy::{ConnectionStats, ProxyStats};
-use crate::storage::{At, BranchInfo, Usage};
+use crate::storage::{BranchInfo, Usage};
 
 /// Written (atomically) to DATA/daemon.json once the daemon is ready; removed on clean exit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,17 +52,6 @@ pub fn info_path(data_dir: &Path) -> PathBuf {
 
 pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("api-token")
-}
-
-/// `--at` as the CLI and the API accept it: digits are an lsn, anything else an RFC 3339 time.
-pub fn parse_at(s: Option<&str>) -> Result<At, String> {
-    Ok(match s {
-        None | Some("") => At::Head,
-        Some(s) if s.bytes().all(|b| b.is_ascii_digit()) => {
-            At::Lsn(s.parse().map_err(|e| format!("lsn {s:?}: {e}"))?)
-        }
-        Some(s) => At::Time(crate::storage::parse_time(s)?),
-    })
 }
 
 /// A branch with its compute and, when asked, its storage.

@@ -482,3 +482,21 @@ fn protect(json: bool, api: &Branches, name: &str, on: bool) -> Result<()> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::at_field;
+
+    /// `--at` goes to the API as an lsn (decimal or `X/Y`) or a time; the daemon parses and
+    /// refuses bad values (tests/roundtrip.rs checks the messages).
+    #[test]
+    fn at_is_an_lsn_or_a_time() {
+        assert_eq!(at_field("42"), ("lsn", "42".to_string()));
+        assert_eq!(at_field("0/2A"), ("lsn", "0/2A".to_string()));
+        assert_eq!(
+            at_field("2026-11-21T10:32:00Z"),
+            ("time", "2026-11-21T10:32:00Z".to_string())
+        );
+        assert_eq!(at_field("last tuesday").0, "time");
+    }
+}

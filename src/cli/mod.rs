@@ -322,19 +322,3 @@ pub fn crash_record(seq: u64) -> Vec<u8> {
     r.resize(100, b'a' + (seq % 26) as u8);
     r
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parse_at_accepts_lsns_and_times_and_rejects_garbage() {
-        use crate::api::parse_at;
-        use crate::storage::At;
-        assert_eq!(parse_at(None).unwrap(), At::Head);
-        assert_eq!(parse_at(Some("42")).unwrap(), At::Lsn(42));
-        assert!(matches!(
-            parse_at(Some("2026-11-21T10:32:00Z")).unwrap(),
-            At::Time(_)
-        ));
-        assert!(parse_at(Some("yesterday-ish")).is_err());
-    }
-}

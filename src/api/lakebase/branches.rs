@@ -536,18 +536,18 @@ impl Daemon {
 }
 
 /// The branch of `projects/{p}/branches/{b}/endpoints/{e}`, checking each part.
-pub(super) fn endpoint_branch(d: &Daemon, endpoint: &str) -> Result<String, ApiError> {
+pub(super) fn endpoint_branch(d: &Daemon, endpoint: &str) -> Result<BranchInfo, ApiError> {
     let (branch_name, e) = endpoint
         .rsplit_once("/endpoints/")
         .ok_or_else(|| bad(format!("endpoint {endpoint:?} is not of the form projects/{{project}}/branches/{{branch}}/endpoints/{{endpoint}}")))?;
     let b = validate::branch_of(&d.project, "endpoint", branch_name).map_err(bad)?;
-    d.endpoint_owner(b)?;
+    let info = d.endpoint_owner(b)?;
     if e != ENDPOINT_ID {
         return Err(not_found(format!(
             "endpoint '{e}' does not exist on branch '{b}'; its one endpoint is '{ENDPOINT_ID}'"
         )));
     }
-    Ok(b.to_string())
+    Ok(info)
 }
 
 pub(super) async fn list_endpoints(
@@ -575,8 +575,7 @@ pub(super) async fn get_endpoint(
 ) -> ApiResult<Endpoint> {
     d.check_project(&p)?;
     query(q, &[])?;
-    endpoint_branch(&d, &format!("projects/{p}/branches/{b}/endpoints/{e}"))?;
-    let info = d.endpoint_owner(&b)?;
+    let info = endpoint_branch(&d, &format!("projects/{p}/branches/{b}/endpoints/{e}"))?;
     Ok(Json(d.endpoint_resource(&info).await))
 }
 
