@@ -4,6 +4,22 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// `N` bytes from the system's CSPRNG (ring's `SystemRandom`: getrandom(2)). Ids, tokens,
+/// passwords and cancel keys all come from here.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; N];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("the system CSPRNG failed");
+    b
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Writes `bytes` to `path` with `mode` so that a reader sees the old file or the new one,
 /// never a part: a temporary file, fsync, rename.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {

@@ -250,10 +250,7 @@ fn load_or_create_token(data_dir: &Path) -> Result<String> {
             return Ok(t);
         }
     }
-    let mut buf = [0u8; 32];
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-    let t: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+    let t = crate::util::hex(&crate::util::random_bytes::<32>());
     write_atomically(&p, t.as_bytes(), 0o600)?;
     Ok(t)
 }

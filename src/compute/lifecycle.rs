@@ -95,13 +95,10 @@ impl Lifecycle {
 
 /// A new uid in Lakebase's style: `br-` and 16 hex digits.
 pub fn new_uid(prefix: &str) -> String {
-    let mut b = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{prefix}-{hex}")
+    format!(
+        "{prefix}-{}",
+        crate::util::hex(&crate::util::random_bytes::<8>())
+    )
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@ use std::sync::RwLock;
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use ring::rand::SecureRandom;
 use ring::{digest, hmac, pbkdf2};
 use serde::{Deserialize, Serialize};
 
@@ -52,13 +51,7 @@ pub fn local_password(data_dir: &Path) -> Result<String> {
     Ok(s.trim().to_string())
 }
 
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .expect("the system CSPRNG failed");
-    b
-}
+pub use crate::util::random_bytes;
 
 /// A password of 24 characters from [A-Za-z0-9]: ~143 bits, and no character a URL, a shell or
 /// a JDBC string needs to escape.

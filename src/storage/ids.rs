@@ -28,12 +28,7 @@ pub struct TimelineId(pub u128);
 impl TimelineId {
     /// A fresh random id (from the kernel's CSPRNG, so ids from separate stores never collide).
     pub fn generate() -> TimelineId {
-        use std::io::Read;
-        let mut buf = [0u8; 16];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut buf))
-            .expect("reading /dev/urandom");
-        TimelineId(u128::from_be_bytes(buf))
+        TimelineId(u128::from_be_bytes(crate::util::random_bytes()))
     }
     pub fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()

@@ -197,7 +197,7 @@ pub(super) fn page<T>(
 }
 
 fn encode_token(id: &str) -> String {
-    id.bytes().map(|b| format!("{b:02x}")).collect()
+    crate::util::hex(id.as_bytes())
 }
 
 fn decode_token(t: &str) -> Option<String> {
@@ -364,7 +364,7 @@ async fn credentials(
             "endpoint is required: projects/{project}/branches/{branch}/endpoints/{endpoint}",
         ));
     }
-    let branch = branches::endpoint_branch(&d, &req.endpoint)?;
+    let branch = branches::endpoint_branch(&d, &req.endpoint)?.name;
     let now = d.computes.store().now();
     let ttl = match (&req.ttl, &req.expire_time) {
         (Some(_), Some(_)) => return Err(bad("give only one of ttl and expire_time")),
