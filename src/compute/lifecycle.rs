@@ -37,6 +37,25 @@ pub struct Lifecycle {
     pub uid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Nanos>,
+    /// The principal that created the branch (the policy's "own"). Written by the policy
+    /// layer; compute only keeps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The tier the branch's data came from (the policy layer's; kept across resets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_tier: Option<String>,
+    /// Set on a branch that holds masked data. While `done` is false the masking has not
+    /// finished and the proxy lets nobody in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masking: Option<MaskState>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskState {
+    pub done: bool,
+    /// When the masking last finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<Nanos>,
 }
 
 impl Lifecycle {

@@ -92,7 +92,7 @@ fn sha256(b: &[u8]) -> [u8; 32] {
 }
 
 /// Compares secrets in time independent of where they differ.
-pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -1,0 +1,375 @@
+//! The governor: the daemon's one place where identity, policy, masking and audit meet.
+//!
+//! The API and the proxy resolve who is acting (`actor_*`), gather the facts about the
+//! branches involved (`facts`), and call `enforce`, which decides with the active policy and
+//! audits a refusal before returning it. After an allowed action they call `record` with its
+//! result. Nothing else decides, so there is no route around a rule.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::{bail, Context, Result};
+
+use super::audit::{AuditLog, Entry};
+use super::file;
+use super::model::{Action, Actor, Decision, Facts, Policy, OWNER};
+use super::principals::Principals;
+use crate::compute::lifecycle::MaskState;
+use crate::compute::{Computes, Lifecycle};
+
+/// A refused action: the rule that refused it, and why. The API answers 403
+/// PERMISSION_DENIED, the proxy 42501, the CLI exits non-zero with the message.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub rule: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused by policy rule {}: {}", self.rule, self.reason)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+pub struct Governor {
+    policy: RwLock<Arc<Policy>>,
+    /// The file `lakelet policy apply` re-reads (what `lakelet up` was given).
+    source: Mutex<Option<PathBuf>>,
+    active_path: PathBuf,
+    pub principals: Principals,
+    pub audit: AuditLog,
+    computes: Arc<Computes>,
+    mask_key: String,
+    /// (branch, postmaster pid, database) where lakelet_owner/reader are known to exist.
+    roles_ready: Mutex<HashSet<(String, u32, String)>>,
+}
+
+/// The name used in messages for a policy file.
+fn shown(p: &Path) -> String {
+    p.display().to_string()
+}
+
+impl Governor {
+    /// Opens the principals, the audit log and the active policy (DATA/policy.toml, the last
+    /// one applied). `source`, when given, is applied over it (and audited if it changed).
+    pub fn open(
+        data_dir: &Path,
+        computes: Arc<Computes>,
+        source: Option<&Path>,
+    ) -> Result<Governor> {
+        let active_path = data_dir.join("policy.toml");
+        let root = computes.settings().root_branch.clone();
+        let policy = match std::fs::read_to_string(&active_path) {
+            Ok(text) => file::parse(&shown(&active_path), &text)
+                .map_err(|e| anyhow::anyhow!("the active policy is invalid: {e}"))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Policy::open(&root),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", active_path.display())),
+        };
+        let key_path = data_dir.join("masking-key");
+        let mask_key = match std::fs::read_to_string(&key_path) {
+            Ok(k) if k.trim().len() >= 32 => k.trim().to_string(),
+            _ => {
+                let k = crate::util::hex(&crate::util::random_bytes::<32>());
+                crate::util::write_atomically(&key_path, k.as_bytes(), 0o600)?;
+                k
+            }
+        };
+        let g = Governor {
+            policy: RwLock::new(Arc::new(policy)),
+            source: Mutex::new(source.map(Path::to_path_buf)),
+            active_path,
+            principals: Principals::open(data_dir)?,
+            audit: AuditLog::open(data_dir)?,
+            computes,
+            mask_key,
+            roles_ready: Default::default(),
+        };
+        if source.is_some() {
+            let owner = g.owner();
+            g.apply_policy(&owner, "daemon")?;
+        }
+        g.check_root()?;
+        Ok(g)
+    }
+
+    fn check_root(&self) -> Result<()> {
+        let p = self.policy();
+        let root = &self.computes.settings().root_branch;
+        if p.declared && &p.root != root {
+            bail!(
+                "lakelet.toml's root tier is '{}' but this daemon's root branch is '{root}'; \
+                 rename the tier to '{root}' (the root tier is the branch `lakelet up` created)",
+                p.root
+            );
+        }
+        Ok(())
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().unwrap().clone()
+    }
+
+    pub fn owner(&self) -> Actor {
+        Actor {
+            principal: OWNER.into(),
+            role: "platform".into(),
+        }
+    }
+
+    /// Re-reads the policy file and makes it active if it is valid; audited either way.
+    pub fn apply_policy(&self, who: &Actor, via: &str) -> Result<Arc<Policy>> {
+        let d = self.decide(
+            who,
+            &Action::Admin {
+                what: "apply the policy",
+            },
+        );
+        self.enforce_decided(
+            who,
+            via,
+            "policy.apply",
+            "lakelet.toml",
+            serde_json::json!({}),
+            &d,
+        )?;
+        let Some(src) = self.source.lock().unwrap().clone() else {
+            bail!("this daemon was started without a lakelet.toml; run `lakelet up` where the file is");
+        };
+        let old = self.policy();
+        let result = (|| -> Result<Arc<Policy>> {
+            let text = std::fs::read_to_string(&src)
+                .with_context(|| format!("reading {}", src.display()))?;
+            let p = if file::declares_policy(&text) {
+                file::parse(&shown(&src), &text).map_err(anyhow::Error::from)?
+            } else {
+                Policy::open(&self.computes.settings().root_branch)
+            };
+            if p.declared && p.root != self.computes.settings().root_branch {
+                bail!(
+                    "{}: the root tier is '{}' but this daemon's root branch is '{}'",
+                    src.display(),
+                    p.root,
+                    self.computes.settings().root_branch
+                );
+            }
+            if p.declared {
+                crate::util::write_atomically(&self.active_path, text.as_bytes(), 0o644)?;
+            } else {
+                let _ = std::fs::remove_file(&self.active_path);
+            }
+            Ok(Arc::new(p))
+        })();
+        let changed = result.as_ref().map(|p| p.sha256 != old.sha256);
+        // An unchanged file at start is not news; anything else is.
+        if via != "daemon" || !matches!(changed, Ok(false)) {
+            self.record(
+                who,
+                via,
+                "policy.apply",
+                &shown(&src),
+                serde_json::json!({
+                    "from": old.sha256,
+                    "to": result.as_ref().map(|p| p.sha256.clone()).unwrap_or_default(),
+                }),
+                &d,
+                &result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!("{e:#}")),
+            );
+        }
+        let p = result?;
+        *self.policy.write().unwrap() = p.clone();
+        Ok(p)
+    }
+
+    /// The principal behind an API bearer token: the owner's token, or a principal's secret.
+    pub fn actor_for_secret(&self, secret: &str, owner_token: &str) -> Option<Actor> {
+        if ct_eq(secret.as_bytes(), owner_token.as_bytes()) {
+            return Some(self.owner());
+        }
+        let (name, _) = self.principals.by_secret(secret)?;
+        self.actor(&name)
+    }
+
+    /// The principal named `name` (the proxy's user), with its role now.
+    pub fn actor(&self, name: &str) -> Option<Actor> {
+        if name == crate::proxy::LOCAL_USER || name == OWNER {
+            return Some(self.owner());
+        }
+        let e = self.principals.get(name)?;
+        let role = self
+            .policy()
+            .principals
+            .get(name)
+            .cloned()
+            .unwrap_or(e.role);
+        Some(Actor {
+            principal: name.into(),
+            role,
+        })
+    }
+
+    /// What the policy needs to know about branch `name`.
+    pub fn facts(&self, name: &str) -> Result<Facts> {
+        let info = self.computes.store().branch(name)?;
+        let l = Lifecycle::decode(&info.annotations);
+        Ok(self.policy().facts(
+            name,
+            info.snapshot,
+            l.owner,
+            l.source_tier,
+            l.masking.is_some(),
+        ))
+    }
+
+    pub fn decide(&self, who: &Actor, action: &Action) -> Decision {
+        self.policy().decide(who, action)
+    }
+
+    /// Decides; a refusal is audited and returned as an error.
+    pub fn enforce(
+        &self,
+        who: &Actor,
+        via: &str,
+        action: &Action,
+        target: &str,
+        args: serde_json::Value,
+    ) -> Result<Decision> {
+        let d = self.decide(who, action);
+        self.enforce_decided(who, via, action.name(), target, args, &d)?;
+        Ok(d)
+    }
+
+    fn enforce_decided(
+        &self,
+        who: &Actor,
+        via: &str,
+        action: &str,
+        target: &str,
+        args: serde_json::Value,
+        d: &Decision,
+    ) -> Result<()> {
+        if d.allowed {
+            return Ok(());
+        }
+        self.record(who, via, action, target, args, d, &Ok(()));
+        Err(Refusal {
+            rule: d.rule.clone(),
+            reason: d.reason.clone(),
+        }
+        .into())
+    }
+
+    /// Appends the audit record of a decision (and, if allowed, its result). An audit that
+    /// cannot be written is logged loudly; the action has already happened.
+    pub fn record(
+        &self,
+        who: &Actor,
+        via: &str,
+        action: &str,
+        target: &str,
+        args: serde_json::Value,
+        d: &Decision,
+        result: &Result<()>,
+    ) {
+        let e = Entry {
+            principal: who.principal.clone(),
+            role: who.role.clone(),
+            via: via.into(),
+            action: action.into(),
+            target: target.into(),
+            args,
+            allowed: d.allowed,
+            rule: d.rule.clone(),
+            reason: d.reason.clone(),
+            result: match (d.allowed, result) {
+                (false, _) => String::new(),
+                (true, Ok(())) => "ok".into(),
+                (true, Err(e)) => format!("error: {e:#}"),
+            },
+        };
+        if let Err(e) = self.audit.append(e) {
+            tracing::error!("the audit log could not be written: {e:#}");
+        }
+    }
+
+    /// The lifecycle fields policy sets on a new branch made by `who` from `from`.
+    pub fn stamp(&self, l: &mut Lifecycle, who: &Actor, from: &Facts, d: &Decision) {
+        l.owner = Some(who.principal.clone());
+        l.source_tier = from.source_tier.clone();
+        if d.mask || from.masked {
+            l.masking = Some(MaskState {
+                done: !d.mask,
+                at: None,
+            });
+        }
+    }
+
+    /// Applies the masking rules to `name` (whose lifecycle says masking is pending) and marks
+    /// it done. Nobody can connect before that: the proxy refuses a pending branch.
+    pub async fn mask(&self, name: &str) -> Result<super::mask::Report> {
+        let ep = self.computes.ensure_running(name).await?;
+        let rules = self.policy().masking.columns.clone();
+        let report = super::mask::apply(&ep.socket_dir, &rules, &self.mask_key)
+            .await
+            .with_context(|| format!("masking branch '{name}'"))?;
+        let now = self.computes.store().now();
+        self.computes
+            .update_lifecycle(name, move |l| {
+                l.masking = Some(MaskState {
+                    done: true,
+                    at: Some(now),
+                });
+                Ok(())
+            })
+            .await?;
+        tracing::info!(
+            branch = name,
+            tables = report.tables.len(),
+            rows = report.rows,
+            "masked"
+        );
+        Ok(report)
+    }
+
+    /// Marks `name` as masking-pending before its data is replaced (reset, restore), so the
+    /// proxy lets nobody in until `mask` has run again.
+    pub async fn hold_for_masking(&self, name: &str) -> Result<()> {
+        self.computes
+            .update_lifecycle(name, |l| {
+                l.masking = Some(MaskState {
+                    done: false,
+                    at: None,
+                });
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `name`'s masking has not finished (the proxy refuses it then).
+    pub fn masking_pending(&self, name: &str) -> bool {
+        self.computes
+            .lifecycle(name)
+            .is_ok_and(|l| l.masking.is_some_and(|m| !m.done))
+    }
+
+    /// Makes sure the non-superuser roles exist on the compute before a session uses them.
+    pub async fn ensure_roles(&self, ep: &crate::compute::Endpoint, db: &str) -> Result<()> {
+        let key = (ep.branch.clone(), ep.pid, db.to_string());
+        if self.roles_ready.lock().unwrap().contains(&key) {
+            return Ok(());
+        }
+        super::mask::ensure_roles(&ep.socket_dir, db).await?;
+        self.roles_ready.lock().unwrap().insert(key);
+        Ok(())
+    }
+}
+
+pub(super) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,23 @@
+//! policy: who may do what to which branch, declared once in lakelet.toml and enforced by the
+//! daemon for every entry point; masking; and the audit trail of every decision.
+//!
+//! Reading order: `model.rs` (the policy and `decide`, pure), `file.rs` (lakelet.toml to a
+//! validated policy, with line-numbered errors), `governor.rs` (identity, facts, enforcement,
+//! audit: what the API and the proxy call), `principals.rs`, `audit.rs`, `mask.rs`.
+//!
+//! Invariants:
+//! - Every allowed or refused action of the API and the proxy passes `Governor::enforce` and
+//!   leaves an audit record; GETs of the API are reads and are not audited.
+//! - A masked branch takes no connection until its masking has finished (`MaskState::done`),
+//!   after creation, reset and restore alike.
+//! - Secrets are never stored, only their SHA-256 and SCRAM verifier.
+
+pub mod audit;
+pub mod file;
+pub mod governor;
+pub mod mask;
+pub mod model;
+pub mod principals;
+
+pub use governor::{Governor, Refusal};
+pub use model::{Access, Action, Actor, Decision, Facts, Policy, OWNER};
