@@ -440,7 +440,7 @@ mod proxy_startup {
             let fin = String::from_utf8_lossy(client_final)
                 .replace("r=*", &format!("r={nonce}"))
                 .replace("c=*", &format!("c={}", B64.encode(&cbind)));
-            results.push(s.finish(fin.as_bytes()));
+            results.push(s.finish(fin.as_bytes()).map(|(m, _)| m));
         }
         results
     }

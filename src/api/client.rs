@@ -16,6 +16,27 @@ pub struct Client {
     token: String,
     /// The local daemon's record; `None` for a remote (Lakebase) client.
     pub info: Option<DaemonInfo>,
+    /// The principal this client acts as (`None`: the daemon's owner, by DATA/api-token).
+    pub principal: Option<String>,
+}
+
+/// The principal the CLI acts as: LAKELET_PRINCIPAL (or `--as`) with LAKELET_SECRET.
+pub fn acting_principal() -> Result<Option<(String, String)>> {
+    let name = std::env::var("LAKELET_PRINCIPAL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let secret = std::env::var("LAKELET_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    match (name, secret) {
+        (Some(n), Some(s)) => Ok(Some((n, s))),
+        (Some(n), None) => bail!(
+            "acting as principal {n} needs its secret in LAKELET_SECRET (printed once by \
+             `lakelet principal add {n}`)"
+        ),
+        (None, Some(_)) => bail!("LAKELET_SECRET is set but LAKELET_PRINCIPAL (or --as) is not"),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Whether a process with this pid exists.
@@ -54,17 +75,25 @@ impl Client {
                 data_dir_flag(data_dir)
             )
         })?;
-        let token = std::fs::read_to_string(super::token_path(data_dir))
-            .with_context(|| {
-                format!(
-                    "reading the API token {} (are you the user who ran `lakelet up`?)",
-                    super::token_path(data_dir).display()
-                )
-            })?
-            .trim()
-            .to_string();
+        let (token, principal) = match acting_principal()? {
+            Some((name, secret)) => (secret, Some(name)),
+            None => {
+                let t = std::fs::read_to_string(super::token_path(data_dir))
+                    .with_context(|| {
+                        format!(
+                            "reading the API token {} (are you the user who ran `lakelet up`? \
+                             A principal sets LAKELET_PRINCIPAL and LAKELET_SECRET instead)",
+                            super::token_path(data_dir).display()
+                        )
+                    })?
+                    .trim()
+                    .to_string();
+                (t, None)
+            }
+        };
         let mut c = Client::remote(&format!("http://{}/lakelet/v1", info.api), &token);
         c.info = Some(info);
+        c.principal = principal;
         Ok(c)
     }
 
@@ -80,6 +109,7 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             info: None,
+            principal: None,
         }
     }
 
@@ -90,6 +120,7 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token: self.token.clone(),
             info: self.info.clone(),
+            principal: self.principal.clone(),
         }
     }
 
@@ -132,6 +163,11 @@ impl Client {
             .agent
             .get(format!("{}{path}", self.base))
             .header("Authorization", format!("Bearer {}", self.token))
+            .header("X-Lakelet-Client", "cli")
+            .header(
+                "X-Lakelet-Principal",
+                self.principal.as_deref().unwrap_or(""),
+            )
             .call();
         self.finish(&format!("GET {path}"), r)
     }
@@ -141,6 +177,11 @@ impl Client {
             .agent
             .post(format!("{}{path}", self.base))
             .header("Authorization", format!("Bearer {}", self.token))
+            .header("X-Lakelet-Client", "cli")
+            .header(
+                "X-Lakelet-Principal",
+                self.principal.as_deref().unwrap_or(""),
+            )
             .send_json(body);
         self.finish(&format!("POST {path}"), r)
     }
@@ -150,6 +191,11 @@ impl Client {
             .agent
             .patch(format!("{}{path}", self.base))
             .header("Authorization", format!("Bearer {}", self.token))
+            .header("X-Lakelet-Client", "cli")
+            .header(
+                "X-Lakelet-Principal",
+                self.principal.as_deref().unwrap_or(""),
+            )
             .send_json(body);
         self.finish(&format!("PATCH {path}"), r)
     }
@@ -159,6 +205,11 @@ impl Client {
             .agent
             .delete(format!("{}{path}", self.base))
             .header("Authorization", format!("Bearer {}", self.token))
+            .header("X-Lakelet-Client", "cli")
+            .header(
+                "X-Lakelet-Principal",
+                self.principal.as_deref().unwrap_or(""),
+            )
             .call();
         self.finish(&format!("DELETE {path}"), r)
     }

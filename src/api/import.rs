@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use tokio::io::AsyncReadExt;
 
 use super::server::{ApiError, Daemon};
@@ -21,8 +21,19 @@ use crate::compute::{postgres, tree};
 
 pub(super) async fn start(
     State(d): State<Arc<Daemon>>,
+    Extension(c): Extension<super::server::Caller>,
     Json(req): Json<ImportRequest>,
 ) -> Result<(StatusCode, Json<Operation>), ApiError> {
+    let dec = d.admin(&c, "import a cluster", &req.branch)?;
+    d.gov.record(
+        &c.actor,
+        c.via,
+        "import",
+        &req.branch,
+        serde_json::json!({}),
+        &dec,
+        &Ok(()),
+    );
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", m);
     crate::storage::validate_branch_name(&req.branch)?;
     if d.computes.store().branch(&req.branch).is_ok() {

@@ -8,6 +8,7 @@
 //! `server.rs` is the daemon, `client.rs` what the CLI uses. Both share the types below.
 
 pub mod client;
+pub mod governance;
 mod import;
 pub mod lakebase;
 mod metrics;

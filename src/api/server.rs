@@ -13,11 +13,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use tokio::sync::Notify;
 
 use super::{BranchView, DaemonInfo, ErrorBody, Operation, Status};
 use crate::compute::{Computes, Settings};
+use crate::policy::{Action, Actor, Decision, Governor};
 use crate::proxy::{Proxy, ProxyConfig};
 use crate::storage::{self, Options, Store};
 use crate::util::write_atomically;
@@ -36,10 +37,13 @@ pub struct DaemonConfig {
     pub project: String,
     /// How long history is kept (the project's `history_retention_duration`, the GC window).
     pub history_retention: Duration,
+    /// The lakelet.toml whose policy the daemon enforces (`lakelet policy apply` re-reads it).
+    pub policy: Option<PathBuf>,
 }
 
 pub(super) struct Daemon {
     pub computes: Arc<Computes>,
+    pub gov: Arc<Governor>,
     pub proxy: Arc<Proxy>,
     pub info: DaemonInfo,
     token: String,
@@ -59,6 +63,10 @@ pub(super) struct ApiError {
 }
 
 impl ApiError {
+    pub fn message(&self) -> &str {
+        &self.body.message
+    }
+
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -75,6 +83,7 @@ impl From<anyhow::Error> for ApiError {
         use storage::Error as E;
         let msg = format!("{e:#}");
         let (status, code) = match e.downcast_ref::<storage::Error>() {
+            _ if e.is::<crate::policy::Refusal>() => (StatusCode::FORBIDDEN, "PERMISSION_DENIED"),
             _ if e.is::<crate::compute::Refused>() => (StatusCode::BAD_REQUEST, "INVALID_STATE"),
             _ if e.is::<crate::compute::Conflict>() => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
             Some(E::BranchNotFound(_)) | Some(E::TimelineNotFound(_)) => {
@@ -131,12 +140,24 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             )
         })?,
     );
+    let root = &cfg.settings.root_branch;
+    if !store.branches().is_empty() && store.branch(root).is_err() {
+        anyhow::bail!(
+            "this data directory has no branch '{root}', which lakelet.toml names as the root \
+             tier; name the root tier after the data directory's root branch"
+        );
+    }
     let computes = Arc::new(Computes::open(
         store.clone(),
         &data_dir,
         cfg.settings.clone(),
     )?);
     let token = load_or_create_token(&data_dir)?;
+    let gov = Arc::new(Governor::open(
+        &data_dir,
+        computes.clone(),
+        cfg.policy.as_deref(),
+    )?);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], cfg.api_port)))
         .await
         .with_context(|| {
@@ -146,7 +167,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             )
         })?;
     let addr = listener.local_addr()?;
-    let proxy = Proxy::new(&data_dir, computes.clone(), cfg.proxy.clone())?;
+    let proxy = Proxy::new(&data_dir, computes.clone(), gov.clone(), cfg.proxy.clone())?;
     let proxy_listener = proxy.bind().await?;
     let proxy_addr = proxy_listener.local_addr()?;
     // Both ports are bound before the (first-start) initdb, so a taken port fails at once.
@@ -171,6 +192,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     };
     let daemon = Arc::new(Daemon {
         computes: computes.clone(),
+        gov,
         proxy: proxy.clone(),
         info: info.clone(),
         token,
@@ -183,12 +205,34 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
 
     let reaper = {
         let c = computes.clone();
+        let g = daemon.gov.clone();
         let every = cfg.reap_every;
         tokio::spawn(async move {
+            let daemon_actor = crate::policy::Actor {
+                principal: "lakelet".into(),
+                role: "-".into(),
+            };
             loop {
                 tokio::time::sleep(every).await;
                 c.reap_idle().await;
-                c.expire_due().await;
+                for (name, what) in c.expire_due().await {
+                    let d = Decision {
+                        allowed: true,
+                        rule: "lifecycle".into(),
+                        reason: format!("{what} on schedule"),
+                        access: None,
+                        mask: false,
+                    };
+                    g.record(
+                        &daemon_actor,
+                        "daemon",
+                        &format!("branch.{what}"),
+                        &name,
+                        serde_json::json!({}),
+                        &d,
+                        &Ok(()),
+                    );
+                }
             }
         })
     };
@@ -234,6 +278,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     let _ = proxy_task.await;
     reaper.abort();
     computes.shutdown().await;
+    daemon.gov.shutdown().await;
     drop(gc);
     store.sync()?;
     let _ = std::fs::remove_file(super::info_path(&data_dir));
@@ -265,7 +310,8 @@ fn router(d: Shared) -> Router {
         .route("/gc", post(gc))
         .route("/import", post(super::import::start))
         .route("/operations/{id}", get(operation))
-        .route("/shutdown", post(shutdown));
+        .route("/shutdown", post(shutdown))
+        .merge(super::governance::routes());
     Router::new()
         .nest("/lakelet/v1", v1)
         .merge(super::lakebase::routes())
@@ -294,28 +340,127 @@ fn router(d: Shared) -> Router {
         .with_state(d)
 }
 
-async fn auth(State(d): State<Shared>, headers: HeaderMap, req: Request, next: Next) -> Response {
-    let want = format!("Bearer {}", d.token);
-    let ok = headers
+/// Who made an API request, and through what (the CLI says so in a header; anything else is
+/// the API).
+#[derive(Clone)]
+pub(super) struct Caller {
+    pub actor: Actor,
+    pub via: &'static str,
+}
+
+async fn auth(
+    State(d): State<Shared>,
+    headers: HeaderMap,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let actor = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| constant_time_eq(v.as_bytes(), want.as_bytes()));
-    if !ok {
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|secret| d.gov.actor_for_secret(secret.trim(), &d.token));
+    let Some(actor) = actor else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
-            "missing or wrong bearer token (the CLI reads it from DATA/api-token)",
+            "missing or wrong bearer token (the owner's is in DATA/api-token; a principal's \
+             is the secret `lakelet principal add` printed)",
+        )
+        .into_response();
+    };
+    // A client that says whom it acts as must hold that principal's secret.
+    let claimed = headers
+        .get("x-lakelet-principal")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    if let Some(claimed) = claimed.filter(|c| *c != actor.principal) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            format!("LAKELET_SECRET is not the secret of principal {claimed}"),
         )
         .into_response();
     }
+    let via = match headers
+        .get("x-lakelet-client")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("cli") => "cli",
+        _ => "api",
+    };
+    req.extensions_mut().insert(Caller { actor, via });
     next.run(req).await
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl Daemon {
+    /// Decides `action` for the caller; a refusal is audited and becomes a 403.
+    pub(super) fn enforce(
+        &self,
+        c: &Caller,
+        action: &Action,
+        target: &str,
+        args: serde_json::Value,
+    ) -> Result<Decision, ApiError> {
+        Ok(self.gov.enforce(&c.actor, c.via, action, target, args)?)
+    }
+
+    /// `enforce`, audited under `name`.
+    pub(super) fn enforce_named(
+        &self,
+        c: &Caller,
+        name: &str,
+        action: &Action,
+        target: &str,
+        args: serde_json::Value,
+    ) -> Result<Decision, ApiError> {
+        Ok(self
+            .gov
+            .enforce_named(&c.actor, c.via, name, action, target, args)?)
+    }
+
+    /// Audits an allowed action with its result, and passes the result on.
+    pub(super) fn audited<T>(
+        &self,
+        c: &Caller,
+        action: &str,
+        target: &str,
+        args: serde_json::Value,
+        d: &Decision,
+        r: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let res = r
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{}", e.message()));
+        self.gov
+            .record(&c.actor, c.via, action, target, args, d, &res);
+        r
+    }
+
+    /// The proxy user a principal connects as (the owner is the local user).
+    pub(super) fn proxy_user(&self, a: &Actor) -> String {
+        if a.principal == crate::policy::OWNER {
+            crate::proxy::LOCAL_USER.to_string()
+        } else {
+            a.principal.clone()
+        }
+    }
+
+    /// Facts about a branch for a decision (404 if it does not exist).
+    pub(super) fn facts(&self, name: &str) -> Result<crate::policy::Facts, ApiError> {
+        Ok(self.gov.facts(name)?)
+    }
+
+    /// An admin action (gc, import, shutdown, principals, the policy).
+    pub(super) fn admin(&self, c: &Caller, what: &str, target: &str) -> Result<Decision, ApiError> {
+        self.enforce(
+            c,
+            &Action::Admin { what },
+            target,
+            serde_json::json!({ "what": what }),
+        )
+    }
+
     fn store(&self) -> &Store {
         self.computes.store()
     }
@@ -386,32 +531,90 @@ async fn retained(
 
 async fn restore_point(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<serde_json::Value> {
-    let lsn = d.store().create_restore_point(&name)?;
-    d.store().sync()?;
-    Ok(Json(serde_json::json!({ "branch": name, "lsn": lsn })))
+    let f = d.facts(&name)?;
+    let dec = d.enforce_named(
+        &c,
+        "branch.restore_point",
+        &Action::Connect { branch: &f },
+        &name,
+        serde_json::json!({}),
+    )?;
+    let r = (|| {
+        let lsn = d.store().create_restore_point(&name)?;
+        d.store().sync()?;
+        Ok(Json(serde_json::json!({ "branch": name, "lsn": lsn })))
+    })();
+    d.audited(
+        &c,
+        "branch.restore_point",
+        &name,
+        serde_json::json!({}),
+        &dec,
+        r,
+    )
 }
 
 async fn start(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<crate::compute::Endpoint> {
-    Ok(Json(d.computes.ensure_running(&name).await?))
+    let f = d.facts(&name)?;
+    let dec = d.enforce_named(
+        &c,
+        "compute.start",
+        &Action::Connect { branch: &f },
+        &name,
+        serde_json::json!({}),
+    )?;
+    let r = d
+        .computes
+        .ensure_running(&name)
+        .await
+        .map(Json)
+        .map_err(ApiError::from);
+    d.audited(&c, "compute.start", &name, serde_json::json!({}), &dec, r)
 }
 
 async fn stop(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<serde_json::Value> {
-    d.store().branch(&name)?;
-    let was = d.computes.stop(&name).await?;
-    Ok(Json(
-        serde_json::json!({ "branch": name, "was_running": was }),
-    ))
+    let f = d.facts(&name)?;
+    let dec = d.enforce_named(
+        &c,
+        "compute.stop",
+        &Action::Connect { branch: &f },
+        &name,
+        serde_json::json!({}),
+    )?;
+    let r = d
+        .computes
+        .stop(&name)
+        .await
+        .map(|was| Json(serde_json::json!({ "branch": name, "was_running": was })))
+        .map_err(ApiError::from);
+    d.audited(&c, "compute.stop", &name, serde_json::json!({}), &dec, r)
 }
 
-async fn gc(State(d): State<Shared>) -> ApiResult<storage::GcReport> {
+async fn gc(
+    State(d): State<Shared>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<storage::GcReport> {
+    let dec = d.admin(&caller, "run gc", "store")?;
+    d.gov.record(
+        &caller.actor,
+        caller.via,
+        "gc",
+        "store",
+        serde_json::json!({}),
+        &dec,
+        &Ok(()),
+    );
     let c = d.computes.clone();
     let r = tokio::task::spawn_blocking(move || c.store().gc())
         .await
@@ -436,7 +639,20 @@ async fn operation(State(d): State<Shared>, UrlPath(id): UrlPath<String>) -> Api
         })
 }
 
-async fn shutdown(State(d): State<Shared>) -> ApiResult<serde_json::Value> {
+async fn shutdown(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<serde_json::Value> {
+    let dec = d.admin(&c, "stop the daemon", "daemon")?;
+    d.gov.record(
+        &c.actor,
+        c.via,
+        "shutdown",
+        "daemon",
+        serde_json::json!({}),
+        &dec,
+        &Ok(()),
+    );
     d.shutdown.notify_one();
     Ok(Json(serde_json::json!({ "stopping": true })))
 }

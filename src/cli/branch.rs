@@ -213,7 +213,10 @@ pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> 
                 source_branch: from.as_deref().map(|f| api.branch_name(f)),
                 is_protected: protected.then_some(true),
                 ttl: life.map(ttl),
-                no_expiry: (life.is_none() && expire_time.is_none()).then_some(true),
+                // Nothing given: no expiry, unless the local daemon enforces a policy (its
+                // feature ttl applies when the request names no expiry).
+                no_expiry: (life.is_none() && expire_time.is_none() && !api.policy_declared())
+                    .then_some(true),
                 expire_time,
                 ..Default::default()
             };

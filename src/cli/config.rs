@@ -22,6 +22,7 @@ use crate::api::lakebase::validate::check_id;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    // The policy's tables (tiers, roles, …) are read by the policy layer.
     pub project: ProjectTable,
     pub target: TargetTable,
     /// Where it was read from, for messages.
@@ -63,6 +64,17 @@ pub fn load() -> Result<Config> {
     }
     c.path = Some(path);
     Ok(c)
+}
+
+/// The nearest lakelet.toml, if it declares a policy (tiers, roles, …).
+pub fn policy_file() -> Result<Option<PathBuf>> {
+    let cwd = std::env::current_dir().context("reading the working directory")?;
+    let Some(path) = find(&cwd) else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(crate::policy::file::declares_policy(&text).then_some(path))
 }
 
 /// The project id: `--project`, else lakelet.toml, else `local`.

@@ -58,9 +58,19 @@ pub fn conn_info(
     } else {
         addr.ip().to_string()
     };
-    let password = match daemon.auth.as_deref() {
-        Some("trust") => None,
-        _ => Some(auth::local_password(dd)?),
+    // A principal connects as itself, with its secret; the owner as the local user.
+    let (user, password) = match &c.principal {
+        Some(name) => {
+            let (_, secret) = crate::api::client::acting_principal()?.context("no principal")?;
+            (name.clone(), Some(secret))
+        }
+        None => (
+            auth::LOCAL_USER.to_string(),
+            match daemon.auth.as_deref() {
+                Some("trust") => None,
+                _ => Some(auth::local_password(dd)?),
+            },
+        ),
     };
     let (db, options) = if fallback {
         (format!("{database}@{branch}"), String::new())
@@ -71,7 +81,7 @@ pub fn conn_info(
         branch,
         host,
         addr.port(),
-        auth::LOCAL_USER.to_string(),
+        user,
         password,
         db,
         options,

@@ -77,6 +77,10 @@ pub struct DaemonArgs {
     /// project's history_retention_duration).
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     history_retention: Duration,
+    /// The lakelet.toml whose policy (tiers, roles, masking) the daemon enforces. Default: the
+    /// nearest lakelet.toml, if it declares one. The root tier names the root branch.
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// How often background GC runs (tests lengthen it to observe GC on demand).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     gc_every: Duration,
@@ -104,6 +108,10 @@ impl DaemonArgs {
         if let Some(p) = &self.api_project {
             v.push(format!("--api-project={p}"));
         }
+        if let Some(p) = &self.policy {
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            v.push(format!("--policy={}", abs.display()));
+        }
         if let (Some(c), Some(k)) = (&self.tls_cert, &self.tls_key) {
             // The daemon runs from another directory: pass absolute paths.
             let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
@@ -120,7 +128,19 @@ impl DaemonArgs {
     }
 
     fn config(&self, data_dir: &Path) -> DaemonConfig {
+        // The root branch is the policy's root tier: the file given, else the active one.
+        let root = [self.policy.clone(), Some(data_dir.join("policy.toml"))]
+            .into_iter()
+            .flatten()
+            .find_map(|p| {
+                let text = std::fs::read_to_string(&p).ok()?;
+                crate::policy::file::parse(&p.display().to_string(), &text)
+                    .ok()
+                    .map(|pol| pol.root)
+            })
+            .unwrap_or_else(|| Settings::default().root_branch);
         DaemonConfig {
+            policy: self.policy.clone(),
             data_dir: data_dir.to_path_buf(),
             api_port: self.api_port,
             settings: Settings {
@@ -129,6 +149,7 @@ impl DaemonArgs {
                 start_timeout: self.start_timeout,
                 pg_bindir: self.pg_bindir.clone(),
                 compute_user: self.compute_user.clone(),
+                root_branch: root,
                 ..Settings::default()
             },
             gc_every: self.gc_every,
@@ -166,6 +187,13 @@ pub fn up(data_dir: &Path, json: bool, args: &DaemonArgs) -> Result<()> {
     // Resolved here, where lakelet.toml is (the daemon runs from elsewhere).
     let mut args = args.clone();
     args.api_project = Some(super::config::project_id(args.api_project.as_deref())?);
+    if args.policy.is_none() {
+        args.policy = super::config::policy_file()?;
+    }
+    if let Some(p) = &args.policy {
+        // Refused here, with the line and field, rather than in the daemon's log.
+        super::policy::check_file(p)?;
+    }
     let args = &args;
     if let Some(info) = running_daemon(&data_dir) {
         crate::cli::print(json, &info, |i| {

@@ -6,6 +6,7 @@ mod branch;
 mod config;
 mod connect;
 mod daemon;
+mod policy;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,10 @@ pub struct Cli {
     /// The project (Lakebase target; lakelet.toml's [project] id applies otherwise).
     #[arg(long, global = true, env = "LAKELET_PROJECT")]
     project: Option<String>,
+    /// Act as this principal (its secret in LAKELET_SECRET); default: $LAKELET_PRINCIPAL, else
+    /// the daemon's owner.
+    #[arg(long = "as", global = true, value_name = "PRINCIPAL")]
+    as_principal: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -110,6 +115,24 @@ enum Cmd {
     },
     /// Run one full garbage-collection pass now.
     Gc,
+    /// Write a commented starter lakelet.toml (tiers, roles, masking) here.
+    Init {
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check, show or apply the policy (lakelet.toml's tiers, roles and masking).
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
+    /// Principals (humans, agents, CI) and their secrets.
+    #[command(subcommand)]
+    Principal(policy::PrincipalCmd),
+    /// Read the audit trail (also `select … from audit` in the proxy's `lakelet` database).
+    Audit(policy::AuditArgs),
+    /// Merge a feature into its tier, or promote a tier into its parent: checks the chain and
+    /// prints a one-hour write grant on the target for applying the migrations.
+    Promote { from: String, to: String },
+    /// Who the CLI acts as.
+    Whoami,
     /// Run the daemon in the foreground (what `lakelet up` starts).
     #[command(hide = true)]
     Daemon(daemon::DaemonArgs),
@@ -144,6 +167,10 @@ impl Cli {
 pub fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     let dd = &cli.data_dir;
+    if let Some(p) = &cli.as_principal {
+        // Read by the API client (and passed to psql as the proxy user).
+        std::env::set_var("LAKELET_PRINCIPAL", p);
+    }
     match cli.cmd {
         Cmd::Up(args) => daemon::up(dd, json, &args)?,
         Cmd::Down => daemon::down(dd, json)?,
@@ -199,6 +226,12 @@ pub fn run(cli: Cli) -> Result<()> {
             });
         }
         Cmd::Debug(DebugCmd::CrashWriter) => crash_writer(dd)?,
+        Cmd::Init { force } => policy::init(&std::env::current_dir()?, json, force)?,
+        Cmd::Policy(c) => policy::policy(dd, json, c)?,
+        Cmd::Principal(c) => policy::principal(dd, json, c)?,
+        Cmd::Audit(a) => policy::audit(dd, json, a)?,
+        Cmd::Promote { from, to } => policy::promote(dd, json, &from, &to)?,
+        Cmd::Whoami => policy::whoami(dd, json)?,
     }
     Ok(())
 }

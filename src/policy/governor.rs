@@ -45,6 +45,7 @@ pub struct Governor {
     mask_key: String,
     /// (branch, postmaster pid, database) where lakelet_owner/reader are known to exist.
     roles_ready: Mutex<HashSet<(String, u32, String)>>,
+    system: super::system::SystemDb,
 }
 
 /// The name used in messages for a policy file.
@@ -83,6 +84,7 @@ impl Governor {
             active_path,
             principals: Principals::open(data_dir)?,
             audit: AuditLog::open(data_dir)?,
+            system: super::system::SystemDb::new(data_dir, computes.clone()),
             computes,
             mask_key,
             roles_ready: Default::default(),
@@ -239,8 +241,22 @@ impl Governor {
         target: &str,
         args: serde_json::Value,
     ) -> Result<Decision> {
+        self.enforce_named(who, via, action.name(), action, target, args)
+    }
+
+    /// `enforce`, audited under `name` (an action with its own name: `credential.create` is
+    /// decided as a connection).
+    pub fn enforce_named(
+        &self,
+        who: &Actor,
+        via: &str,
+        name: &str,
+        action: &Action,
+        target: &str,
+        args: serde_json::Value,
+    ) -> Result<Decision> {
         let d = self.decide(who, action);
-        self.enforce_decided(who, via, action.name(), target, args, &d)?;
+        self.enforce_decided(who, via, name, target, args, &d)?;
         Ok(d)
     }
 
@@ -266,6 +282,7 @@ impl Governor {
 
     /// Appends the audit record of a decision (and, if allowed, its result). An audit that
     /// cannot be written is logged loudly; the action has already happened.
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         who: &Actor,
@@ -356,6 +373,16 @@ impl Governor {
         self.computes
             .lifecycle(name)
             .is_ok_and(|l| l.masking.is_some_and(|m| !m.done))
+    }
+
+    /// The `lakelet` database (audit, branches, usage), started and brought up to date.
+    pub async fn system_endpoint(&self) -> Result<crate::compute::Endpoint> {
+        self.system.endpoint(self).await
+    }
+
+    /// Stops what the governor runs (the system database).
+    pub async fn shutdown(&self) {
+        self.system.stop().await;
     }
 
     /// Makes sure the non-superuser roles exist on the compute before a session uses them.

@@ -18,6 +18,7 @@ pub mod governor;
 pub mod mask;
 pub mod model;
 pub mod principals;
+pub mod system;
 
 pub use governor::{Governor, Refusal};
 pub use model::{Access, Action, Actor, Decision, Facts, Policy, OWNER};

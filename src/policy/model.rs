@@ -558,7 +558,7 @@ impl Policy {
                 }
                 // A masked branch is masked again whatever state it moves to.
                 d.mask |= branch.masked;
-                return d;
+                d
             }
             Action::Update { branch, protect } => {
                 if let (Some(false), Some(d)) = (protect, protected_tier(branch, "unprotected")) {

@@ -171,6 +171,8 @@ struct Token {
     branch: String,
     verifier: Verifier,
     expires: std::time::SystemTime,
+    /// A promotion grant: write access to the branch, whatever the role's connect rights.
+    grant: bool,
 }
 
 /// The users the proxy accepts.
@@ -232,35 +234,43 @@ impl Credentials {
         self.users.read().unwrap().get(user).cloned()
     }
 
-    /// Every verifier that may hold `user`'s password for `branch` now: the user's own, then
-    /// each live token. All share the user's salt and iteration count. Empty for an unknown
-    /// user.
-    pub fn verifiers(&self, user: &str, branch: &str) -> Vec<Verifier> {
-        let Some(own) = self.verifier(user) else {
+    /// Every verifier that may hold `user`'s password for `branch` now, each with whether it
+    /// is a promotion grant: `own` (the user's own; the local user's if `None`), then each live
+    /// token. All share the salt and iteration count of `own`. Empty for an unknown user.
+    pub fn verifiers(
+        &self,
+        user: &str,
+        branch: &str,
+        own: Option<Verifier>,
+    ) -> Vec<(Verifier, bool)> {
+        let Some(own) = own.or_else(|| self.verifier(user)) else {
             return vec![];
         };
         let now = std::time::SystemTime::now();
         let mut tokens = self.tokens.lock().unwrap();
         tokens.retain(|t| t.expires > now);
-        let mut out = vec![own];
+        let mut out = vec![(own, false)];
         out.extend(
             tokens
                 .iter()
                 .filter(|t| t.user == user && t.branch == branch)
-                .map(|t| t.verifier.clone()),
+                .map(|t| (t.verifier.clone(), t.grant)),
         );
         out
     }
 
-    /// Issues a password for `user` on `branch`, valid until `expires`.
+    /// Issues a password for `user` (whose own verifier is `own`, or the local user's) on
+    /// `branch`, valid until `expires`.
     pub fn issue_token(
         &self,
         user: &str,
+        own: Option<Verifier>,
         branch: &str,
         expires: std::time::SystemTime,
+        grant: bool,
     ) -> Result<String> {
-        let own = self
-            .verifier(user)
+        let own = own
+            .or_else(|| self.verifier(user))
             .ok_or_else(|| anyhow::anyhow!("the proxy has no user {user:?}"))?;
         let password = generate_password();
         let verifier = Verifier::new(&password, &own.salt, own.iterations);
@@ -272,6 +282,7 @@ impl Credentials {
             branch: branch.into(),
             verifier,
             expires,
+            grant,
         });
         Ok(password)
     }
@@ -399,8 +410,9 @@ impl Scram {
         ))
     }
 
-    /// Checks the client-final-message; on success returns the server-final-message.
-    pub fn finish(self, client_final: &[u8]) -> Result<String, AuthError> {
+    /// Checks the client-final-message; on success returns the server-final-message and the
+    /// index of the candidate the proof matched.
+    pub fn finish(self, client_final: &[u8]) -> Result<(String, usize), AuthError> {
         let msg = std::str::from_utf8(client_final)
             .map_err(|_| malformed("client-final-message is not UTF-8"))?;
         let (without_proof, proof) = msg
@@ -434,14 +446,14 @@ impl Scram {
             "{},{},{}",
             self.client_first_bare, self.server_first, without_proof
         );
-        let matched = self.candidates.iter().find(|v| {
+        let matched = self.candidates.iter().position(|v| {
             let signature = hmac256(&v.stored_key, auth_message.as_bytes());
             let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
             ct_eq(&sha256(&client_key), &v.stored_key)
         });
-        let v = matched.ok_or(AuthError::WrongPassword)?;
-        let server_sig = hmac256(&v.server_key, auth_message.as_bytes());
-        Ok(format!("v={}", B64.encode(server_sig)))
+        let i = matched.ok_or(AuthError::WrongPassword)?;
+        let server_sig = hmac256(&self.candidates[i].server_key, auth_message.as_bytes());
+        Ok((format!("v={}", B64.encode(server_sig)), i))
     }
 }
 
@@ -536,7 +548,11 @@ mod tests {
         let without_proof = format!("c={},r={nonce}", B64.encode(&cb));
         let am = format!("{bare},{server_first},{without_proof}");
         let proof = client_proof(pw, &verifier.salt, verifier.iterations, &am);
-        let fin = s.finish(format!("{without_proof},p={}", B64.encode(proof)).as_bytes())?;
+        let (fin, i) = s.finish(format!("{without_proof},p={}", B64.encode(proof)).as_bytes())?;
+        assert!(
+            candidates[i].check_password(pw),
+            "the index names the matching candidate"
+        );
         let matched = candidates.iter().find(|v| v.check_password(pw)).unwrap();
         let expected = hmac256(&matched.server_key, am.as_bytes());
         assert_eq!(fin, format!("v={}", B64.encode(expected)));
@@ -549,10 +565,16 @@ mod tests {
         let c = Credentials::load_or_init(dir.path()).unwrap();
         let own = local_password(dir.path()).unwrap();
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
-        let tok = c.issue_token(LOCAL_USER, "dev", later).unwrap();
+        let tok = c
+            .issue_token(LOCAL_USER, None, "dev", later, false)
+            .unwrap();
         let past = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
-        let stale = c.issue_token(LOCAL_USER, "dev", past).unwrap();
-        let dev = c.verifiers(LOCAL_USER, "dev");
+        let stale = c.issue_token(LOCAL_USER, None, "dev", past, false).unwrap();
+        let dev: Vec<Verifier> = c
+            .verifiers(LOCAL_USER, "dev", None)
+            .into_iter()
+            .map(|v| v.0)
+            .collect();
         assert_eq!(dev.len(), 2, "the password and the live token");
         assert!(exchange_any(&tok, &dev, None).is_ok());
         assert!(exchange_any(&own, &dev, None).is_ok());
@@ -560,14 +582,18 @@ mod tests {
             exchange_any(&stale, &dev, None),
             Err(AuthError::WrongPassword)
         );
-        let main = c.verifiers(LOCAL_USER, "main");
+        let main: Vec<Verifier> = c
+            .verifiers(LOCAL_USER, "main", None)
+            .into_iter()
+            .map(|v| v.0)
+            .collect();
         assert_eq!(
             exchange_any(&tok, &main, None),
             Err(AuthError::WrongPassword),
             "a token is for one branch"
         );
-        assert!(c.verifiers("nobody", "dev").is_empty());
-        assert!(c.issue_token("nobody", "dev", later).is_err());
+        assert!(c.verifiers("nobody", "dev", None).is_empty());
+        assert!(c.issue_token("nobody", None, "dev", later, false).is_err());
     }
 
     #[test]

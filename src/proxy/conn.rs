@@ -23,7 +23,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 type Client = Box<dyn Io>;
 
 /// How a connection ends early.
-enum Fail {
+pub(super) enum Fail {
     /// The client went away (or TLS failed); nothing to tell it.
     Gone(String),
     /// A FATAL error to send before closing.
@@ -36,7 +36,7 @@ enum Fail {
     Relayed,
 }
 
-fn fatal(code: &'static str, message: impl Into<String>) -> Fail {
+pub(super) fn fatal(code: &'static str, message: impl Into<String>) -> Fail {
     Fail::Fatal {
         code,
         message: message.into(),
@@ -145,8 +145,8 @@ impl Proxy {
         let authed =
             tokio::time::timeout_at(deadline, self.authenticate(&mut io, &mut buf, &route, tls))
                 .await;
-        match authed {
-            Ok(Ok(())) => {}
+        let grant = match authed {
+            Ok(Ok(g)) => g,
             Ok(Err(f)) => {
                 if let (Fail::Fatal { code: "28P01", .. }, Some(c)) = (&f, &counters) {
                     c.auth_failed();
@@ -159,8 +159,15 @@ impl Proxy {
                 let _ = io.write_all(&msg).await;
                 return;
             }
-        }
-        match self.connect(io, buf, &route, counters.as_ref()).await {
+        };
+        let (route, access) = match self.govern(route, grant) {
+            Ok(r) => r,
+            Err(f) => return self.fail_startup(Some(io), f, peer).await,
+        };
+        match self
+            .connect(io, buf, &route, access, counters.as_ref())
+            .await
+        {
             Ok(()) => {}
             Err((io, f)) => {
                 if let (false, Some(c)) = (matches!(f, Fail::Gone(_)), &counters) {
@@ -314,16 +321,25 @@ impl Proxy {
         buf: &mut BytesMut,
         route: &Route,
         tls: bool,
-    ) -> Result<(), Fail> {
+    ) -> Result<bool, Fail> {
         let user = route.user.as_str();
         let failed = || Fail::Fatal {
             code: "28P01",
             message: format!("password authentication failed for user \"{user}\""),
             hint: None,
         };
-        let verifiers = self.creds.verifiers(user, &route.branch);
+        let verifiers = if user == super::LOCAL_USER {
+            self.creds.verifiers(user, &route.branch, None)
+        } else {
+            match self.principal_verifier(user) {
+                Some(own) => self.creds.verifiers(user, &route.branch, Some(own)),
+                None => vec![],
+            }
+        };
+        let grants: Vec<bool> = verifiers.iter().map(|v| v.1).collect();
+        let verifiers: Vec<_> = verifiers.into_iter().map(|v| v.0).collect();
         match self.cfg.auth {
-            AuthMode::Trust => Ok(()),
+            AuthMode::Trust => Ok(false),
             AuthMode::Password => {
                 if !tls {
                     return Err(Fail::Fatal {
@@ -336,10 +352,9 @@ impl Proxy {
                     .await?;
                 let body = read_auth(io, buf).await?;
                 let pw = auth::parse_password(&body).map_err(malformed)?;
-                if verifiers.iter().any(|v| v.check_password(&pw)) {
-                    Ok(())
-                } else {
-                    Err(failed())
+                match verifiers.iter().position(|v| v.check_password(&pw)) {
+                    Some(i) => Ok(grants[i]),
+                    None => Err(failed()),
                 }
             }
             AuthMode::Scram => {
@@ -365,12 +380,12 @@ impl Proxy {
                 .await?;
                 let body = read_auth(io, buf).await?;
                 match scram.finish(&body) {
-                    Ok(server_final) => {
+                    Ok((server_final, i)) => {
                         io.write_all(&encode(&Authentication::SASLFinal(
                             server_final.into_bytes().into(),
                         )))
                         .await?;
-                        Ok(())
+                        Ok(grants.get(i).copied().unwrap_or(false))
                     }
                     Err(AuthError::WrongPassword) => Err(failed()),
                     Err(e) => Err(malformed(e)),
@@ -386,11 +401,20 @@ impl Proxy {
         mut io: Client,
         buf: BytesMut,
         route: &Route,
+        access: crate::policy::Access,
         counters: Option<&Arc<super::metrics::BranchCounters>>,
     ) -> Result<(), (Option<Client>, Fail)> {
         let branch = route.branch.as_str();
-        let started =
-            tokio::time::timeout(self.cfg.start_wait, self.computes.ensure_running(branch)).await;
+        // The `lakelet` database is the system database's, whatever the branch.
+        let system = route.database == crate::policy::system::DATABASE;
+        let started = tokio::time::timeout(self.cfg.start_wait, async {
+            if system {
+                self.gov.system_endpoint().await
+            } else {
+                self.computes.ensure_running(branch).await
+            }
+        })
+        .await;
         let endpoint = match started {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => return Err((Some(io), start_failure(branch, e))),
@@ -408,6 +432,17 @@ impl Proxy {
                 ))
             }
         };
+        if access != crate::policy::Access::Superuser && !system {
+            if let Err(e) = self.gov.ensure_roles(&endpoint, &route.database).await {
+                return Err((
+                    Some(io),
+                    fatal(
+                        "57P03",
+                        format!("preparing the roles on branch \"{branch}\": {e:#}"),
+                    ),
+                ));
+            }
+        }
         // The branch exists now (it may have been created since the startup packet arrived).
         let counters = counters
             .cloned()

@@ -20,6 +20,7 @@
 //! - Every connection task is bounded in time before authentication (`handshake_timeout`) and
 //!   in memory always (startup-phase packets ≤ 10,000 bytes); a bad client costs one task.
 
+mod admit;
 pub mod auth;
 mod conn;
 pub mod metrics;
@@ -38,6 +39,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::compute::Computes;
+use crate::policy::Governor;
 pub use auth::{AuthMode, LOCAL_USER};
 pub use metrics::{ConnectionStats, ProxyStats};
 
@@ -79,6 +81,7 @@ struct CancelTarget {
 
 pub struct Proxy {
     computes: Arc<Computes>,
+    gov: Arc<Governor>,
     creds: auth::Credentials,
     tls: tls::Tls,
     cfg: ProxyConfig,
@@ -89,7 +92,12 @@ pub struct Proxy {
 
 impl Proxy {
     /// Loads (or creates) the credentials and the TLS certificate under `data_dir`.
-    pub fn new(data_dir: &Path, computes: Arc<Computes>, cfg: ProxyConfig) -> Result<Arc<Proxy>> {
+    pub fn new(
+        data_dir: &Path,
+        computes: Arc<Computes>,
+        gov: Arc<Governor>,
+        cfg: ProxyConfig,
+    ) -> Result<Arc<Proxy>> {
         let creds = auth::Credentials::load_or_init(data_dir)?;
         let tls = tls::load_or_generate(data_dir, cfg.tls.clone())?;
         if cfg.auth == AuthMode::Trust {
@@ -97,6 +105,7 @@ impl Proxy {
         }
         Ok(Arc::new(Proxy {
             computes,
+            gov,
             creds,
             tls,
             slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
@@ -110,14 +119,32 @@ impl Proxy {
         &self.cfg
     }
 
-    /// Issues a short-lived password for `user` on `branch` (the API's credentials endpoint).
+    /// Issues a short-lived password for `user` (the local user or a principal) on `branch`:
+    /// the API's credentials, and promotion grants (`grant`: write access to `branch`).
     pub fn issue_token(
         &self,
         user: &str,
         branch: &str,
         expires: std::time::SystemTime,
+        grant: bool,
     ) -> Result<String> {
-        self.creds.issue_token(user, branch, expires)
+        self.creds
+            .issue_token(user, self.principal_verifier(user), branch, expires, grant)
+    }
+
+    /// A principal's own SCRAM verifier; `None` for the local user (the credentials file's).
+    fn principal_verifier(&self, user: &str) -> Option<auth::Verifier> {
+        if user == LOCAL_USER {
+            return None;
+        }
+        let e = self.gov.principals.get(user)?;
+        match auth::Verifier::parse(&e.verifier) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                tracing::error!(user, "unreadable verifier in principals.json: {err:#}");
+                None
+            }
+        }
     }
 
     pub fn cert_path(&self) -> &Path {

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::types::{
     Branch, BranchSpec, BranchStatus, BranchUsage, Endpoint, EndpointHosts, EndpointSpec,
@@ -12,8 +12,9 @@ use super::validate::{self, format_lsn, timestamp};
 use super::{
     bad, body, flag, lifecycle_of, not_found, page, query, stored, ApiResult, Shared, ENDPOINT_ID,
 };
-use crate::api::server::{ApiError, Daemon};
+use crate::api::server::{ApiError, Caller, Daemon};
 use crate::compute::{Lifecycle, Refused};
+use crate::policy::Action;
 use crate::storage::{At, BranchInfo};
 
 const BRANCH_FIELDS: &[&str] = &[
@@ -144,7 +145,8 @@ pub(super) fn source_point(
     time: Option<&str>,
 ) -> Result<(String, At, Option<i64>), ApiError> {
     let source = match source_branch {
-        None => d.computes.settings().root_branch.clone(),
+        // The policy's feature tier (the root branch without a policy).
+        None => d.gov.policy().features.from.clone(),
         Some(s) => validate::branch_of(&d.project, &format!("{field}source_branch"), s)
             .map_err(bad)?
             .to_string(),
@@ -193,6 +195,7 @@ pub(super) fn source_point(
 
 pub(super) async fn create(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath(p): UrlPath<String>,
     RawQuery(q): RawQuery,
     bytes: Bytes,
@@ -214,14 +217,26 @@ pub(super) async fn create(
     }
     let spec = b.spec.unwrap_or_default();
     let now = d.computes.store().now();
-    let expire_at = validate::expiry(
+    let policy = d.gov.policy();
+    let default_ttl = policy
+        .features
+        .ttl
+        .filter(|_| !policy.tiers.contains_key(id));
+    let mut expire_at = validate::expiry(
         now,
         spec.ttl.as_deref(),
         spec.expire_time.as_deref(),
         spec.no_expiry,
-        true,
+        // Lakebase requires one of them. Under a declared policy none means the feature ttl
+        // for a feature, no expiry for a tier.
+        !policy.declared,
     )
     .map_err(bad)?;
+    if let (Some(ttl), None, None, None) =
+        (default_ttl, &spec.ttl, &spec.expire_time, &spec.no_expiry)
+    {
+        expire_at = Some(now + ttl.as_nanos().min(i64::MAX as u128) as i64);
+    }
     let (from, at, source_time, source_snapshot) = match &spec.source_snapshot {
         Some(s) => {
             if spec.source_branch.is_some()
@@ -256,22 +271,45 @@ pub(super) async fn create(
             (from, at, t, None)
         }
     };
-    let l = Lifecycle {
+    let from_f = d.facts(&from)?;
+    let args = serde_json::json!({ "from": from, "at": format!("{at:?}"), "protected": spec.is_protected });
+    let action = Action::Create {
+        name: id,
+        from: &from_f,
+        snapshot: false,
+    };
+    let mut dec = d.enforce(&c, &action, id, args.clone())?;
+    // A past state of a masked branch may predate its masking: mask the child again.
+    dec.mask |= from_f.masked && at != At::Head;
+    let mut l = Lifecycle {
         protected: spec.is_protected.unwrap_or(false),
         expire_at,
         source_snapshot,
         source_time,
         ..Default::default()
     };
-    let t = std::time::Instant::now();
-    let info = d.computes.create_branch(id, &from, at, false, &l).await?;
-    let elapsed_us = t.elapsed().as_micros() as u64;
-    let b = d.branch_resource(&info);
-    Ok(Json(d.done_op_with(
-        b.name.as_deref().unwrap(),
-        &b,
-        Some(serde_json::json!({ "elapsed_us": elapsed_us })),
-    )))
+    d.gov.stamp(&mut l, &c.actor, &from_f, &dec);
+    let r = async {
+        let t = std::time::Instant::now();
+        let info = d.computes.create_branch(id, &from, at, false, &l).await?;
+        let elapsed_us = t.elapsed().as_micros() as u64;
+        if dec.mask {
+            if let Err(e) = d.gov.mask(id).await {
+                // Never leave a half-masked branch behind.
+                let _ = d.computes.delete_branch(id, true).await;
+                return Err(ApiError::from(e));
+            }
+        }
+        let b = d.branch_resource(&d.lakebase_branch(id)?);
+        let _ = info;
+        Ok(Json(d.done_op_with(
+            b.name.as_deref().unwrap(),
+            &b,
+            Some(serde_json::json!({ "elapsed_us": elapsed_us, "masked": dec.mask })),
+        )))
+    }
+    .await;
+    d.audited(&c, action.name(), id, args, &dec, r)
 }
 
 pub(super) async fn get(
@@ -301,6 +339,7 @@ pub(super) async fn list(
 
 pub(super) async fn delete(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath((p, b)): UrlPath<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Operation> {
@@ -308,19 +347,27 @@ pub(super) async fn delete(
     let q = query(q, &["purge"])?;
     let purge = flag(&q, "purge")?;
     d.lakebase_branch(&b)?;
-    d.computes.delete_branch(&b, purge).await?;
-    if purge {
-        d.proxy.metrics.forget(&b);
-        return Ok(Json(d.done_op(
-            &format!("projects/{p}/branches/{b}"),
-            &serde_json::json!({}),
-        )));
+    let f = d.facts(&b)?;
+    let args = serde_json::json!({ "purge": purge });
+    let dec = d.enforce(&c, &Action::Delete { branch: &f }, &b, args.clone())?;
+    let r = async {
+        d.computes.delete_branch(&b, purge).await?;
+        if purge {
+            d.proxy.metrics.forget(&b);
+            return Ok(Json(d.done_op(
+                &format!("projects/{p}/branches/{b}"),
+                &serde_json::json!({}),
+            )));
+        }
+        Ok(Json(d.branch_op(&d.lakebase_branch(&b)?)))
     }
-    Ok(Json(d.branch_op(&d.lakebase_branch(&b)?)))
+    .await;
+    d.audited(&c, "branch.delete", &b, args, &dec, r)
 }
 
 pub(super) async fn undelete(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath((p, b)): UrlPath<(String, String)>,
     RawQuery(q): RawQuery,
     bytes: Bytes,
@@ -329,13 +376,22 @@ pub(super) async fn undelete(
     query(q, &[])?;
     let _: serde_json::Value = body(&bytes, &[], &[])?;
     d.lakebase_branch(&b)?;
-    let info = d.computes.undelete_branch(&b).await?;
-    Ok(Json(d.branch_op(&info)))
+    let f = d.facts(&b)?;
+    let dec = d.enforce_named(
+        &c,
+        "branch.undelete",
+        &Action::Delete { branch: &f },
+        &b,
+        serde_json::json!({}),
+    )?;
+    let r = async { Ok(Json(d.branch_op(&d.computes.undelete_branch(&b).await?))) }.await;
+    d.audited(&c, "branch.undelete", &b, serde_json::json!({}), &dec, r)
 }
 
 /// `PATCH …/branches/{b}?update_mask=spec.is_protected,spec.ttl`: protection and expiry.
 pub(super) async fn update(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath((p, b)): UrlPath<(String, String)>,
     RawQuery(q): RawQuery,
     bytes: Bytes,
@@ -390,8 +446,19 @@ pub(super) async fn update(
     } else {
         None
     };
+    let f = d.facts(&b)?;
+    let args = serde_json::json!({ "update_mask": mask, "protect": protect, "expire_at": expire });
+    let dec = d.enforce(
+        &c,
+        &Action::Update {
+            branch: &f,
+            protect,
+        },
+        &b,
+        args.clone(),
+    )?;
     let name = b.clone();
-    let info = d
+    let r = d
         .computes
         .update_lifecycle(&b, move |l| {
             if l.is_deleted() {
@@ -407,13 +474,16 @@ pub(super) async fn update(
             }
             Ok(())
         })
-        .await?;
-    Ok(Json(d.branch_op(&info)))
+        .await
+        .map(|info| Json(d.branch_op(&info)))
+        .map_err(ApiError::from);
+    d.audited(&c, "branch.update", &b, args, &dec, r)
 }
 
 /// lakelet's extra: moves the branch to its parent's current state (Lakebase has no reset).
 pub(super) async fn reset(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath((p, b)): UrlPath<(String, String)>,
     RawQuery(q): RawQuery,
     bytes: Bytes,
@@ -421,14 +491,46 @@ pub(super) async fn reset(
     d.check_project(&p)?;
     query(q, &[])?;
     let _: serde_json::Value = body(&bytes, &[], &[])?;
-    d.lakebase_branch(&b)?;
-    let info = d.computes.repoint(&b, None).await?;
-    Ok(Json(d.branch_op(&info)))
+    let info = d.lakebase_branch(&b)?;
+    let f = d.facts(&b)?;
+    let parent = match &info.parent {
+        Some(pa) => Some(d.facts(pa)?),
+        None => None,
+    };
+    let action = Action::Reset {
+        branch: &f,
+        from: parent.as_ref(),
+    };
+    let dec = d.enforce(&c, &action, &b, serde_json::json!({}))?;
+    let r = d.repoint_governed(&b, None, dec.mask).await;
+    d.audited(&c, "branch.reset", &b, serde_json::json!({}), &dec, r)
+}
+
+impl Daemon {
+    /// Repoints `b`; a branch that must hold masked data is held (no connections) from
+    /// before its data changes until it is masked again.
+    async fn repoint_governed(
+        &self,
+        b: &str,
+        restore: Option<(&str, At)>,
+        mask: bool,
+    ) -> ApiResult<Operation> {
+        if mask {
+            self.gov.hold_for_masking(b).await?;
+        }
+        let info = self.computes.repoint(b, restore).await?;
+        if mask {
+            self.gov.mask(b).await?;
+        }
+        let _ = info;
+        Ok(Json(self.branch_op(&self.lakebase_branch(b)?)))
+    }
 }
 
 /// lakelet's extra: moves the branch to a point in time of itself (or of another branch).
 pub(super) async fn restore(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath((p, b)): UrlPath<(String, String)>,
     RawQuery(q): RawQuery,
     bytes: Bytes,
@@ -455,8 +557,16 @@ pub(super) async fn restore(
         req.source_branch_lsn.as_deref(),
         req.source_branch_time.as_deref(),
     )?;
-    let info = d.computes.repoint(&b, Some((&from, at))).await?;
-    Ok(Json(d.branch_op(&info)))
+    let f = d.facts(&b)?;
+    let src = d.facts(&from)?;
+    let args = serde_json::json!({ "from": from, "at": format!("{at:?}") });
+    let action = Action::Reset {
+        branch: &f,
+        from: Some(&src),
+    };
+    let dec = d.enforce(&c, &action, &b, args.clone())?;
+    let r = d.repoint_governed(&b, Some((&from, at)), dec.mask).await;
+    d.audited(&c, "branch.restore", &b, args, &dec, r)
 }
 
 /// lakelet's extra: the branch's storage, own versus shared.

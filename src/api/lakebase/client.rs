@@ -152,6 +152,19 @@ impl Branches {
         Ok((t, op.metadata))
     }
 
+    /// Whether the local daemon enforces a declared policy, whose feature ttl applies to a
+    /// branch created without an expiry (never on Lakebase).
+    pub fn policy_declared(&self) -> bool {
+        if self.kind != TargetKind::Local {
+            return false;
+        }
+        let v: Result<serde_json::Value> = self
+            .http
+            .with_base(&self.http.base().replace("/api/2.0/postgres", "/lakelet/v1"))
+            .get("/policy");
+        v.is_ok_and(|v| v["declared"] == true)
+    }
+
     pub fn create(&self, id: &str, spec: BranchSpec) -> Result<Branch> {
         Ok(self.create_timed(id, spec)?.0)
     }

@@ -29,11 +29,11 @@ use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::server::{ApiError, Daemon};
+use super::server::{ApiError, Caller, Daemon};
 use crate::compute::Lifecycle;
 use crate::storage::BranchInfo;
 use types::{DatabaseCredential, ListProjectsResponse, Operation, Project, ProjectSpec};
@@ -353,6 +353,7 @@ async fn get_project(
 /// the endpoint's branch, for `ttl` (300 to 3600 seconds, as Lakebase allows; 3600 by default).
 async fn credentials(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     RawQuery(q): RawQuery,
     bytes: Bytes,
 ) -> ApiResult<DatabaseCredential> {
@@ -365,6 +366,14 @@ async fn credentials(
         ));
     }
     let branch = branches::endpoint_branch(&d, &req.endpoint)?.name;
+    let f = d.facts(&branch)?;
+    let dec = d.enforce_named(
+        &c,
+        "credential.create",
+        &crate::policy::Action::Connect { branch: &f },
+        &branch,
+        serde_json::json!({ "credential": true }),
+    )?;
     let now = d.computes.store().now();
     let ttl = match (&req.ttl, &req.expire_time) {
         (Some(_), Some(_)) => return Err(bad("give only one of ttl and expire_time")),
@@ -382,13 +391,24 @@ async fn credentials(
         )));
     }
     let expires = std::time::SystemTime::now() + ttl;
-    let token = d
+    let r = d
         .proxy
-        .issue_token(crate::proxy::LOCAL_USER, &branch, expires)?;
-    Ok(Json(DatabaseCredential {
-        token,
-        expire_time: timestamp(now + ttl.as_nanos() as i64),
-    }))
+        .issue_token(&d.proxy_user(&c.actor), &branch, expires, false)
+        .map(|token| {
+            Json(DatabaseCredential {
+                token,
+                expire_time: timestamp(now + ttl.as_nanos() as i64),
+            })
+        })
+        .map_err(ApiError::from);
+    d.audited(
+        &c,
+        "credential.create",
+        &branch,
+        serde_json::json!({ "ttl_s": ttl.as_secs() }),
+        &dec,
+        r,
+    )
 }
 
 /// `GET /api/2.0/postgres/{operation}`; anything else under the prefix is not found.

@@ -4,15 +4,16 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
-use axum::Json;
+use axum::{Extension, Json};
 
 use super::branches::source_point;
 use super::types::{ListSnapshotsResponse, Operation, Snapshot, SnapshotSpec, SnapshotStatus};
 use super::validate::{self, timestamp};
 use super::{bad, body, lifecycle_of, not_found, page, query, stored, ApiResult, Shared};
-use crate::api::server::{ApiError, Daemon};
+use crate::api::server::{ApiError, Caller, Daemon};
 use crate::compute::Lifecycle;
-use crate::storage::BranchInfo;
+use crate::policy::Action;
+use crate::storage::{At, BranchInfo};
 
 impl Daemon {
     fn snapshot(&self, id: &str) -> Result<BranchInfo, ApiError> {
@@ -59,6 +60,7 @@ impl Daemon {
 
 pub(super) async fn create(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath(p): UrlPath<String>,
     RawQuery(q): RawQuery,
     bytes: Bytes,
@@ -112,14 +114,48 @@ pub(super) async fn create(
         spec.source_branch_lsn.as_deref(),
         spec.source_branch_time.as_deref(),
     )?;
-    let l = Lifecycle {
+    let from_f = d.facts(&from)?;
+    let args = serde_json::json!({ "from": from, "at": format!("{at:?}") });
+    let action = Action::Create {
+        name: id,
+        from: &from_f,
+        snapshot: true,
+    };
+    let dec = d.enforce(&c, &action, id, args.clone())?;
+    if from_f.masked && at != At::Head {
+        // A snapshot is never written, so it cannot be masked again; a past state of a
+        // masked branch may predate its masking.
+        let refusal = crate::policy::Decision {
+            allowed: false,
+            rule: "masking.roles".into(),
+            reason: format!(
+                "'{from}' is masked; a snapshot of it is taken at its current state only"
+            ),
+            access: None,
+            mask: false,
+        };
+        d.gov
+            .record(&c.actor, c.via, action.name(), id, args, &refusal, &Ok(()));
+        return Err(ApiError::from(anyhow::Error::from(
+            crate::policy::Refusal {
+                rule: refusal.rule,
+                reason: refusal.reason,
+            },
+        )));
+    }
+    let mut l = Lifecycle {
         expire_at,
         source_time,
         ..Default::default()
     };
-    let info = d.computes.create_branch(id, &from, at, true, &l).await?;
-    let snap = d.snapshot_resource(&info);
-    Ok(Json(d.done_op(snap.name.as_deref().unwrap(), &snap)))
+    d.gov.stamp(&mut l, &c.actor, &from_f, &dec);
+    let r = async {
+        let info = d.computes.create_branch(id, &from, at, true, &l).await?;
+        let snap = d.snapshot_resource(&info);
+        Ok(Json(d.done_op(snap.name.as_deref().unwrap(), &snap)))
+    }
+    .await;
+    d.audited(&c, action.name(), id, args, &dec, r)
 }
 
 pub(super) async fn get(
@@ -149,15 +185,27 @@ pub(super) async fn list(
 /// Deletes at once: Lakebase's snapshots have no soft delete.
 pub(super) async fn delete(
     State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
     UrlPath((p, s)): UrlPath<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Operation> {
     d.check_project(&p)?;
     query(q, &[])?;
     d.snapshot(&s)?;
-    d.computes.delete_branch(&s, true).await?;
-    Ok(Json(d.done_op(
-        &format!("projects/{p}/snapshots/{s}"),
-        &serde_json::json!({}),
-    )))
+    let f = d.facts(&s)?;
+    let dec = d.enforce(
+        &c,
+        &Action::Delete { branch: &f },
+        &s,
+        serde_json::json!({}),
+    )?;
+    let r = async {
+        d.computes.delete_branch(&s, true).await?;
+        Ok(Json(d.done_op(
+            &format!("projects/{p}/snapshots/{s}"),
+            &serde_json::json!({}),
+        )))
+    }
+    .await;
+    d.audited(&c, "snapshot.delete", &s, serde_json::json!({}), &dec, r)
 }

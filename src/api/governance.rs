@@ -1,0 +1,303 @@
+//! `/lakelet/v1` routes of the policy layer: who am I, principals, the policy, the audit, and
+//! promotion grants.
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::server::{ApiError, Caller, Daemon};
+use crate::policy::audit::{Filter, Record};
+use crate::policy::Action;
+
+type Shared = std::sync::Arc<Daemon>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+pub(super) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/whoami", get(whoami))
+        .route("/principals", get(list_principals).post(add_principal))
+        .route("/principals/{name}", delete(remove_principal))
+        .route("/policy", get(show_policy))
+        .route("/policy/apply", post(apply_policy))
+        .route("/audit", get(audit))
+        .route("/promotions", post(promote))
+}
+
+fn bad(m: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", m)
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub principal: String,
+    pub role: String,
+    /// The proxy user this principal connects as.
+    pub proxy_user: String,
+    pub policy_sha256: String,
+}
+
+async fn whoami(State(d): State<Shared>, Extension(c): Extension<Caller>) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        proxy_user: d.proxy_user(&c.actor),
+        principal: c.actor.principal,
+        role: c.actor.role,
+        policy_sha256: d.gov.policy().sha256.clone(),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct PrincipalView {
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    /// The role comes from lakelet.toml's [principals] table, not from `principal add`.
+    pub declared: bool,
+}
+
+async fn list_principals(State(d): State<Shared>) -> Json<Vec<PrincipalView>> {
+    let p = d.gov.policy();
+    Json(
+        d.gov
+            .principals
+            .all()
+            .into_iter()
+            .map(|(name, e)| PrincipalView {
+                role: p.principals.get(&name).cloned().unwrap_or(e.role),
+                declared: p.principals.contains_key(&name),
+                name,
+                created_at: e.created_at,
+            })
+            .collect(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddPrincipal {
+    pub name: String,
+    pub role: Option<String>,
+    #[serde(default)]
+    pub rotate: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct NewPrincipal {
+    pub name: String,
+    pub role: String,
+    /// Shown once; only its hashes are kept.
+    pub secret: String,
+}
+
+async fn add_principal(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Json(req): Json<AddPrincipal>,
+) -> ApiResult<NewPrincipal> {
+    let args = serde_json::json!({ "role": req.role, "rotate": req.rotate });
+    let dec = d.admin(&c, "add principals", &req.name)?;
+    let r = (|| {
+        let p = d.gov.policy();
+        if !p.declared {
+            return Err(bad(
+                "no policy is declared: principals need roles from lakelet.toml (`lakelet init` \
+                 writes a starter; `lakelet policy apply` loads it)",
+            ));
+        }
+        let role = match (p.principals.get(&req.name), &req.role) {
+            (Some(declared), Some(r)) if declared != r => {
+                return Err(bad(format!(
+                    "lakelet.toml declares principal {} with role {declared}, not {r}",
+                    req.name
+                )))
+            }
+            (Some(declared), _) => declared.clone(),
+            (None, Some(r)) => r.clone(),
+            (None, None) => {
+                return Err(bad(
+                    "--role is required (it is not declared in lakelet.toml)",
+                ))
+            }
+        };
+        if !p.roles.contains_key(&role) {
+            return Err(bad(format!(
+                "unknown role \"{role}\" (lakelet.toml declares: {})",
+                p.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let secret = d
+            .gov
+            .principals
+            .add(&req.name, &role, req.rotate, |s| {
+                crate::proxy::auth::Verifier::generate(s).encode()
+            })
+            .map_err(|e| bad(format!("{e:#}")))?;
+        Ok(Json(NewPrincipal {
+            name: req.name.clone(),
+            role,
+            secret,
+        }))
+    })();
+    d.audited(&c, "principal.add", &req.name, args, &dec, r)
+}
+
+async fn remove_principal(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    UrlPath(name): UrlPath<String>,
+) -> ApiResult<serde_json::Value> {
+    let dec = d.admin(&c, "remove principals", &name)?;
+    let r = match d.gov.principals.remove(&name) {
+        Ok(true) => Ok(Json(serde_json::json!({ "removed": name }))),
+        Ok(false) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no principal {name}"),
+        )),
+        Err(e) => Err(e.into()),
+    };
+    d.audited(
+        &c,
+        "principal.remove",
+        &name,
+        serde_json::json!({}),
+        &dec,
+        r,
+    )
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct PolicyView {
+    pub declared: bool,
+    pub sha256: String,
+    pub root: String,
+    pub tiers: Vec<TierView>,
+    pub feature_tier: String,
+    /// The expiry a feature gets when created without one.
+    pub feature_ttl_s: Option<u64>,
+    pub roles: Vec<String>,
+    pub masked_roles: Vec<String>,
+    pub masked_columns: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct TierView {
+    pub name: String,
+    pub parent: Option<String>,
+    pub production: bool,
+    pub raw_data: bool,
+    pub mask: bool,
+    pub protected: bool,
+}
+
+fn view(p: &crate::policy::Policy) -> PolicyView {
+    PolicyView {
+        declared: p.declared,
+        sha256: p.sha256.clone(),
+        root: p.root.clone(),
+        tiers: p
+            .tiers
+            .values()
+            .map(|t| TierView {
+                name: t.name.clone(),
+                parent: t.parent.clone(),
+                production: t.production,
+                raw_data: t.raw,
+                mask: t.mask,
+                protected: t.protected,
+            })
+            .collect(),
+        feature_tier: p.features.from.clone(),
+        feature_ttl_s: p.features.ttl.map(|t| t.as_secs()),
+        roles: p.roles.keys().cloned().collect(),
+        masked_roles: p.masking.roles.iter().cloned().collect(),
+        masked_columns: p.masking.columns.len(),
+    }
+}
+
+async fn show_policy(State(d): State<Shared>) -> Json<PolicyView> {
+    Json(view(&d.gov.policy()))
+}
+
+async fn apply_policy(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+) -> ApiResult<PolicyView> {
+    let g = d.gov.clone();
+    let p = g.apply_policy(&c.actor, c.via).map_err(|e| {
+        if e.is::<crate::policy::Refusal>() {
+            ApiError::from(e)
+        } else {
+            bad(format!("{e:#}"))
+        }
+    })?;
+    Ok(Json(view(&p)))
+}
+
+async fn audit(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Query(f): Query<Filter>,
+) -> ApiResult<Vec<Record>> {
+    d.enforce(&c, &Action::ReadAudit, "audit", serde_json::json!({}))?;
+    d.gov
+        .audit
+        .read(&f)
+        .map(Json)
+        .map_err(|e| bad(format!("{e:#}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Grant {
+    pub from: String,
+    pub to: String,
+    /// The proxy user and password (valid for `to` only, until `expire_time`) that write to
+    /// `to`: what the migration runner connects with to apply the verified migrations.
+    pub user: String,
+    pub token: String,
+    pub expire_time: String,
+}
+
+/// A merge (feature → its tier) or promotion (tier → its parent): checked against the chain,
+/// then a one-hour write grant on the target tier.
+async fn promote(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Json(req): Json<PromoteRequest>,
+) -> ApiResult<Grant> {
+    let from = d.facts(&req.from)?;
+    let to = d.facts(&req.to)?;
+    let args = serde_json::json!({ "from": req.from, "to": req.to });
+    let action = Action::Promote {
+        from: &from,
+        to: &to,
+    };
+    let name = action.name();
+    let dec = d.enforce(&c, &action, &req.to, args.clone())?;
+    let ttl = std::time::Duration::from_secs(3600);
+    let user = d.proxy_user(&c.actor);
+    let r = d
+        .proxy
+        .issue_token(&user, &req.to, std::time::SystemTime::now() + ttl, true)
+        .map(|token| {
+            Json(Grant {
+                from: req.from.clone(),
+                to: req.to.clone(),
+                user: user.clone(),
+                token,
+                expire_time: crate::storage::format_time(
+                    crate::util::now_nanos() + ttl.as_nanos() as i64,
+                ),
+            })
+        })
+        .map_err(ApiError::from);
+    d.audited(&c, name, &req.to, args, &dec, r)
+}

@@ -1,0 +1,233 @@
+//! The `lakelet` database: the audit, the branches and their usage as tables, so one SQL query
+//! through the proxy reads them (`psql "dbname=lakelet …" -c "select … from audit"`).
+//!
+//! A small Postgres cluster of its own in DATA/system (plain local disk, not a branch: it holds
+//! no user data and must not appear among the branches), started on first use. Its tables are
+//! copies: the audit log file stays the record of truth, and each connection first brings the
+//! tables up to date (new audit records appended by sequence number, branches and usage
+//! replaced) before the session starts as `lakelet_reader`, which can only read.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::compute::postgres::{self, Postgres, PORT};
+use crate::compute::{Computes, Endpoint, Lifecycle};
+
+pub const DATABASE: &str = "lakelet";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+  seq bigint PRIMARY KEY, time timestamptz NOT NULL, principal text NOT NULL, role text,
+  via text, action text NOT NULL, target text, args jsonb, decision text NOT NULL, rule text,
+  reason text, result text);
+CREATE TABLE IF NOT EXISTS branches (
+  name text PRIMARY KEY, kind text NOT NULL, parent text, source_tier text, owner text,
+  protected bool, masked bool, deleted bool, expire_time timestamptz, created_at timestamptz,
+  timeline text, branch_lsn bigint);
+CREATE TABLE IF NOT EXISTS usage (
+  branch text PRIMARY KEY, own_bytes bigint, own_versions bigint, shared_bytes bigint,
+  logical_size_bytes bigint, files bigint);
+DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lakelet_reader') THEN
+  CREATE ROLE lakelet_reader LOGIN; END IF; END$$;
+GRANT SELECT ON audit, branches, usage TO lakelet_reader;
+";
+
+pub struct SystemDb {
+    computes: Arc<Computes>,
+    pgdata: PathBuf,
+    sockdir: PathBuf,
+    pidfile: PathBuf,
+    log: PathBuf,
+    /// The running server; also serializes refreshes.
+    pg: tokio::sync::Mutex<Option<Postgres>>,
+}
+
+impl SystemDb {
+    pub fn new(data_dir: &std::path::Path, computes: Arc<Computes>) -> SystemDb {
+        let run = computes.run_dir().to_path_buf();
+        SystemDb {
+            pgdata: data_dir.join("system"),
+            sockdir: run.join("s").join("lakelet-system"),
+            pidfile: run.join("p").join("lakelet-system"),
+            log: data_dir.join("logs").join("lakelet-system.log"),
+            computes,
+            pg: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Starts the server if needed, brings the tables up to date, and returns where to connect.
+    pub async fn endpoint(&self, gov: &super::Governor) -> Result<Endpoint> {
+        let mut pg = self.pg.lock().await;
+        if pg.as_mut().is_some_and(|p| p.exited().is_some()) {
+            *pg = None;
+        }
+        if pg.is_none() {
+            *pg = Some(self.start().await?);
+        }
+        let pid = pg.as_ref().unwrap().pid;
+        self.refresh(gov)
+            .await
+            .context("bringing the lakelet database up to date")?;
+        Ok(Endpoint {
+            branch: DATABASE.into(),
+            socket_dir: self.sockdir.clone(),
+            port: PORT,
+            user: "lakelet_reader".into(),
+            database: DATABASE.into(),
+            pid,
+            pg_bindir: self.computes.installs()[0].bindir.clone(),
+            cold: false,
+        })
+    }
+
+    async fn start(&self) -> Result<Postgres> {
+        let user = self.computes.user();
+        let install = &self.computes.installs()[0];
+        let chown = |p: &std::path::Path| {
+            std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid))
+                .with_context(|| format!("handing {} to the compute user", p.display()))
+        };
+        let fresh = !self.pgdata.join("PG_VERSION").exists();
+        if fresh {
+            let _ = std::fs::remove_dir_all(&self.pgdata);
+            std::fs::create_dir_all(&self.pgdata)?;
+            std::fs::set_permissions(
+                &self.pgdata,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )?;
+            chown(&self.pgdata)?;
+            postgres::initdb(install, user, &self.pgdata, &self.log).await?;
+        }
+        let _ = std::fs::remove_dir_all(&self.sockdir);
+        std::fs::create_dir_all(&self.sockdir)?;
+        chown(&self.sockdir)?;
+        let mut pg = Postgres::spawn(
+            install,
+            user,
+            &self.pgdata,
+            &self.sockdir,
+            &self.log,
+            "lakelet-system",
+        )?;
+        std::fs::write(
+            &self.pidfile,
+            format!("{}\n{}\n", pg.pid, self.pgdata.display()),
+        )?;
+        pg.wait_ready(Duration::from_secs(60)).await?;
+        let admin = connect(&self.sockdir, "postgres").await?;
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
+            .await?
+            .is_some();
+        if !exists {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+                .await?;
+        }
+        connect(&self.sockdir, DATABASE)
+            .await?
+            .batch_execute(SCHEMA)
+            .await
+            .context("creating the lakelet database's tables")?;
+        tracing::info!(pid = pg.pid, "started the lakelet system database");
+        Ok(pg)
+    }
+
+    async fn refresh(&self, gov: &super::Governor) -> Result<()> {
+        let c = connect(&self.sockdir, DATABASE).await?;
+        let last: i64 = c
+            .query_one("SELECT coalesce(max(seq), 0) FROM audit", &[])
+            .await?
+            .get(0);
+        let new = gov.audit.read(&super::audit::Filter {
+            after_seq: Some(last as u64),
+            ..Default::default()
+        })?;
+        let store = self.computes.store();
+        let policy = gov.policy();
+        let mut branches = vec![];
+        let mut usage = vec![];
+        for b in store.branches() {
+            let l = Lifecycle::decode(&b.annotations);
+            let kind = if b.snapshot {
+                "snapshot"
+            } else if policy.tiers.contains_key(&b.name) {
+                "tier"
+            } else {
+                "feature"
+            };
+            branches.push(serde_json::json!({
+                "name": b.name, "kind": kind, "parent": b.parent, "source_tier": l.source_tier,
+                "owner": l.owner, "protected": l.protected, "masked": l.masking.is_some(),
+                "deleted": l.is_deleted(),
+                "expire_time": l.expire_at.map(crate::storage::format_time),
+                "created_at": b.created_at, "timeline": b.timeline, "branch_lsn": b.branch_lsn,
+            }));
+            if let Ok(u) = store.usage(&b.name) {
+                usage.push(serde_json::json!({
+                    "branch": b.name, "own_bytes": u.own_bytes, "own_versions": u.own_versions,
+                    "shared_bytes": u.shared_bytes, "logical_size_bytes": u.logical_size,
+                    "files": u.files,
+                }));
+            }
+        }
+        let audit = serde_json::to_string(&new)?;
+        let branches = serde_json::Value::Array(branches).to_string();
+        let usage = serde_json::Value::Array(usage).to_string();
+        c.batch_execute("BEGIN").await?;
+        let r = async {
+            c.execute(
+                "INSERT INTO audit SELECT * FROM jsonb_populate_recordset(NULL::audit, $1::text::jsonb) \
+                 ON CONFLICT (seq) DO NOTHING",
+                &[&audit],
+            )
+            .await?;
+            c.execute("DELETE FROM branches", &[]).await?;
+            c.execute(
+                "INSERT INTO branches SELECT * FROM jsonb_populate_recordset(NULL::branches, $1::text::jsonb)",
+                &[&branches],
+            )
+            .await?;
+            c.execute("DELETE FROM usage", &[]).await?;
+            c.execute(
+                "INSERT INTO usage SELECT * FROM jsonb_populate_recordset(NULL::usage, $1::text::jsonb)",
+                &[&usage],
+            )
+            .await?;
+            Ok::<_, tokio_postgres::Error>(())
+        }
+        .await;
+        match r {
+            Ok(()) => c.batch_execute("COMMIT").await?,
+            Err(e) => {
+                let _ = c.batch_execute("ROLLBACK").await;
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the server (daemon shutdown).
+    pub async fn stop(&self) {
+        if let Some(pg) = self.pg.lock().await.take() {
+            let _ = pg.stop(Duration::from_secs(10)).await;
+        }
+        let _ = std::fs::remove_file(&self.pidfile);
+    }
+}
+
+async fn connect(sockdir: &std::path::Path, db: &str) -> Result<tokio_postgres::Client> {
+    let mut cfg = postgres::config(sockdir);
+    cfg.dbname(db);
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to the lakelet system database ({db})"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
