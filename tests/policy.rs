@@ -536,6 +536,59 @@ fn every_rule_holds_in_every_shape_for_principals_acting_at_once() {
         pg(&d, "ci1", &ci, "main", "lakelet", "delete from audit"),
         Err("42501".into())
     );
+
+    // A change to the policy is audited; a broken one is refused with its line and changes
+    // nothing; only an admin role may apply one.
+    let file = tmp.path().join("lakelet.toml");
+    std::fs::write(
+        &file,
+        POLICY.replace("[roles.ci]\n", "[roles.ci]\nbogus = 1\n"),
+    )
+    .unwrap();
+    let err = d.fails(&["policy", "apply"]);
+    assert!(
+        err.contains("lakelet.toml:") && err.contains("bogus"),
+        "{err}"
+    );
+    refused_as(
+        &d,
+        "bot",
+        &bot,
+        &["branch", "create", "bot-z", "--from", "main"],
+        "agents-never-production",
+    );
+    std::fs::write(
+        &file,
+        format!("{POLICY}\n[principals.alice]\nrole = \"developer\"\n"),
+    )
+    .unwrap();
+    refused_as(&d, "ci1", &ci, &["policy", "apply"], "roles.ci.admin");
+    d.run(&["policy", "apply"]);
+    let changes: Vec<Value> =
+        serde_json::from_str(&d.run(&["--json", "audit", "--action", "policy"])).unwrap();
+    let results: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|r| {
+            (
+                r["decision"].as_str().unwrap(),
+                r["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        results
+            .iter()
+            .any(|(d, r)| *d == "allowed" && r.starts_with("error:")),
+        "{results:?}"
+    );
+    assert!(results.iter().any(|(d, _)| *d == "refused"), "{results:?}");
+    assert!(
+        results.iter().any(|(d, r)| *d == "allowed" && *r == "ok"),
+        "{results:?}"
+    );
+    assert!(changes
+        .iter()
+        .any(|r| r["args"]["from"] != r["args"]["to"] && r["result"] == "ok"));
 }
 
 /// Connects with the branch in the database name only (`postgres@main`).

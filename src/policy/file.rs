@@ -678,6 +678,38 @@ roles = ["developer", "agent"]
         assert_eq!(e.line, 1);
     }
 
+    proptest::proptest! {
+        /// Any text built from the file's own vocabulary gets a policy or an error that points
+        /// inside it; a policy that parses has one root that every chain reaches.
+        #[test]
+        fn never_panics_and_points_inside_the_text(parts in proptest::collection::vec(proptest::sample::select(vec![
+            "[tiers.a]\n", "[tiers.b]\n", "[tiers.c]\n", "parent = \"a\"\n", "parent = \"b\"\n",
+            "parent = \"c\"\n", "parent = \"z\"\n", "production = true\n", "mask = true\n",
+            "raw_data = false\n", "[roles.platform]\n", "[roles.agent]\n", "admin = true\n",
+            "connect = [\"a\", \"own\"]\n", "promote = true\n", "[masking]\n",
+            "roles = [\"agent\"]\n", "[masking.columns]\n", "\"t.c\" = \"hash\"\n",
+            "[features]\n", "from = \"b\"\n", "ttl = \"0s\"\n", "[principals.p]\n",
+            "role = \"agent\"\n", "= ]\n", "\n",
+        ]), 0..24)) {
+            let text: String = parts.concat();
+            match parse("f.toml", &text) {
+                Ok(p) => {
+                    for t in p.tiers.values() {
+                        let mut cur = t;
+                        let mut n = 0;
+                        while let Some(parent) = &cur.parent {
+                            cur = &p.tiers[parent];
+                            n += 1;
+                            proptest::prop_assert!(n <= p.tiers.len());
+                        }
+                        proptest::prop_assert_eq!(&cur.name, &p.root);
+                    }
+                }
+                Err(e) => proptest::prop_assert!(e.line >= 1 && e.line <= text.lines().count() + 1, "{}", e),
+            }
+        }
+    }
+
     #[test]
     fn display_reads_like_a_compiler_message() {
         let e = err("[tiers.main]\n[tiers.qa]\nparent = \"x\"\n[roles.platform]\n");
