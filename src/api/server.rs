@@ -418,6 +418,24 @@ impl Daemon {
             .enforce_named(&c.actor, c.via, name, action, target, args)?)
     }
 
+    /// What acts on a branch's compute (start, stop, a restore point) needs the right to
+    /// connect to it.
+    pub(super) fn enforce_connect(
+        &self,
+        c: &Caller,
+        action: &str,
+        branch: &str,
+    ) -> Result<Decision, ApiError> {
+        let f = self.facts(branch)?;
+        self.enforce_named(
+            c,
+            action,
+            &Action::Connect { branch: &f },
+            branch,
+            serde_json::json!({}),
+        )
+    }
+
     /// Audits an allowed action with its result, and passes the result on.
     pub(super) fn audited<T>(
         &self,
@@ -534,14 +552,7 @@ async fn restore_point(
     Extension(c): Extension<Caller>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<serde_json::Value> {
-    let f = d.facts(&name)?;
-    let dec = d.enforce_named(
-        &c,
-        "branch.restore_point",
-        &Action::Connect { branch: &f },
-        &name,
-        serde_json::json!({}),
-    )?;
+    let dec = d.enforce_connect(&c, "branch.restore_point", &name)?;
     let r = (|| {
         let lsn = d.store().create_restore_point(&name)?;
         d.store().sync()?;
@@ -562,14 +573,7 @@ async fn start(
     Extension(c): Extension<Caller>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<crate::compute::Endpoint> {
-    let f = d.facts(&name)?;
-    let dec = d.enforce_named(
-        &c,
-        "compute.start",
-        &Action::Connect { branch: &f },
-        &name,
-        serde_json::json!({}),
-    )?;
+    let dec = d.enforce_connect(&c, "compute.start", &name)?;
     let r = d
         .computes
         .ensure_running(&name)
@@ -584,14 +588,7 @@ async fn stop(
     Extension(c): Extension<Caller>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<serde_json::Value> {
-    let f = d.facts(&name)?;
-    let dec = d.enforce_named(
-        &c,
-        "compute.stop",
-        &Action::Connect { branch: &f },
-        &name,
-        serde_json::json!({}),
-    )?;
+    let dec = d.enforce_connect(&c, "compute.stop", &name)?;
     let r = d
         .computes
         .stop(&name)
