@@ -207,33 +207,36 @@ pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
             Some(_) => {}
         }
     }
-    for name in doc.tiers.keys() {
-        // Walk up; more steps than tiers means a cycle.
-        let mut seen = vec![name.get_ref().as_str()];
-        let mut cur = name.get_ref().as_str();
-        while let Some(p) = doc
-            .tiers
-            .iter()
-            .find(|(k, _)| k.get_ref() == cur)
-            .and_then(|(_, t)| t.get_ref().parent.as_ref())
-        {
-            let p = p.get_ref().as_str();
-            if seen.contains(&p) {
-                seen.push(p);
-                let (k, t) = doc
-                    .tiers
-                    .iter()
-                    .find(|(k, _)| k.get_ref() == name.get_ref())
-                    .unwrap();
-                let span = t.get_ref().parent.as_ref().map_or(k.span(), |p| p.span());
-                return Err(cx.err(
-                    span,
-                    format!("tiers.{}.parent", name.get_ref()),
-                    format!("the tier chain has a cycle: {}", seen.join(" → ")),
-                ));
-            }
+    // Each tier's depth below the root; a name met twice on the way up is a cycle.
+    let parent_of: BTreeMap<&str, Option<&str>> = doc
+        .tiers
+        .iter()
+        .map(|(k, t)| {
+            let p = t.get_ref().parent.as_ref().map(|p| p.get_ref().as_str());
+            (k.get_ref().as_str(), p)
+        })
+        .collect();
+    let depth = |name: &str| -> Result<usize, String> {
+        let mut seen = vec![name];
+        let mut cur = name;
+        while let Some(Some(p)) = parent_of.get(cur) {
+            let looped = seen.contains(p);
             seen.push(p);
+            if looped {
+                return Err(seen.join(" → "));
+            }
             cur = p;
+        }
+        Ok(seen.len() - 1)
+    };
+    for (k, t) in &doc.tiers {
+        if let Err(cycle) = depth(k.get_ref()) {
+            let span = t.get_ref().parent.as_ref().map_or(k.span(), |p| p.span());
+            return Err(cx.err(
+                span,
+                format!("tiers.{}.parent", k.get_ref()),
+                format!("the tier chain has a cycle: {cycle}"),
+            ));
         }
     }
     let root = match roots.as_slice() {
@@ -254,17 +257,11 @@ pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
 
     // Tier facts, parents first so rawness inherits.
     let mut tiers: BTreeMap<String, Tier> = BTreeMap::new();
-    let mut order: Vec<&S<String>> = doc.tiers.keys().collect();
-    order.sort_by_key(|k| depth(&doc, k.get_ref()));
-    for k in order {
+    let mut order: Vec<_> = doc.tiers.iter().collect();
+    order.sort_by_key(|(k, _)| depth(k.get_ref()).unwrap_or(0));
+    for (k, t) in order {
         let n = k.get_ref().clone();
-        let t = doc
-            .tiers
-            .iter()
-            .find(|(x, _)| x.get_ref() == &n)
-            .unwrap()
-            .1
-            .get_ref();
+        let t = t.get_ref();
         let parent = t.parent.as_ref().map(|p| p.get_ref().clone());
         let parent_tier = parent.as_ref().map(|p| &tiers[p]);
         let production = t.production.as_ref().is_some_and(|p| *p.get_ref());
@@ -516,24 +513,6 @@ pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
             columns,
         },
     })
-}
-
-fn depth(doc: &FileDoc, name: &str) -> usize {
-    let mut d = 0;
-    let mut cur = name.to_string();
-    while let Some(p) = doc
-        .tiers
-        .iter()
-        .find(|(k, _)| *k.get_ref() == cur)
-        .and_then(|(_, t)| t.get_ref().parent.as_ref())
-    {
-        d += 1;
-        cur = p.get_ref().clone();
-        if d > doc.tiers.len() {
-            break;
-        }
-    }
-    d
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {

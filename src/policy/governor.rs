@@ -391,7 +391,7 @@ impl Governor {
         if self.roles_ready.lock().unwrap().contains(&key) {
             return Ok(());
         }
-        super::mask::ensure_roles(&ep.socket_dir, db).await?;
+        super::pgroles::ensure_roles(&ep.socket_dir, db).await?;
         self.roles_ready.lock().unwrap().insert(key);
         Ok(())
     }

@@ -110,7 +110,7 @@ pub struct Report {
 pub async fn apply(sockdir: &Path, rules: &[MaskRule], key: &str) -> Result<Report> {
     let mut report = Report::default();
     let dbs = {
-        let client = connect(sockdir, "postgres").await?;
+        let client = super::connect(sockdir, "postgres").await?;
         client
             .query(
                 "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
@@ -122,7 +122,7 @@ pub async fn apply(sockdir: &Path, rules: &[MaskRule], key: &str) -> Result<Repo
             .collect::<Vec<_>>()
     };
     for db in &dbs {
-        let client = connect(sockdir, db).await?;
+        let client = super::connect(sockdir, db).await?;
         // Group the rules by table: one UPDATE rewrites each row once.
         let mut tables: Vec<(&str, &str)> = rules
             .iter()
@@ -181,72 +181,9 @@ pub async fn apply(sockdir: &Path, rules: &[MaskRule], key: &str) -> Result<Repo
             report.tables.push(format!("{db}:{schema}.{table}"));
         }
     }
-    let client = connect(sockdir, "postgres").await?;
+    let client = super::connect(sockdir, "postgres").await?;
     client.batch_execute("CHECKPOINT").await?;
     Ok(report)
-}
-
-async fn connect(sockdir: &Path, db: &str) -> Result<tokio_postgres::Client> {
-    let mut cfg = crate::compute::postgres::config(sockdir);
-    cfg.dbname(db);
-    let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("connecting to database {db} to mask it"))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!("masking session ended: {e}");
-        }
-    });
-    Ok(client)
-}
-
-/// Makes the Postgres roles principals connect as (see `Access`), once per compute start and
-/// database: `lakelet_reader` (pg_read_all_data) and `lakelet_owner` (reads and writes every
-/// table, creates objects; not a superuser, so no file or program access).
-pub async fn ensure_roles(sockdir: &Path, db: &str) -> Result<()> {
-    let client = connect(sockdir, db).await?;
-    let have: bool = client
-        .query_one(
-            "SELECT count(*) = 2 FROM pg_roles WHERE rolname IN ('lakelet_owner', 'lakelet_reader')",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !have {
-        client
-            .batch_execute(
-                "DO $$BEGIN \
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lakelet_reader') THEN \
-                   CREATE ROLE lakelet_reader LOGIN; GRANT pg_read_all_data TO lakelet_reader; END IF; \
-                 IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lakelet_owner') THEN \
-                   CREATE ROLE lakelet_owner LOGIN CREATEDB; \
-                   GRANT pg_read_all_data, pg_write_all_data TO lakelet_owner; END IF; END$$",
-            )
-            .await
-            .context("creating lakelet_owner and lakelet_reader")?;
-    }
-    let can: bool = client
-        .query_one(
-            "SELECT has_database_privilege('lakelet_owner', current_database(), 'CREATE') \
-             AND coalesce(has_schema_privilege('lakelet_owner', to_regnamespace('public')::oid, 'CREATE'), true)",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !can {
-        let q = format!(
-            "GRANT CREATE, TEMP ON DATABASE {} TO lakelet_owner; \
-             DO $$BEGIN IF to_regnamespace('public') IS NOT NULL THEN \
-               GRANT USAGE, CREATE ON SCHEMA public TO lakelet_owner; END IF; END$$",
-            ident(db)
-        );
-        client
-            .batch_execute(&q)
-            .await
-            .context("granting lakelet_owner CREATE")?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! Reading order: `model.rs` (the policy and `decide`, pure), `file.rs` (lakelet.toml to a
 //! validated policy, with line-numbered errors), `governor.rs` (identity, facts, enforcement,
-//! audit: what the API and the proxy call), `principals.rs`, `audit.rs`, `mask.rs`.
+//! audit: what the API and the proxy call), `principals.rs`, `audit.rs`, `mask.rs`,
+//! `pgroles.rs`, `system.rs`.
 //!
 //! Invariants:
 //! - Every allowed or refused action of the API and the proxy passes `Governor::enforce` and
@@ -17,8 +18,27 @@ pub mod file;
 pub mod governor;
 pub mod mask;
 pub mod model;
+mod pgroles;
 pub mod principals;
 pub mod system;
 
 pub use governor::{Governor, Refusal};
 pub use model::{Access, Action, Actor, Decision, Facts, Policy, OWNER};
+
+/// A superuser session of the daemon's own on the Postgres listening in `sockdir` (masking,
+/// role setup, the system database).
+async fn connect(sockdir: &std::path::Path, db: &str) -> anyhow::Result<tokio_postgres::Client> {
+    use anyhow::Context;
+    let mut cfg = crate::compute::postgres::config(sockdir);
+    cfg.dbname(db);
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to database {db} in {}", sockdir.display()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("daemon session ended: {e}");
+        }
+    });
+    Ok(client)
+}

@@ -117,7 +117,7 @@ impl SystemDb {
             format!("{}\n{}\n", pg.pid, self.pgdata.display()),
         )?;
         pg.wait_ready(Duration::from_secs(60)).await?;
-        let admin = connect(&self.sockdir, "postgres").await?;
+        let admin = super::connect(&self.sockdir, "postgres").await?;
         let exists = admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
             .await?
@@ -127,7 +127,7 @@ impl SystemDb {
                 .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
                 .await?;
         }
-        connect(&self.sockdir, DATABASE)
+        super::connect(&self.sockdir, DATABASE)
             .await?
             .batch_execute(SCHEMA)
             .await
@@ -137,7 +137,7 @@ impl SystemDb {
     }
 
     async fn refresh(&self, gov: &super::Governor) -> Result<()> {
-        let c = connect(&self.sockdir, DATABASE).await?;
+        let c = super::connect(&self.sockdir, DATABASE).await?;
         let last: i64 = c
             .query_one("SELECT coalesce(max(seq), 0) FROM audit", &[])
             .await?
@@ -217,17 +217,4 @@ impl SystemDb {
         }
         let _ = std::fs::remove_file(&self.pidfile);
     }
-}
-
-async fn connect(sockdir: &std::path::Path, db: &str) -> Result<tokio_postgres::Client> {
-    let mut cfg = postgres::config(sockdir);
-    cfg.dbname(db);
-    let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("connecting to the lakelet system database ({db})"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
 }

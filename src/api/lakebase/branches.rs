@@ -291,7 +291,7 @@ pub(super) async fn create(
     d.gov.stamp(&mut l, &c.actor, &from_f, &dec);
     let r = async {
         let t = std::time::Instant::now();
-        let info = d.computes.create_branch(id, &from, at, false, &l).await?;
+        d.computes.create_branch(id, &from, at, false, &l).await?;
         let elapsed_us = t.elapsed().as_micros() as u64;
         if dec.mask {
             if let Err(e) = d.gov.mask(id).await {
@@ -301,7 +301,6 @@ pub(super) async fn create(
             }
         }
         let b = d.branch_resource(&d.lakebase_branch(id)?);
-        let _ = info;
         Ok(Json(d.done_op_with(
             b.name.as_deref().unwrap(),
             &b,
@@ -518,11 +517,10 @@ impl Daemon {
         if mask {
             self.gov.hold_for_masking(b).await?;
         }
-        let info = self.computes.repoint(b, restore).await?;
+        self.computes.repoint(b, restore).await?;
         if mask {
             self.gov.mask(b).await?;
         }
-        let _ = info;
         Ok(Json(self.branch_op(&self.lakebase_branch(b)?)))
     }
 }
