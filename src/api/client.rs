@@ -158,58 +158,40 @@ impl Client {
         }
     }
 
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let r = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
+    /// The bearer token, and who the CLI says it acts as (the daemon checks the two agree).
+    fn headers<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        r.header("Authorization", format!("Bearer {}", self.token))
             .header("X-Lakelet-Client", "cli")
             .header(
                 "X-Lakelet-Principal",
                 self.principal.as_deref().unwrap_or(""),
             )
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let r = self
+            .headers(self.agent.get(format!("{}{path}", self.base)))
             .call();
         self.finish(&format!("GET {path}"), r)
     }
 
     pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
         let r = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .header("X-Lakelet-Client", "cli")
-            .header(
-                "X-Lakelet-Principal",
-                self.principal.as_deref().unwrap_or(""),
-            )
+            .headers(self.agent.post(format!("{}{path}", self.base)))
             .send_json(body);
         self.finish(&format!("POST {path}"), r)
     }
 
     pub fn patch<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
         let r = self
-            .agent
-            .patch(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .header("X-Lakelet-Client", "cli")
-            .header(
-                "X-Lakelet-Principal",
-                self.principal.as_deref().unwrap_or(""),
-            )
+            .headers(self.agent.patch(format!("{}{path}", self.base)))
             .send_json(body);
         self.finish(&format!("PATCH {path}"), r)
     }
 
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let r = self
-            .agent
-            .delete(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .header("X-Lakelet-Client", "cli")
-            .header(
-                "X-Lakelet-Principal",
-                self.principal.as_deref().unwrap_or(""),
-            )
+            .headers(self.agent.delete(format!("{}{path}", self.base)))
             .call();
         self.finish(&format!("DELETE {path}"), r)
     }
