@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod compute;
 pub mod fs;
+pub mod migrate;
 pub mod policy;
 pub mod proxy;
 pub mod storage;

@@ -25,6 +25,7 @@ pub struct Config {
     // The policy's tables (tiers, roles, …) are read by the policy layer.
     pub project: ProjectTable,
     pub target: TargetTable,
+    pub migrations: MigrationsTable,
     /// Where it was read from, for messages.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -40,6 +41,20 @@ pub struct ProjectTable {
 #[serde(default, deny_unknown_fields)]
 pub struct TargetTable {
     pub default: Option<TargetKind>,
+}
+
+/// `[migrations]`: where the files are and how the runner treats them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationsTable {
+    /// The migrations directory, relative to lakelet.toml (default: `migrations`).
+    pub dir: Option<PathBuf>,
+    /// The schema of the history table (default: `public`).
+    pub schema: Option<String>,
+    /// The history table (default: `flyway_schema_history`).
+    pub table: Option<String>,
+    pub out_of_order: Option<bool>,
+    pub placeholders: std::collections::BTreeMap<String, String>,
 }
 
 /// The nearest lakelet.toml at or above `dir`.

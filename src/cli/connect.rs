@@ -204,7 +204,7 @@ fn build(
 
 /// The connection of `branch` on the client's target. Fails with the API's message for an
 /// unknown or deleted branch.
-fn target_info(
+pub fn target_info(
     dd: &Path,
     api: &Branches,
     branch: &str,

@@ -6,6 +6,7 @@ mod branch;
 mod config;
 mod connect;
 mod daemon;
+mod migrate;
 mod policy;
 
 use std::path::{Path, PathBuf};
@@ -133,6 +134,9 @@ enum Cmd {
     Promote { from: String, to: String },
     /// Who the CLI acts as.
     Whoami,
+    /// Versioned migrations (Flyway-compatible): migrate, info, validate, repair, baseline,
+    /// undo, rehearse on a throwaway branch, lint.
+    Migrate(migrate::MigrateArgs),
     /// Run the daemon in the foreground (what `lakelet up` starts).
     #[command(hide = true)]
     Daemon(daemon::DaemonArgs),
@@ -232,6 +236,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Audit(a) => policy::audit(dd, json, a)?,
         Cmd::Promote { from, to } => policy::promote(dd, json, &from, &to)?,
         Cmd::Whoami => policy::whoami(dd, json)?,
+        Cmd::Migrate(a) => migrate::run(dd, json, cli.target, cli.project.as_deref(), a)?,
     }
     Ok(())
 }

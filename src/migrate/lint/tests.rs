@@ -1,0 +1,291 @@
+use super::*;
+
+/// Rule ids found, after a lock_timeout is set so that rule stays out of the way.
+fn rules(sql: &str) -> Vec<&'static str> {
+    raw(&format!("SET lock_timeout = '5s';\n{sql}"))
+}
+
+fn raw(sql: &str) -> Vec<&'static str> {
+    lint(sql).unwrap().into_iter().map(|f| f.rule).collect()
+}
+
+fn one(sql: &str) -> Finding {
+    let mut f = lint(&format!("SET lock_timeout = '5s';\n{sql}")).unwrap();
+    assert_eq!(f.len(), 1, "{f:#?}");
+    f.remove(0)
+}
+
+/// Under each rule id, `-` statements are flagged by exactly that rule, `+` by none.
+const CASES: &str = "
+add-column-not-null-without-default
+  - alter table t add column a int not null
+  - alter table t add a int primary key
+  + alter table t add column a int not null default 0
+add-column-volatile-default
+  - alter table t add column a uuid default public.gen_random_uuid()
+  - alter table t add column a text default md5(random()::text)
+  - alter table t add column id bigserial
+  - alter table t add column id int generated always as identity not null
+  - alter table t add column b int generated always as (a * 2) stored
+  + alter table t add column a timestamptz not null default now()
+  + alter table t add column a int[] default array[1, 2], add b numeric(10, 2) default 0
+  + alter table t alter column a set default random()
+add-unique-without-index
+  - alter table t add constraint u unique (a)
+  - alter table t add primary key (a) using index tablespace fast
+  - alter table t add column a int default 0 unique
+  + alter table t add constraint u unique using index t_a
+alter-column-type
+  - alter table t alter column a type bigint
+  - alter table t alter a set data type text using a::text
+  + alter table t alter a drop not null, alter b set statistics 100
+constraint-without-not-valid
+  - alter table t add constraint f foreign key (u) references u (id)
+  - alter table t add check (a > 0)
+  - alter table t add column u int references u (id)
+  + alter table t add constraint f foreign key (u) references u (id) not valid
+create-index-without-concurrently
+  - create unique index if not exists i on only t using btree (a)
+  + create index concurrently i on t (a)
+drop-column
+  - alter table t drop column if exists a cascade
+  - alter table t drop a
+  + alter table t drop constraint c
+drop-index-without-concurrently
+  - drop index if exists i, j
+  + drop index concurrently if exists i
+drop-table
+  - drop table if exists a, b cascade
+  + drop view v
+rename-column
+  - alter table t rename column a to b
+  + alter table t rename constraint a to b
+rename-table
+  - alter table t rename to u
+reindex-without-concurrently
+  - reindex (verbose) index i
+  + reindex table concurrently t
+  + reindex system d
+set-not-null
+  - alter table t alter column a set not null
+truncate
+  - truncate table only t restart identity
+  + delete from t where id < 1000
+vacuum-full-or-cluster
+  - vacuum (full, analyze) t
+  - vacuum full
+  - cluster t using i
+  + vacuum (full false) t
+  + vacuum analyze t
+validate-in-same-transaction
+  - alter table t add constraint c check (a > 0) not valid; alter table t validate constraint c
+  + alter table t validate constraint c";
+
+#[test]
+fn each_rule_flags_its_danger_and_passes_the_safe_form() {
+    let mut rule = "";
+    for line in CASES.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.split_once(' ') {
+            Some(("-", sql)) => assert_eq!(rules(sql), [rule], "{sql}"),
+            Some(("+", sql)) => assert_eq!(rules(sql), [""; 0], "{sql}"),
+            _ => rule = RULES.iter().find(|r| r.id == line).expect("a rule id").id,
+        }
+    }
+    let sql = "-- lakelet:no-transaction\nalter table t add constraint c check (a > 0) not \
+               valid;\nalter table t validate constraint c";
+    assert!(rules(sql).is_empty());
+}
+
+#[test]
+fn rules_are_sorted_unique_kebab_case_and_all_tested() {
+    assert!(RULES.windows(2).all(|w| w[0].id < w[1].id));
+    for r in RULES {
+        assert!(
+            r.id.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+            "{}",
+            r.id
+        );
+        let tested = CASES.contains(&format!("\n{}\n", r.id));
+        assert!(tested || ["missing-lock-timeout", "unknown-rule"].contains(&r.id));
+    }
+}
+
+#[test]
+fn findings_name_the_objects_and_give_the_online_form() {
+    let f = one("alter table public.orders drop column note cascade");
+    assert_eq!(
+        (f.line, f.statement.as_str()),
+        (2, "alter table public.orders drop column note cascade")
+    );
+    assert!(f.message.contains("public.orders.note") && f.message.contains("CASCADE"));
+    assert!(f.fix.contains("Expand/contract") && f.acknowledged.is_none());
+    assert!(one("drop table a cascade").message.contains("CASCADE"));
+    assert!(one("create index i on t (a)").message.contains("i on t"));
+    assert!(one("create index on t (a)").fix.contains("CONCURRENTLY"));
+    let f = one("alter table t add constraint c check (a > 0)");
+    assert!(f.fix.contains("VALIDATE CONSTRAINT c"), "{}", f.fix);
+    assert!(one("alter table t alter a set not null")
+        .fix
+        .contains("CHECK (a IS NOT NULL) NOT VALID"));
+}
+
+#[test]
+fn every_action_of_a_multi_action_alter_is_checked() {
+    let sql = "alter table t add column a int not null, drop column b,\n\
+               alter column c type text, add column d int default random(), add unique (e)";
+    let want = [
+        "add-column-not-null-without-default",
+        "drop-column",
+        "alter-column-type",
+        "add-column-volatile-default",
+        "add-unique-without-index",
+    ];
+    assert_eq!(rules(sql), want);
+}
+
+#[test]
+fn tables_created_in_the_same_file_are_exempt() {
+    let sql = "create table t (id int);\ncreate index i on t (id);\n\
+               alter table t add constraint f foreign key (id) references t (id);\n\
+               alter table t add unique (id), alter id set not null, add x int not null;\n\
+               alter table t alter id type bigint, rename id to key;\n\
+               drop index i;\ndrop table t";
+    assert_eq!(raw(sql), [""; 0]);
+    let sql = "create temp table s (a int); alter table s rename to s2; create index on s2 (a)";
+    assert!(raw(sql).is_empty());
+    let sql = "create table t (a int); create index on u (a)";
+    assert_eq!(rules(sql), ["create-index-without-concurrently"]);
+}
+
+#[test]
+fn set_not_null_after_a_validated_not_null_check_is_fine() {
+    let ok = "-- lakelet:no-transaction\n\
+              alter table t add constraint a_nn check (a is not null) not valid;\n\
+              alter table t validate constraint a_nn;\n\
+              alter table t alter column a set not null";
+    assert!(rules(ok).is_empty());
+    let ok = "alter table t add check (a is not null); alter table t alter a set not null";
+    assert_eq!(rules(ok), ["constraint-without-not-valid"]);
+    // Validated here, added by an earlier migration: matched by its name.
+    let ok = "alter table t validate constraint t_a_not_null; alter table t alter a set not null";
+    assert!(rules(ok).is_empty());
+    let bad = "alter table t validate constraint t_ab_check; alter table t alter a set not null";
+    assert_eq!(rules(bad), ["set-not-null"]);
+}
+
+#[test]
+fn missing_lock_timeout_is_reported_once_at_the_first_locking_statement() {
+    let sql = "select 1;\ncreate index concurrently i on t (a);\n\
+               alter table t add a int;\ndrop table u";
+    let f = lint(sql).unwrap();
+    let got: Vec<_> = f.iter().map(|f| (f.rule, f.line)).collect();
+    assert_eq!(got, [("missing-lock-timeout", 3), ("drop-table", 4)]);
+    assert!(f[0].message.contains("locks t") && f[0].fix.contains("SET lock_timeout = '5s'"));
+    for ok in [
+        "set local lock_timeout to '2s'",
+        "set lock_timeout = 5000",
+        "select set_config('lock_timeout', '3s', true)",
+    ] {
+        assert!(
+            raw(&format!("{ok};\nalter table t add a int")).is_empty(),
+            "{ok}"
+        );
+    }
+    for off in [
+        "set lock_timeout = 0",
+        "set lock_timeout = '5s'; reset lock_timeout",
+        "set statement_timeout = '5s'",
+        "-- lakelet:no-transaction\nset local lock_timeout = '1s'",
+    ] {
+        let got = raw(&format!("{off};\nalter table t add a int"));
+        assert_eq!(got, ["missing-lock-timeout"], "{off}");
+    }
+    // A new table referencing an existing one locks the referenced table's writers out.
+    let f = lint("create table c (u int references app.users (id))").unwrap();
+    assert!(f[0].message.contains("app.users"), "{f:?}");
+    assert!(raw("alter table t validate constraint c; create table c (id int)").is_empty());
+    let sql = "create table p1 partition of p for values in (1)";
+    assert_eq!(raw(sql), ["missing-lock-timeout"]);
+}
+
+#[test]
+fn acknowledgements_per_statement_and_per_file() {
+    let sql = "set lock_timeout = '5s';\n-- lakelet:allow drop-column moved to V40\n\
+               alter table t drop column a;\n/* lakelet:allow rename-column */\n\
+               alter table t rename b to c;\nalter table t drop column d";
+    let acks: Vec<_> = lint(sql)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.acknowledged)
+        .collect();
+    assert_eq!(
+        acks,
+        [Some("moved to V40".into()), Some(String::new()), None]
+    );
+    let sql = "-- lakelet:allow-file drop-table, truncate old queue\nset lock_timeout = '5s';\n\
+               drop table q;\ntruncate r";
+    let f = lint(sql).unwrap();
+    assert_eq!(f.len(), 2);
+    assert!(
+        f.iter()
+            .all(|f| f.acknowledged.as_deref() == Some("old queue")),
+        "{f:#?}"
+    );
+    let f = lint("-- lakelet:allow missing-lock-timeout,drop-table tiny\ndrop table q").unwrap();
+    assert_eq!(f.len(), 2);
+    assert!(f.iter().all(|f| f.acknowledged.as_deref() == Some("tiny")));
+}
+
+#[test]
+fn unknown_rules_in_allow_directives_are_reported() {
+    let sql = "set lock_timeout = '5s';\n-- lakelet:allow drop-colum moved\n\
+               alter table t drop column a;\n-- lakelet:allow-file nonsense\n\
+               -- lakelet:allow\nselect 1";
+    let f = lint(sql).unwrap();
+    let got: Vec<_> = f
+        .iter()
+        .map(|f| (f.rule, f.line, f.acknowledged.is_some()))
+        .collect();
+    let want = [
+        ("unknown-rule", 2, false),
+        ("drop-column", 3, false),
+        ("unknown-rule", 4, false),
+        ("unknown-rule", 5, false),
+    ];
+    assert_eq!(got, want);
+    assert!(f[0].fix.contains("`drop-column`") && f[0].statement.contains("drop-colum"));
+    assert!(raw("-- lakelet:no-transaction\n-- lakelet:allow-file truncate\nselect 1").is_empty());
+}
+
+#[test]
+fn names_fold_like_postgres_and_ignore_schemas_and_noise_words() {
+    let sql = "create table app.\"Users\" (id int); create index on \"Users\" (id);\n\
+               alter table if exists only \"Users\" drop column id";
+    assert!(raw(sql).is_empty());
+    let sql = "create table \"Users\" (id int); create index on users (id)";
+    assert_eq!(rules(sql), ["create-index-without-concurrently"]);
+    let f = one("alter table \"Odd Name\" rename column \"A b\" to c");
+    assert!(f.message.contains("Odd Name.A b"), "{}", f.message);
+    assert!(rules("create table s.t (a int); alter table S.T add b int not null").is_empty());
+}
+
+proptest::proptest! {
+    /// Whatever keyword soup a script holds, lint returns instead of panicking.
+    #[test]
+    fn lint_never_panics(words in proptest::collection::vec(
+        "(alter|table|add|drop|column|index|on|create|unique|concurrently|constraint|check|\
+          foreign|key|references|not|null|valid|default|rename|to|type|set|truncate|vacuum|\
+          full|cluster|reindex|validate|if|exists|only|using|primary|partition|of|lock_timeout|\
+          t|s|random|[(),.;*=]|'5s'|0|-- lakelet:allow x|-- lakelet:allow-file)", 0..40)) {
+        let _ = lint(&words.join(" "));
+    }
+}
+
+#[test]
+fn text_in_strings_comments_and_bodies_is_not_a_statement() {
+    let sql = "select 'drop table x';\n-- drop table x;\n/* truncate y; */\n\
+               create function f() returns void language sql as $$ alter table t drop a $$;\n\
+               insert into log values ('vacuum full t')";
+    assert!(raw(sql).is_empty());
+    assert_eq!(lint("select 'oops").unwrap_err().line, 1);
+}

@@ -1,0 +1,228 @@
+//! `rehearse`: the idempotency rule made executable, on a branch nobody else sees.
+//!
+//! Fork a throwaway branch of the target, then for each pending migration: apply it (with its
+//! history row, as `migrate` would), take a schema fingerprint, run its SQL a second time, and
+//! compare. The second run must succeed and change nothing. Each migration is re-run right
+//! after its own first run, not after all of them: re-running V1 after V5 dropped what V1
+//! made would fail correct migrations. A failing first run stops the rehearsal (later
+//! migrations build on it) and names the rows that break it. The branch is deleted at the end,
+//! whatever happened; it also carries a one-hour expiry, so a killed rehearsal cleans up too.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::corrupt::{self, Corrupted, Corruption};
+use super::db::Db;
+use super::diagnose;
+use super::run::{prepare, Failure, Ran, Runner};
+use super::schema;
+use super::script::Script;
+use super::Settings;
+use crate::api::lakebase::client::Branches;
+use crate::api::lakebase::types::BranchSpec;
+
+pub struct Options {
+    /// Damage these columns on the throwaway branch before applying anything.
+    pub corrupt: Vec<Corruption>,
+    pub seed: u32,
+    /// Keep the branch for inspection instead of deleting it.
+    pub keep: bool,
+    /// Report at most this many breaking rows.
+    pub row_limit: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub source: String,
+    pub branch: String,
+    pub kept: bool,
+    pub corrupted: Vec<Corrupted>,
+    pub migrations: Vec<Step>,
+    /// Every pending migration applied, and each second run succeeded without a change.
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub version: Option<String>,
+    pub description: String,
+    pub script: String,
+    pub first_run: Option<Ran>,
+    pub failed: Option<Failure>,
+    pub second_run: Option<SecondRun>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecondRun {
+    /// What Postgres said, when the second run failed.
+    pub error: Option<String>,
+    /// Schema objects the second run added (+), dropped (-) or changed (~).
+    pub changed: Vec<String>,
+    pub rows_affected: u64,
+    pub idempotent: bool,
+}
+
+/// Deletes the throwaway branch when dropped, unless kept.
+struct Sandbox<'a> {
+    api: &'a Branches,
+    name: String,
+    keep: bool,
+}
+
+impl Drop for Sandbox<'_> {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = self.api.delete(&self.name, true) {
+                eprintln!(
+                    "could not delete the rehearsal branch '{}' ({e:#}); it expires within the hour",
+                    self.name
+                );
+            }
+        }
+    }
+}
+
+/// Rehearses the pending migrations of `scripts` on a throwaway branch of `source`.
+/// `connect` gives a connection string for a branch (the CLI knows how, per target).
+pub fn rehearse(
+    api: &Branches,
+    connect: &dyn Fn(&str) -> Result<String>,
+    source: &str,
+    settings: &Settings,
+    scripts: &[Script],
+    opts: &Options,
+) -> Result<Report> {
+    let suffix = crate::util::hex(&crate::util::random_bytes::<3>());
+    let mut base: String = source
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    base.truncate(40);
+    let name = format!("rehearse-{}-{suffix}", base.trim_matches('-'));
+    eprintln!("forking '{name}' from '{source}'…");
+    api.create(
+        &name,
+        BranchSpec {
+            source_branch: Some(api.branch_name(source)),
+            ttl: Some("3600s".into()),
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("forking a rehearsal branch from '{source}'"))?;
+    let _sandbox = Sandbox {
+        api,
+        name: name.clone(),
+        keep: opts.keep,
+    };
+    let db = Db::connect(&connect(&name)?)?;
+    let settings = settings.clone().with_builtins(&db)?;
+    let runner = Runner::new(&db, &settings, scripts)?;
+    let mut report = Report {
+        source: source.to_string(),
+        branch: name.clone(),
+        kept: opts.keep,
+        corrupted: vec![],
+        migrations: vec![],
+        ok: true,
+    };
+    for c in &opts.corrupt {
+        let done = corrupt::apply(&db, c, opts.seed)?;
+        eprintln!(
+            "corrupted {} rows of {}.{} ({} missing digit, {} embedded space, {} trailing blank)",
+            done.rows,
+            done.table,
+            done.column,
+            done.missing_digit,
+            done.embedded_space,
+            done.trailing_blank
+        );
+        report.corrupted.push(done);
+    }
+    // History table first, so its creation is not counted as the first migration's change.
+    let _ = runner.migrate(true)?; // validates; changes nothing
+    let applied = runner.history()?;
+    let pending = runner.pending(&applied)?;
+    if !runner.table.exists(&db)? {
+        db.exec("begin")?;
+        runner.table.create(&db, &runner.installed_by)?;
+        db.exec("commit")?;
+    }
+    for p in pending {
+        let s = p.script;
+        eprintln!("rehearsing {}…", s.script);
+        let mut step = Step {
+            version: s.version.as_ref().map(|v| v.to_string()),
+            description: s.description.clone(),
+            script: s.script.clone(),
+            first_run: None,
+            failed: None,
+            second_run: None,
+        };
+        match runner.apply(&p, true)? {
+            Err(mut f) => {
+                f.breaking_rows = find_breaking_rows(&db, &p, &f, opts.row_limit)?;
+                step.failed = Some(f);
+                report.ok = false;
+                report.migrations.push(step);
+                break;
+            }
+            Ok(ran) => step.first_run = Some(ran),
+        }
+        let before = schema::fingerprint(&db, &settings.schema, &settings.table)?;
+        let again = prepare(s, &settings)?;
+        let second = match runner.apply(&again, false)? {
+            Ok(ran) => {
+                let after = schema::fingerprint(&db, &settings.schema, &settings.table)?;
+                let changed = schema::changes(&before, &after);
+                SecondRun {
+                    error: None,
+                    idempotent: changed.is_empty(),
+                    changed,
+                    rows_affected: ran.rows_affected,
+                }
+            }
+            Err(f) => SecondRun {
+                error: Some(format!("{}:{}: {}", f.script, f.line, f.error)),
+                changed: vec![],
+                rows_affected: 0,
+                idempotent: false,
+            },
+        };
+        report.ok &= second.idempotent;
+        step.second_run = Some(second);
+        report.migrations.push(step);
+    }
+    Ok(report)
+}
+
+/// Puts the session just before the failing statement (re-running the ones before it in a
+/// transaction, when the script is transactional), looks for the rows, and rolls back.
+fn find_breaking_rows(
+    db: &Db,
+    p: &super::run::Prepared,
+    f: &Failure,
+    limit: usize,
+) -> Result<Vec<diagnose::BreakingRow>> {
+    // Data errors (class 22) and constraint violations (class 23) are about rows.
+    if !(f.sqlstate.starts_with("22") || f.sqlstate.starts_with("23")) {
+        return Ok(vec![]);
+    }
+    db.exec("begin")?;
+    if p.transactional {
+        for st in &p.statements[..f.statement] {
+            if db.run(&st.text).is_err() {
+                db.exec("rollback")?;
+                return Ok(vec![]);
+            }
+        }
+    }
+    let rows = diagnose::breaking_rows(db, &p.statements[f.statement], limit);
+    db.exec("rollback")?;
+    Ok(rows)
+}
