@@ -138,13 +138,11 @@ impl<'a> Plan<'a> {
     }
 
     fn latest_repeatable(&self, description: &str) -> Option<&'a Applied> {
-        self.applied
-            .iter()
-            .rfind(|a| {
-                a.version.is_none()
-                    && (a.kind == history::SQL || a.kind == history::DELETE)
-                    && a.description == description
-            })
+        self.applied.iter().rfind(|a| {
+            a.version.is_none()
+                && (a.kind == history::SQL || a.kind == history::DELETE)
+                && a.description == description
+        })
     }
 
     /// Everything `info` shows: files and history rows, in Flyway's order.

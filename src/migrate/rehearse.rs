@@ -59,6 +59,7 @@ pub struct SecondRun {
     /// Schema objects the second run added (+), dropped (-) or changed (~).
     pub changed: Vec<String>,
     pub rows_affected: u64,
+    pub execution_time_ms: i32,
     pub idempotent: bool,
 }
 
@@ -185,12 +186,14 @@ pub fn rehearse(
                     idempotent: changed.is_empty(),
                     changed,
                     rows_affected: ran.rows_affected,
+                    execution_time_ms: ran.execution_time_ms,
                 }
             }
             Err(f) => SecondRun {
                 error: Some(format!("{}:{}: {}", f.script, f.line, f.error)),
                 changed: vec![],
                 rows_affected: 0,
+                execution_time_ms: 0,
                 idempotent: false,
             },
         };
