@@ -224,6 +224,11 @@ pub fn run(
             seed,
             keep,
             row_limit: rows,
+            // Feature-name globs commonly allow `{principal}-*`.
+            prefix: match crate::api::client::acting_principal()? {
+                Some((name, _)) => format!("{name}-rehearse"),
+                None => "rehearse".into(),
+            },
         };
         let r = rehearse::rehearse(api, &connect, branch, &settings, &scripts, &opts)?;
         print(json, &r, rehearse_text);
@@ -484,7 +489,7 @@ fn migrate_text(r: &MigrateReport) -> String {
 
 fn info_text(db: &str, current: Option<Version>, rows: &[crate::migrate::plan::Info]) -> String {
     let mut s = format!(
-        "{db}: schema version {}\n{:<10} {:<8} {:<36} {:<9} {:<20} {}\n",
+        "{db}: schema version {}\n{:<10} {:<8} {:<36} {:<9} {:<23} {}\n",
         current.map(|v| v.to_string()).unwrap_or("<empty>".into()),
         "CATEGORY",
         "VERSION",
@@ -495,7 +500,7 @@ fn info_text(db: &str, current: Option<Version>, rows: &[crate::migrate::plan::I
     );
     for r in rows {
         s += &format!(
-            "{:<10} {:<8} {:<36} {:<9} {:<20} {:?}{}\n",
+            "{:<10} {:<8} {:<36} {:<9} {:<23} {:?}{}\n",
             r.category,
             r.version.as_deref().unwrap_or(""),
             r.description.chars().take(36).collect::<String>(),

@@ -29,6 +29,9 @@ pub struct Options {
     pub keep: bool,
     /// Report at most this many breaking rows.
     pub row_limit: usize,
+    /// The branch name's prefix (`rehearse`; a principal's own prefix where the policy's
+    /// feature names require one).
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,7 +108,7 @@ pub fn rehearse(
         })
         .collect();
     base.truncate(40);
-    let name = format!("rehearse-{}-{suffix}", base.trim_matches('-'));
+    let name = format!("{}-{}-{suffix}", opts.prefix, base.trim_matches('-'));
     eprintln!("forking '{name}' from '{source}'…");
     api.create(
         &name,
