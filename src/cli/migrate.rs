@@ -13,9 +13,8 @@ use super::print;
 use crate::api::lakebase::client::{Branches, TargetKind};
 use crate::migrate::corrupt::Corruption;
 use crate::migrate::db::Db;
-use crate::migrate::plan::Plan;
 use crate::migrate::run::{MigrateReport, Runner};
-use crate::migrate::script::{self, Kind, Script, Version};
+use crate::migrate::script::{self, Kind, Version};
 use crate::migrate::{lint, placeholders, rehearse, Settings};
 
 #[derive(Args)]
@@ -258,13 +257,13 @@ pub fn run(
         }
         MigrateCmd::Info => {
             let applied = runner.history()?;
-            let plan = plan(&scripts, &applied, &settings);
+            let plan = runner.plan(&applied);
             let info = plan.info();
             print(json, &info, |i| info_text(&db.label, plan.current(), i));
         }
         MigrateCmd::Validate { ignore_pending } => {
             let applied = runner.history()?;
-            let plan = plan(&scripts, &applied, &settings);
+            let plan = runner.plan(&applied);
             let mut problems = plan.problems(!ignore_pending);
             // Every file that would run must also be runnable as written.
             for s in scripts.iter().filter(|s| s.kind != Kind::Undo) {
@@ -337,18 +336,6 @@ pub fn run(
     Ok(())
 }
 
-fn plan<'a>(
-    scripts: &'a [Script],
-    applied: &'a [crate::migrate::history::Applied],
-    settings: &Settings,
-) -> Plan<'a> {
-    Plan {
-        scripts,
-        applied,
-        out_of_order: settings.out_of_order,
-    }
-}
-
 fn lint_cmd(
     dd: &Path,
     json: bool,
@@ -377,7 +364,7 @@ fn lint_cmd(
             let db = Db::connect(&url)?;
             let runner = Runner::new(&db, &proj.settings, &scripts)?;
             let applied = runner.history()?;
-            let p = plan(&scripts, &applied, &proj.settings);
+            let p = runner.plan(&applied);
             Some(p.pending().iter().map(|s| s.script.clone()).collect())
         } else {
             None

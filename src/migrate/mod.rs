@@ -69,10 +69,11 @@ impl Default for Settings {
 impl Settings {
     /// Adds Flyway's built-in placeholders for a session on `db`.
     pub fn with_builtins(mut self, db: &db::Db) -> anyhow::Result<Settings> {
-        let user = match &self.installed_by {
-            Some(u) => u.clone(),
-            None => db.value("select current_user")?.unwrap_or_default(),
-        };
+        if self.installed_by.is_none() {
+            // Resolved once here, so the runner does not ask again.
+            self.installed_by = db.value("select current_user")?;
+        }
+        let user = self.installed_by.clone().unwrap_or_default();
         let database = db.value("select current_database()")?.unwrap_or_default();
         let now = db
             .value("select to_char(now(), 'YYYY-MM-DD HH24:MI:SS')")?

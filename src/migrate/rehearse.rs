@@ -148,10 +148,10 @@ pub fn rehearse(
         );
         report.corrupted.push(done);
     }
-    // History table first, so its creation is not counted as the first migration's change.
-    let _ = runner.migrate(true)?; // validates; changes nothing
     let applied = runner.history()?;
+    // Validates the history and prepares every pending file; changes nothing.
     let pending = runner.pending(&applied)?;
+    // History table first, so its creation is not counted as the first migration's change.
     if !runner.table.exists(&db)? {
         db.exec("begin")?;
         runner.table.create(&db, &runner.installed_by)?;

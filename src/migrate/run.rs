@@ -182,7 +182,8 @@ impl<'a> Runner<'a> {
         Ok(self.table.read(self.db)?)
     }
 
-    fn plan<'p>(&'p self, applied: &'p [history::Applied]) -> Plan<'p> {
+    /// The files and `applied` matched, with this runner's settings.
+    pub fn plan<'p>(&'p self, applied: &'p [history::Applied]) -> Plan<'p> {
         Plan {
             scripts: self.scripts,
             applied,
