@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod compute;
+pub mod diff;
 pub mod fs;
 pub mod migrate;
 pub mod policy;

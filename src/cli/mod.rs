@@ -6,6 +6,7 @@ mod branch;
 mod config;
 mod connect;
 mod daemon;
+mod diff;
 mod migrate;
 mod policy;
 
@@ -137,6 +138,9 @@ enum Cmd {
     /// Versioned migrations (Flyway-compatible): migrate, info, validate, repair, baseline,
     /// undo, rehearse on a throwaway branch, lint.
     Migrate(migrate::MigrateArgs),
+    /// Semantic schema diff between two branches or databases: changes, hazards, and the
+    /// SQL migration from BASE to TARGET.
+    Diff(diff::DiffArgs),
     /// Run the daemon in the foreground (what `lakelet up` starts).
     #[command(hide = true)]
     Daemon(daemon::DaemonArgs),
@@ -237,6 +241,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Promote { from, to } => policy::promote(dd, json, &from, &to)?,
         Cmd::Whoami => policy::whoami(dd, json)?,
         Cmd::Migrate(a) => migrate::run(dd, json, cli.target, cli.project.as_deref(), a)?,
+        Cmd::Diff(a) => diff::run(dd, json, cli.target, cli.project.as_deref(), a)?,
     }
     Ok(())
 }

@@ -56,7 +56,7 @@ pub const RULES: &[Rule] = &[
 ];
 
 /// One problem in a script.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Finding {
     pub rule: &'static str,
     /// The statement's line.

@@ -1,0 +1,64 @@
+//! diff: a semantic schema diff between two databases, with hazards and a migration.
+//!
+//! Works on any two Postgres databases reachable by connection strings (branches are resolved
+//! to URLs, and point-in-time sides forked, by the CLI through the Branches API client). The
+//! diff reads catalogs, never a text dump, so it knows what depends on what.
+//!
+//! - `model.rs`: object identities and what is compared.
+//! - `catalog/`: reading one database (one query per object kind).
+//! - `plan/`: classify, propagate to dependents, order by pg_depend, emit SQL with online
+//!   forms and a hazard for every risk.
+//! - `render.rs`: text, markdown (the PR comment), json and sql.
+//!
+//! Invariant the tests hold it to: applying `plan(a, b).script` to `a` makes `plan(a', b)`
+//! empty, and `plan(x, x)` is empty.
+
+pub mod catalog;
+pub mod model;
+pub mod plan;
+pub mod render;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::migrate::db::Db;
+use crate::migrate::lint::Finding;
+
+/// A finished comparison: what the CLI prints in any format.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// What the user called each side (`staging`, `feature@0/1A2B3C`, a URL without its
+    /// password).
+    pub base: String,
+    pub target: String,
+    #[serde(flatten)]
+    pub plan: plan::Plan,
+    /// Findings of the migrations that go with the change (`--migrations`), by file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lint: Vec<FileLint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileLint {
+    pub file: String,
+    pub findings: Vec<Finding>,
+}
+
+/// Reads both sides and plans the migration from `base` to `target`.
+pub fn compare(base_url: &str, target_url: &str) -> Result<plan::Plan> {
+    let base = read(base_url)?;
+    let target = read(target_url)?;
+    Ok(plan::plan(&base, &target))
+}
+
+/// Connects and reads one side's catalog.
+pub fn read(url: &str) -> Result<catalog::Catalog> {
+    let db = Db::connect(url)?;
+    catalog::read(&db)
+}
+
+impl Report {
+    pub fn is_empty(&self) -> bool {
+        self.plan.changes.is_empty()
+    }
+}
