@@ -45,3 +45,24 @@ pub fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)
 }
+
+/// A name for a throwaway branch forked from `source`: `PREFIX-<source, sanitised>-<6 hex>`.
+/// Feature-name globs commonly allow `{principal}-*`, so callers put a principal first.
+pub fn throwaway_name(prefix: &str, source: &str) -> String {
+    let mut stem: String = source
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    stem.truncate(40);
+    format!(
+        "{prefix}-{}-{}",
+        stem.trim_matches('-'),
+        hex(&random_bytes::<3>())
+    )
+}

@@ -192,24 +192,11 @@ fn resolve(
         let info = super::connect::target_info(dd, api, &s.branch, database, false)?;
         return Ok((info.url, s.branch.clone()));
     };
-    let suffix = crate::util::hex(&crate::util::random_bytes::<3>());
     let prefix = match crate::api::client::acting_principal()? {
         Some((name, _)) => format!("{name}-diff"),
         None => "diff".into(),
     };
-    let mut stem: String = s
-        .branch
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    stem.truncate(40);
-    let name = format!("{prefix}-{}-{suffix}", stem.trim_matches('-'));
+    let name = crate::util::throwaway_name(&prefix, &s.branch);
     let mut spec = BranchSpec {
         source_branch: Some(api.branch_name(&s.branch)),
         ttl: Some("3600s".into()),

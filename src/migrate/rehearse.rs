@@ -96,19 +96,7 @@ pub fn rehearse(
     scripts: &[Script],
     opts: &Options,
 ) -> Result<Report> {
-    let suffix = crate::util::hex(&crate::util::random_bytes::<3>());
-    let mut base: String = source
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    base.truncate(40);
-    let name = format!("{}-{}-{suffix}", opts.prefix, base.trim_matches('-'));
+    let name = crate::util::throwaway_name(&opts.prefix, source);
     eprintln!("forking '{name}' from '{source}'…");
     api.create(
         &name,
