@@ -110,7 +110,7 @@ pub enum BranchCmd {
 }
 
 /// `--at` as the API takes it: `(field, value)` for an lsn (digits or `X/Y`) or a time.
-fn at_field(at: &str) -> (&'static str, String) {
+pub(super) fn at_field(at: &str) -> (&'static str, String) {
     if at.bytes().all(|b| b.is_ascii_digit()) || at.contains('/') {
         ("lsn", at.to_string())
     } else {

@@ -13,7 +13,6 @@ use clap::{Args, ValueEnum};
 use crate::api::lakebase::client::Branches;
 use crate::api::lakebase::types::BranchSpec;
 use crate::diff::{self, render, FileLint, Report};
-use crate::migrate::db::Db;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 pub enum Format {
@@ -202,10 +201,9 @@ fn resolve(
         ttl: Some("3600s".into()),
         ..Default::default()
     };
-    if at.bytes().all(|b| b.is_ascii_digit()) || at.contains('/') {
-        spec.source_branch_lsn = Some(at.clone());
-    } else {
-        spec.source_branch_time = Some(at.clone());
+    match super::branch::at_field(at) {
+        ("lsn", v) => spec.source_branch_lsn = Some(v),
+        (_, v) => spec.source_branch_time = Some(v),
     }
     eprintln!("forking '{name}' from '{}' at {at}…", s.branch);
     api.create(&name, spec)
@@ -239,37 +237,16 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// Lint findings of the migrations not yet applied on BASE.
+/// Lint findings of the migrations not yet applied on BASE. Without `--migrations`, the
+/// configured directory is linted only if it exists.
 fn lint(dir: Option<&Path>, base_url: &str) -> Result<Vec<FileLint>> {
-    let dir = match dir {
-        Some(d) => d.to_path_buf(),
-        None => {
-            let cfg = super::config::load()?;
-            let root = cfg
-                .path
-                .as_ref()
-                .and_then(|p| p.parent())
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("."));
-            let d = root.join(
-                cfg.migrations
-                    .dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("migrations")),
-            );
-            if !d.is_dir() {
-                return Ok(vec![]);
-            }
-            d
-        }
-    };
+    let explicit = dir.is_some();
+    let (dir, settings) = super::migrate::configured(dir.map(Path::to_path_buf))?;
+    if !explicit && !dir.is_dir() {
+        return Ok(vec![]);
+    }
     let scripts = crate::migrate::script::load(&dir)?;
-    let db = Db::connect(base_url)?;
-    let settings = crate::migrate::Settings::default();
-    let runner = crate::migrate::run::Runner::new(&db, &settings, &scripts)?;
-    let applied = runner.history()?;
-    let plan = runner.plan(&applied);
-    let pending: Vec<String> = plan.pending().iter().map(|s| s.script.clone()).collect();
+    let pending = super::migrate::pending_on(base_url, &settings, &scripts)?;
     let mut out = vec![];
     for s in scripts.iter().filter(|s| pending.contains(&s.script)) {
         let findings = crate::migrate::lint::lint(&s.text)

@@ -25,7 +25,7 @@ pub struct MigrateArgs {
     cmd: MigrateCmd,
 }
 
-#[derive(Args)]
+#[derive(Args, Default)]
 struct Common {
     /// The branch to migrate (through the proxy, or the Lakebase endpoint with --target
     /// lakebase).
@@ -168,6 +168,29 @@ fn project(c: &Common) -> Result<Project> {
             target,
         },
     })
+}
+
+/// The migrations directory and settings lakelet.toml gives, `dir` overriding the directory:
+/// what `lakelet diff` lints, read the way `lakelet migrate` reads them.
+pub(super) fn configured(dir: Option<PathBuf>) -> Result<(PathBuf, Settings)> {
+    let p = project(&Common {
+        dir,
+        ..Default::default()
+    })?;
+    Ok((p.dir, p.settings))
+}
+
+/// The script names (`V2__x.sql`) not yet applied on the database at `url`.
+pub(super) fn pending_on(
+    url: &str,
+    settings: &Settings,
+    scripts: &[script::Script],
+) -> Result<Vec<String>> {
+    let db = Db::connect(url)?;
+    let runner = Runner::new(&db, settings, scripts)?;
+    let applied = runner.history()?;
+    let plan = runner.plan(&applied);
+    Ok(plan.pending().iter().map(|s| s.script.clone()).collect())
 }
 
 /// The connection string and the user to record for the target.
@@ -361,11 +384,7 @@ fn lint_cmd(
                 None => None,
             };
             let (url, _) = connection(dd, api.as_ref(), c)?;
-            let db = Db::connect(&url)?;
-            let runner = Runner::new(&db, &proj.settings, &scripts)?;
-            let applied = runner.history()?;
-            let p = runner.plan(&applied);
-            Some(p.pending().iter().map(|s| s.script.clone()).collect())
+            Some(pending_on(&url, &proj.settings, &scripts)?)
         } else {
             None
         };

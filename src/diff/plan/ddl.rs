@@ -479,13 +479,19 @@ pub fn concurrently(def: &str) -> String {
     def.to_string()
 }
 
+/// `DISABLE` / `ENABLE REPLICA` / `ENABLE ALWAYS` for a trigger's `tgenabled` (or an event
+/// trigger's `evtenabled`); None for the default, enabled.
+fn enable_clause(o: &Object) -> Option<&'static str> {
+    match o.prop("enabled") {
+        "D" => Some("DISABLE"),
+        "R" => Some("ENABLE REPLICA"),
+        "A" => Some("ENABLE ALWAYS"),
+        _ => None,
+    }
+}
+
 pub fn trigger_enable(o: &Object) -> Option<Stmt> {
-    let how = match o.prop("enabled") {
-        "D" => "DISABLE",
-        "R" => "ENABLE REPLICA",
-        "A" => "ENABLE ALWAYS",
-        _ => return None,
-    };
+    let how = enable_clause(o)?;
     Some(Stmt::tx(format!(
         "ALTER TABLE {} {how} TRIGGER {}",
         parent(o),
@@ -494,12 +500,7 @@ pub fn trigger_enable(o: &Object) -> Option<Stmt> {
 }
 
 pub fn event_trigger_enable(o: &Object) -> Option<Stmt> {
-    let how = match o.prop("enabled") {
-        "D" => "DISABLE",
-        "R" => "ENABLE REPLICA",
-        "A" => "ENABLE ALWAYS",
-        _ => return None,
-    };
+    let how = enable_clause(o)?;
     Some(Stmt::tx(format!(
         "ALTER EVENT TRIGGER {} {how}",
         o.key.name

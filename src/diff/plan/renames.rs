@@ -70,6 +70,8 @@ pub(super) fn possible_renames(
     };
     let mut flags = vec![];
     for d in dropped {
+        // A dropped table's columns, read once, not once per added table.
+        let d_shape = (d.kind == Kind::Table).then(|| shape(base, d));
         for a in added {
             if d.kind != a.kind {
                 continue;
@@ -77,7 +79,8 @@ pub(super) fn possible_renames(
             let (bo, to) = (&base.objects[d], &target.objects[a]);
             let similar = match d.kind {
                 Kind::Table => {
-                    bo.extra("schema") == to.extra("schema") && shape(base, d) == shape(target, a)
+                    bo.extra("schema") == to.extra("schema")
+                        && d_shape.as_ref() == Some(&shape(target, a))
                 }
                 Kind::Column => bo.parent == to.parent && bo.prop("type") == to.prop("type"),
                 _ => false,
