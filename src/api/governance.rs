@@ -23,6 +23,8 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/policy/apply", post(apply_policy))
         .route("/audit", get(audit))
         .route("/promotions", post(promote))
+        .route("/rollbacks", post(rollback))
+        .route("/workflow-events", post(workflow_event))
 }
 
 fn bad(m: impl Into<String>) -> ApiError {
@@ -300,4 +302,86 @@ async fn promote(
         })
         .map_err(ApiError::from);
     d.audited(&c, name, &req.to, args, &dec, r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    pub tier: String,
+    pub snapshot: String,
+}
+
+/// Repoints a tier at one of its own pre-migration snapshots (`lakelet rollback`).
+async fn rollback(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Json(req): Json<RollbackRequest>,
+) -> ApiResult<crate::storage::BranchInfo> {
+    let tier = d.facts(&req.tier)?;
+    let snap = d.facts(&req.snapshot)?;
+    let args = serde_json::json!({ "snapshot": req.snapshot });
+    let action = Action::Rollback {
+        tier: &tier,
+        snapshot: &snap,
+    };
+    let dec = d.enforce(&c, &action, &req.tier, args.clone())?;
+    let source = d.computes.store().branch(&req.snapshot)?.parent;
+    let r = if source.as_deref() != Some(req.tier.as_str()) {
+        Err(bad(format!(
+            "'{}' is a snapshot of {}, not of '{}'; a tier rolls back to its own snapshots only",
+            req.snapshot,
+            source.map_or("nothing".into(), |s| format!("'{s}'")),
+            req.tier
+        )))
+    } else {
+        d.computes
+            .rollback(&req.tier, &req.snapshot)
+            .await
+            .map(Json)
+            .map_err(ApiError::from)
+    };
+    d.audited(&c, "rollback", &req.tier, args, &dec, r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowEvent {
+    /// `scm.<gate>`, `ci.<step>` or `promote.<step>`.
+    pub action: String,
+    pub target: String,
+    #[serde(default)]
+    pub args: serde_json::Value,
+    /// Empty when the transition happened; else why it was refused or failed.
+    #[serde(default)]
+    pub refused: String,
+}
+
+/// Records an SCM transition (or its refusal) in the one audit trail, as the caller. The
+/// gates run in the CLI next to git; what they do to branches the daemon decides and audits
+/// itself, and this adds the workflow's own steps under names no API action uses.
+async fn workflow_event(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Json(e): Json<WorkflowEvent>,
+) -> ApiResult<serde_json::Value> {
+    if !["scm.", "ci.", "promote."]
+        .iter()
+        .any(|p| e.action.starts_with(p))
+        || e.action.len() > 64
+    {
+        return Err(bad(format!(
+            "workflow event {:?}: the action must start with scm., ci. or promote.",
+            e.action
+        )));
+    }
+    let dec = crate::policy::Decision {
+        allowed: e.refused.is_empty(),
+        rule: "scm-gate".into(),
+        reason: e.refused.chars().take(2000).collect(),
+        access: None,
+        mask: false,
+    };
+    d.gov
+        .record(&c.actor, c.via, &e.action, &e.target, e.args, &dec, &Ok(()));
+    Ok(Json(serde_json::json!({ "recorded": e.action })))
 }

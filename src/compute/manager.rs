@@ -647,21 +647,43 @@ impl Computes {
         let restore = restore.map(|(f, at)| (f.to_string(), at));
         self.detached(name, move |c, n| {
             Box::pin(async move {
-                c.repoint_now(n, restore.as_ref().map(|(f, at)| (f.as_str(), *at)))
+                c.repoint_now(n, restore.as_ref().map(|(f, at)| (f.as_str(), *at)), false)
                     .await
             })
         })
         .await
     }
 
-    async fn repoint_now(&self, name: &str, restore: Option<(&str, At)>) -> Result<BranchInfo> {
+    /// Repoints a tier at one of its snapshots: a restore that protection does not stop,
+    /// because undoing a merge or promotion is what a tier's snapshot is for (the policy
+    /// decided who may; see `Action::Rollback`).
+    pub async fn rollback(self: &Arc<Self>, tier: &str, snapshot: &str) -> Result<BranchInfo> {
+        let snapshot = snapshot.to_string();
+        self.detached(tier, move |c, n| {
+            Box::pin(async move { c.repoint_now(n, Some((&snapshot, At::Head)), true).await })
+        })
+        .await
+    }
+
+    async fn repoint_now(
+        &self,
+        name: &str,
+        restore: Option<(&str, At)>,
+        protected_ok: bool,
+    ) -> Result<BranchInfo> {
         let info = self.store.branch(name)?;
         let action = if restore.is_some() {
             "restored"
         } else {
             "reset"
         };
-        if let Some(why) = Lifecycle::decode(&info.annotations).refuse(name, action) {
+        let l = Lifecycle::decode(&info.annotations);
+        let refusal = if protected_ok && l.deleted_at.is_none() {
+            None
+        } else {
+            l.refuse(name, action)
+        };
+        if let Some(why) = refusal {
             return Err(Refused(why).into());
         }
         let parent = match restore {

@@ -193,6 +193,11 @@ pub enum Action<'a> {
         from: &'a Facts,
         to: &'a Facts,
     },
+    /// Repointing a tier at one of its own snapshots (undoing a merge or promotion).
+    Rollback {
+        tier: &'a Facts,
+        snapshot: &'a Facts,
+    },
     /// Principals, the policy, gc, import, shutdown.
     Admin {
         what: &'a str,
@@ -213,6 +218,7 @@ impl Action<'_> {
             Action::Update { .. } => "branch.update",
             Action::Promote { from, .. } if !from.tier => "merge",
             Action::Promote { .. } => "promote",
+            Action::Rollback { .. } => "rollback",
             Action::Admin { .. } => "admin",
             Action::ReadAudit => "audit.read",
         }
@@ -637,6 +643,37 @@ impl Policy {
                     )
                 }
             }
+            Action::Rollback { tier, snapshot } => {
+                // Whoever may move changes into a tier may take them back out; nobody else.
+                if role.agent {
+                    return refuse(
+                        "agents-never-promote",
+                        format!("role {r} is an agent role, and agents never roll back a tier"),
+                    );
+                }
+                if !role.promote {
+                    return refuse(
+                        format!("roles.{r}.promote"),
+                        format!("role {r} may not roll back a tier (it needs the promote right)"),
+                    );
+                }
+                if !tier.tier || !snapshot.snapshot {
+                    return refuse(
+                        "rollback",
+                        format!(
+                            "rollback repoints a tier at one of its snapshots; '{}' is {}a tier and '{}' is {}a snapshot",
+                            tier.name,
+                            if tier.tier { "" } else { "not " },
+                            snapshot.name,
+                            if snapshot.snapshot { "" } else { "not " }
+                        ),
+                    );
+                }
+                allow(
+                    format!("roles.{r}.promote"),
+                    format!("'{}' back to its snapshot '{}'", tier.name, snapshot.name),
+                )
+            }
             Action::Admin { what } => {
                 if role.admin {
                     allow(format!("roles.{r}.admin"), "")
@@ -775,6 +812,40 @@ mod tests {
             )
             .allowed
         );
+    }
+
+    #[test]
+    fn a_tier_rolls_back_to_a_snapshot_for_promoters_only() {
+        let p = policy();
+        let staging = p.facts("staging", false, None, None, false);
+        let snap = p.facts(
+            "staging-pre-promote-1",
+            true,
+            None,
+            Some("staging".into()),
+            false,
+        );
+        let f = p.facts(
+            "f",
+            false,
+            Some("alice".into()),
+            Some("staging".into()),
+            false,
+        );
+        let rollback = |t, s| Action::Rollback {
+            tier: t,
+            snapshot: s,
+        };
+        let d = p.decide(&who(OWNER, "platform"), &rollback(&staging, &snap));
+        assert!(d.allowed, "{d:?}");
+        let d = p.decide(&who("alice", "developer"), &rollback(&staging, &snap));
+        assert!(!d.allowed && d.rule == "roles.developer.promote", "{d:?}");
+        let d = p.decide(&who("bot", "agent"), &rollback(&staging, &snap));
+        assert!(!d.allowed && d.rule == "agents-never-promote", "{d:?}");
+        for (t, s) in [(&f, &snap), (&staging, &f)] {
+            let d = p.decide(&who(OWNER, "platform"), &rollback(t, s));
+            assert!(!d.allowed && d.rule == "rollback", "{d:?}");
+        }
     }
 
     #[test]
