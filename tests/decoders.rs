@@ -353,7 +353,7 @@ mod proxy_startup {
                 }
                 Ok(None) => {
                     assert_eq!(buf, before, "Ok(None) consumed bytes");
-                    assert!(length_field(&before, 0).map_or(true, |len| before.len() < len));
+                    assert!(length_field(&before, 0).is_none_or(|len| before.len() < len));
                     return;
                 }
                 Err(_) => return,
@@ -379,7 +379,7 @@ mod proxy_startup {
                 }
                 Ok(None) => {
                     assert_eq!(buf, before, "Ok(None) consumed bytes");
-                    assert!(length_field(&before, 1).map_or(true, |len| before.len() < 1 + len));
+                    assert!(length_field(&before, 1).is_none_or(|len| before.len() < 1 + len));
                     return;
                 }
                 Err(_) => return,

@@ -95,7 +95,7 @@ impl<'a> Plan<'a> {
             let live = self.latest(&v).is_some_and(|l| {
                 l.success && (l.kind == history::SQL || l.kind == history::BASELINE)
             });
-            if live && best.as_ref().map_or(true, |b| v > *b) {
+            if live && best.as_ref().is_none_or(|b| v > *b) {
                 best = Some(v);
             }
         }
@@ -121,7 +121,7 @@ impl<'a> Plan<'a> {
                 if baseline.as_ref().is_some_and(|b| v <= b) {
                     return false;
                 }
-                self.out_of_order || current.as_ref().map_or(true, |c| v > c)
+                self.out_of_order || current.as_ref().is_none_or(|c| v > c)
             })
             .collect();
         out.extend(
@@ -129,7 +129,7 @@ impl<'a> Plan<'a> {
                 .iter()
                 .filter(|s| s.kind == Kind::Repeatable)
                 .filter(|s| {
-                    self.latest_repeatable(&s.description).map_or(true, |a| {
+                    self.latest_repeatable(&s.description).is_none_or(|a| {
                         a.kind == history::DELETE || a.checksum != Some(s.checksum) || !a.success
                     })
                 }),

@@ -142,19 +142,17 @@ impl AuditLog {
         };
         let mut out: Vec<Record> = all
             .into_iter()
-            .filter(|r| f.after_seq.map_or(true, |s| r.seq > s))
+            .filter(|r| f.after_seq.is_none_or(|s| r.seq > s))
             .filter(|r| {
-                since.map_or(true, |t| {
-                    crate::storage::parse_time(&r.time).is_ok_and(|rt| rt >= t)
-                })
+                since.is_none_or(|t| crate::storage::parse_time(&r.time).is_ok_and(|rt| rt >= t))
             })
-            .filter(|r| f.principal.as_ref().map_or(true, |p| &r.principal == p))
+            .filter(|r| f.principal.as_ref().is_none_or(|p| &r.principal == p))
             .filter(|r| {
-                f.action.as_ref().map_or(true, |a| {
-                    r.action == *a || r.action.starts_with(&format!("{a}."))
-                })
+                f.action
+                    .as_ref()
+                    .is_none_or(|a| r.action == *a || r.action.starts_with(&format!("{a}.")))
             })
-            .filter(|r| f.decision.as_ref().map_or(true, |d| &r.decision == d))
+            .filter(|r| f.decision.as_ref().is_none_or(|d| &r.decision == d))
             .collect();
         if let Some(n) = f.limit {
             let skip = out.len().saturating_sub(n);

@@ -310,7 +310,7 @@ impl Branches {
                 e.status
                     .as_ref()
                     .and_then(|s| s.endpoint_type.as_deref())
-                    .map_or(true, |t| t == "ENDPOINT_TYPE_READ_WRITE")
+                    .is_none_or(|t| t == "ENDPOINT_TYPE_READ_WRITE")
             })
             .ok_or_else(|| anyhow!("branch '{id}' has no read-write endpoint; create one first"))
     }

@@ -188,7 +188,7 @@ pub(super) fn page<T>(
     };
     let mut rest: Vec<(String, T)> = items
         .into_iter()
-        .filter(|(id, _)| after.as_ref().map_or(true, |a| id > a))
+        .filter(|(id, _)| after.as_ref().is_none_or(|a| id > a))
         .collect();
     let more = rest.len() > size;
     rest.truncate(size);
