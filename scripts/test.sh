@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 lakelet_require_cargo
 # The proxy tests also drive a Python client (psycopg2, on libpq); the API tests drive the
-# official Databricks SDK and schemathesis, from PyPI into a venv kept between runs.
-LAKELET_PACKAGES+=(python3 python3-psycopg2 python3-venv)
+# official Databricks SDK and schemathesis, from PyPI into a venv kept between runs. The SCM
+# tests drive git.
+LAKELET_PACKAGES+=(python3 python3-psycopg2 python3-venv git)
 lakelet_install_deps
 venv="${LAKELET_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/lakelet/venv}"
 py_pins=(databricks-sdk==0.156.0 psycopg2-binary==2.9.13 schemathesis==4.32.5)

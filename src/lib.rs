@@ -10,5 +10,6 @@ pub mod fs;
 pub mod migrate;
 pub mod policy;
 pub mod proxy;
+pub mod scm;
 pub mod storage;
 pub mod util;

@@ -300,7 +300,7 @@ fn every_rule_holds_in_every_shape_for_principals_acting_at_once() {
                 assert_eq!(r, Err("42501".into()), "bot on main via {db}");
             }
             assert_eq!(pg(&d, "bot", &bot, "bot-work", "postgres", "select count(*) from customers").unwrap()[0][0], "2000");
-            refused_as(&d, "bot", &bot, &["promote", "bot-work", "staging"], "agents-never-promote");
+            refused_as(&d, "bot", &bot, &["promote", "--grant-only", "bot-work", "staging"], "agents-never-promote");
             let (st, _) = api(&d, &bot, "POST", "/lakelet/v1/promotions", Some(serde_json::json!({ "from": "qa", "to": "staging" })));
             assert_eq!(st, 403);
             refused_as(&d, "bot", &bot, &["gc"], "roles.agent.admin");
@@ -342,14 +342,14 @@ fn every_rule_holds_in_every_shape_for_principals_acting_at_once() {
                 &d,
                 "ci1",
                 &ci,
-                &["promote", "qa", "main"],
+                &["promote", "--grant-only", "qa", "main"],
                 "promotion-chain",
             );
             refused_as(
                 &d,
                 "ci1",
                 &ci,
-                &["promote", "ci-pr-1", "staging"],
+                &["promote", "--grant-only", "ci-pr-1", "staging"],
                 "promotion-chain",
             );
             refused_as(
@@ -363,7 +363,7 @@ fn every_rule_holds_in_every_shape_for_principals_acting_at_once() {
                 &d,
                 "ci1",
                 &ci,
-                &["--json", "promote", "ci-pr-1", "qa"],
+                &["--json", "promote", "--grant-only", "ci-pr-1", "qa"],
             ))
             .unwrap();
             let token = g["token"].as_str().unwrap();
@@ -382,7 +382,12 @@ fn every_rule_holds_in_every_shape_for_principals_acting_at_once() {
                 pg(&d, "ci1", token, "staging", "postgres", "select 1"),
                 Err("28P01".into())
             );
-            ok_as(&d, "ci1", &ci, &["promote", "qa", "staging"]);
+            ok_as(
+                &d,
+                "ci1",
+                &ci,
+                &["promote", "--grant-only", "qa", "staging"],
+            );
             let audit: Vec<Value> = serde_json::from_str(&ok_as(
                 &d,
                 "ci1",

@@ -26,6 +26,7 @@ pub struct Config {
     pub project: ProjectTable,
     pub target: TargetTable,
     pub migrations: MigrationsTable,
+    pub ci: CiTable,
     /// Where it was read from, for messages.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -41,6 +42,15 @@ pub struct ProjectTable {
 #[serde(default, deny_unknown_fields)]
 pub struct TargetTable {
     pub default: Option<TargetKind>,
+}
+
+/// `[ci]`: what `lakelet ci pr` runs against the PR's database branch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CiTable {
+    /// The project's test command, run by `sh -c` in the project directory with
+    /// DATABASE_URL set.
+    pub test: Option<String>,
 }
 
 /// `[migrations]`: where the files are and how the runner treats them.

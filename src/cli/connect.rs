@@ -89,6 +89,23 @@ pub fn conn_info(
     ))
 }
 
+/// A URL for `branch` through the proxy as `user` with `password`: a promotion grant's
+/// credentials instead of the acting principal's.
+pub fn url_as(dd: &Path, branch: &str, user: &str, password: &str) -> Result<String> {
+    let info = conn_info(dd, &Client::connect(dd)?, branch, "postgres", false)?;
+    Ok(build(
+        branch,
+        info.host,
+        info.port,
+        user.to_string(),
+        Some(password.to_string()),
+        info.database,
+        info.options,
+        None,
+    )
+    .url)
+}
+
 /// A branch on a Lakebase workspace: its endpoint's host, a short-lived credential from the
 /// credentials endpoint as the password, TLS required. The user is the workspace identity:
 /// `PGUSER`, else `DATABRICKS_USER`, else the workspace's answer for the token's owner.

@@ -246,15 +246,5 @@ fn lint(dir: Option<&Path>, base_url: &str) -> Result<Vec<FileLint>> {
         return Ok(vec![]);
     }
     let scripts = crate::migrate::script::load(&dir)?;
-    let pending = super::migrate::pending_on(base_url, &settings, &scripts)?;
-    let mut out = vec![];
-    for s in scripts.iter().filter(|s| pending.contains(&s.script)) {
-        let findings = crate::migrate::lint::lint(&s.text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", s.script))?;
-        out.push(FileLint {
-            file: s.script.clone(),
-            findings,
-        });
-    }
-    Ok(out)
+    diff::lint_pending(base_url, &settings, &scripts)
 }

@@ -181,11 +181,7 @@ pub(super) fn configured(dir: Option<PathBuf>) -> Result<(PathBuf, Settings)> {
 }
 
 /// The script names (`V2__x.sql`) not yet applied on the database at `url`.
-pub(super) fn pending_on(
-    url: &str,
-    settings: &Settings,
-    scripts: &[script::Script],
-) -> Result<Vec<String>> {
+fn pending_on(url: &str, settings: &Settings, scripts: &[script::Script]) -> Result<Vec<String>> {
     let db = Db::connect(url)?;
     let runner = Runner::new(&db, settings, scripts)?;
     let applied = runner.history()?;
@@ -389,7 +385,7 @@ fn lint_cmd(
             None
         };
         for s in scripts.iter().filter(|s| s.kind != Kind::Undo) {
-            if only.as_ref().map_or(true, |o| o.contains(&s.script)) {
+            if only.as_ref().is_none_or(|o| o.contains(&s.script)) {
                 inputs.push((s.script.clone(), s.text.clone()));
             }
         }

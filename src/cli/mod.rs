@@ -9,10 +9,11 @@ mod daemon;
 mod diff;
 mod migrate;
 mod policy;
+mod scm;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::api::client::Client;
@@ -117,11 +118,21 @@ enum Cmd {
     },
     /// Run one full garbage-collection pass now.
     Gc,
-    /// Write a commented starter lakelet.toml (tiers, roles, masking) here.
+    /// Scaffold a project here: lakelet.toml (tiers, roles, masking), migrations/, the CI
+    /// workflows (.github/workflows/pr.yml, merge.yml, cleanup-orphans.yml) and the SCM state
+    /// (.lakebase/workflow-state.json at scaffold-complete). Existing files are kept.
     Init {
+        /// Rewrite lakelet.toml and the workflows (never the state file).
         #[arg(long)]
         force: bool,
     },
+    /// The SCM gate engine: one command per transition of scaffold-complete → feature-claimed
+    /// → pr-ready → ci-green → merged.
+    #[command(subcommand)]
+    Scm(scm::ScmCmd),
+    /// What the CI workflows run (the same on a laptop): ci pr, ci merge, ci cleanup-orphans.
+    #[command(subcommand)]
+    Ci(scm::CiCmd),
     /// Check, show or apply the policy (lakelet.toml's tiers, roles and masking).
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
@@ -130,9 +141,23 @@ enum Cmd {
     Principal(policy::PrincipalCmd),
     /// Read the audit trail (also `select … from audit` in the proxy's `lakelet` database).
     Audit(policy::AuditArgs),
-    /// Merge a feature into its tier, or promote a tier into its parent: checks the chain and
-    /// prints a one-hour write grant on the target for applying the migrations.
-    Promote { from: String, to: String },
+    /// Promote a tier into its parent: the migrations FROM verified, applied to its parent
+    /// behind a snapshot (`lakelet rollback PARENT` undoes it).
+    Promote {
+        from: String,
+        /// The parent tier (checked; the default).
+        to: Option<String>,
+        /// Only check the chain and print a one-hour write grant on TO (FROM may be a feature
+        /// merging into its tier); apply nothing.
+        #[arg(long)]
+        grant_only: bool,
+    },
+    /// Repoint a tier at a pre-migration snapshot (default: its newest).
+    Rollback {
+        tier: String,
+        #[arg(long, value_name = "SNAPSHOT")]
+        to: Option<String>,
+    },
     /// Who the CLI acts as.
     Whoami,
     /// Versioned migrations (Flyway-compatible): migrate, info, validate, repair, baseline,
@@ -234,11 +259,36 @@ pub fn run(cli: Cli) -> Result<()> {
             });
         }
         Cmd::Debug(DebugCmd::CrashWriter) => crash_writer(dd)?,
-        Cmd::Init { force } => policy::init(&std::env::current_dir()?, json, force)?,
+        Cmd::Init { force } => scm::init(json, cli.project.as_deref(), force)?,
+        Cmd::Scm(c) => scm::scm(dd, json, cli.target, cli.project.as_deref(), c)?,
+        Cmd::Ci(c) => scm::ci(dd, json, cli.target, cli.project.as_deref(), c)?,
+        Cmd::Rollback { tier, to } => scm::rollback(
+            dd,
+            json,
+            cli.target,
+            cli.project.as_deref(),
+            &tier,
+            to.as_deref(),
+        )?,
         Cmd::Policy(c) => policy::policy(dd, json, c)?,
         Cmd::Principal(c) => policy::principal(dd, json, c)?,
         Cmd::Audit(a) => policy::audit(dd, json, a)?,
-        Cmd::Promote { from, to } => policy::promote(dd, json, &from, &to)?,
+        Cmd::Promote {
+            from,
+            to,
+            grant_only: true,
+        } => {
+            let to = to.context("--grant-only needs TO")?;
+            policy::promote(dd, json, &from, &to)?
+        }
+        Cmd::Promote { from, to, .. } => scm::promote(
+            dd,
+            json,
+            cli.target,
+            cli.project.as_deref(),
+            &from,
+            to.as_deref(),
+        )?,
         Cmd::Whoami => policy::whoami(dd, json)?,
         Cmd::Migrate(a) => migrate::run(dd, json, cli.target, cli.project.as_deref(), a)?,
         Cmd::Diff(a) => diff::run(dd, json, cli.target, cli.project.as_deref(), a)?,

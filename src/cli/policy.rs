@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use super::print;
@@ -11,86 +11,6 @@ use crate::api::client::{seg, Client};
 use crate::policy::audit::Record;
 
 /// The file `lakelet init` writes: every table, commented, valid as it stands.
-pub const STARTER: &str = r#"# lakelet.toml: the project's database governance, version-controlled with the code.
-# `lakelet up` enforces it; after editing, `lakelet policy check` then `lakelet policy apply`.
-
-[project]
-id = "my-app"                 # the Lakebase project these branches mirror
-
-# The tier hierarchy: long-lived branches, each forked from its parent. The root tier (no
-# parent) is the branch `lakelet up` creates. Changes move up the chain one link at a time:
-# a feature merges into the tier it came from, a tier promotes into its parent.
-[tiers.main]
-production = true             # production data: agents never branch from or connect to it
-# raw_data = true             # (implied by production) only unmasked roles may connect
-# protected = true            # (the default for tiers) never deleted, reset or restored
-
-[tiers.staging]
-parent = "main"
-mask = true                   # created from main with the masking rules applied: no raw data
-
-[tiers.qa]
-parent = "staging"
-
-# Features: ephemeral branches forked from a tier.
-[features]
-from = "staging"              # the tier `lakelet branch create X` forks from by default
-ttl = "7d"                    # expiry of a feature created without --ttl
-name = ["{principal}-*", "ci-pr-*", "agent-*"]   # allowed names; {principal} is the creator
-
-# Roles. Branch selectors: "*" (all), "tiers", "features", "own" (features the principal
-# created), or a tier's name. migrate = write access over the proxy (else connect is
-# read-only).
-[roles.platform]              # required: the daemon's owner acts as platform
-create_from = ["*"]
-connect = ["*"]
-migrate = ["*"]
-reset = ["*"]
-delete = ["*"]
-promote = true
-protect = true
-admin = true                  # principals, the policy, gc, import; implies audit, superuser
-
-[roles.developer]
-create_from = ["main", "staging", "qa"]
-connect = ["own", "staging", "qa"]
-migrate = ["own"]
-reset = ["own"]
-delete = ["own"]
-
-[roles.agent]                 # agents never touch production and never promote
-create_from = ["staging", "qa"]
-connect = ["own"]
-migrate = ["own"]
-reset = ["own"]
-delete = ["own"]
-
-[roles.ci]
-create_from = ["staging", "qa"]
-connect = ["features", "staging", "qa"]
-migrate = ["features"]
-reset = ["features"]
-delete = ["features"]
-promote = true                # merge features into their tier, promote qa → staging → main
-audit = true
-
-# Principals may be declared here (their role then cannot be changed by `principal add`).
-# Each gets its secret with `lakelet principal add NAME --role ROLE`.
-# [principals.ci-runner]
-# role = "ci"
-
-# Masking: these roles get a masked copy when they branch from a tier with raw data, and
-# never connect to raw data. Methods: hash, email, null, fixed, partial.
-[masking]
-roles = ["developer", "agent"]
-
-[masking.columns]
-# "public.customers.email" = "email"
-# "public.customers.name" = "hash"
-# "public.customers.phone" = { method = "partial", keep_last = 4 }
-# "public.customers.notes" = "null"
-# "public.customers.ssn" = { method = "fixed", value = "000-00-0000" }
-"#;
 
 #[derive(Subcommand)]
 pub enum PolicyCmd {
@@ -117,26 +37,6 @@ pub enum PrincipalCmd {
     Remove {
         name: String,
     },
-}
-
-/// Writes the starter lakelet.toml into `dir`.
-pub fn init(dir: &Path, json: bool, force: bool) -> Result<()> {
-    let path = dir.join("lakelet.toml");
-    if path.exists() && !force {
-        bail!(
-            "{} exists; edit it, or pass --force to overwrite it with the starter",
-            path.display()
-        );
-    }
-    crate::util::write_atomically(&path, STARTER.as_bytes(), 0o644)?;
-    print(json, &serde_json::json!({ "written": path }), |_| {
-        format!(
-            "wrote {}: tiers main → staging → qa, roles platform, developer, agent, ci; \
-             `lakelet up` enforces it",
-            path.display()
-        )
-    });
-    Ok(())
 }
 
 /// Validates `path`, naming the line and field of a mistake.

@@ -51,6 +51,29 @@ pub fn compare(base_url: &str, target_url: &str) -> Result<plan::Plan> {
     Ok(plan::plan(&base, &target))
 }
 
+/// Lint findings of the migrations in `scripts` not yet applied on the database at
+/// `base_url` (what a PR would apply there), read with the migration runner's `settings`.
+pub fn lint_pending(
+    base_url: &str,
+    settings: &crate::migrate::Settings,
+    scripts: &[crate::migrate::script::Script],
+) -> Result<Vec<FileLint>> {
+    let db = Db::connect(base_url)?;
+    let runner = crate::migrate::run::Runner::new(&db, settings, scripts)?;
+    let applied = runner.history()?;
+    let plan = runner.plan(&applied);
+    let mut out = vec![];
+    for s in plan.pending() {
+        let findings = crate::migrate::lint::lint(&s.text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", s.script))?;
+        out.push(FileLint {
+            file: s.script.clone(),
+            findings,
+        });
+    }
+    Ok(out)
+}
+
 /// Connects and reads one side's catalog.
 pub fn read(url: &str) -> Result<catalog::Catalog> {
     let db = Db::connect(url)?;

@@ -23,6 +23,10 @@ pub mod principals;
 pub mod system;
 
 pub use governor::{Governor, Refusal};
+
+/// The commented lakelet.toml `lakelet init` writes: tiers main → staging → qa, the four
+/// roles, masking, migrations and CI.
+pub const STARTER: &str = include_str!("starter.toml");
 pub use model::{Access, Action, Actor, Decision, Facts, Policy, OWNER};
 
 /// A superuser session of the daemon's own on the Postgres listening in `sockdir` (masking,

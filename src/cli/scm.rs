@@ -1,0 +1,548 @@
+//! `lakelet init`, `lakelet scm …`, `lakelet ci …`, `lakelet promote` and `lakelet rollback`:
+//! the CLI side of the SCM gate engine. This file only builds the engine's [`Env`] for the
+//! target (local daemon or Lakebase) and prints; the gates live in `src/scm`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+use super::print;
+use crate::api::client::Client;
+use crate::api::lakebase::client::{Branches, TargetKind};
+use crate::scm::forge::Forge;
+use crate::scm::git::Git;
+use crate::scm::{self, state, Ctx, Env, Project};
+
+#[derive(Subcommand)]
+pub enum ScmCmd {
+    /// scaffold-complete|merged → feature-claimed: a git branch `feature/FEATURE` and a database
+    /// branch forked from the entry tier, paired.
+    Claim {
+        feature: String,
+        /// The tier to fork from; must be the entry tier (lakelet.toml [features] from).
+        #[arg(long)]
+        parent: Option<String>,
+    },
+    /// feature-claimed → pr-ready: migrations validate and rehearse against the tier, the
+    /// schema diff is written (.lakebase/schema-diff.md), the branch is pushed, the PR opened.
+    PreparePr,
+    /// pr-ready → ci-green: CI is green for HEAD.
+    WaitCi {
+        /// With no CI run for HEAD yet, run the pipeline here (`lakelet ci pr`).
+        #[arg(long)]
+        local: bool,
+    },
+    /// ci-green → merged: migrate the tier behind a snapshot, merge and push, delete the
+    /// ephemeral branches.
+    Merge,
+    /// Drop the feature in flight: its database branches, its PR; back to scaffold-complete.
+    Abandon {
+        /// Also delete the git branch (its commits stay reachable through the reflog).
+        #[arg(long)]
+        delete_branch: bool,
+    },
+    /// Print the workflow state (validated).
+    State {
+        /// Print the JSON Schema (draft-07) of the state file instead.
+        #[arg(long)]
+        schema: bool,
+    },
+    /// Cross-check the state file, git, the database branches and the scaffold.
+    Doctor {
+        /// Repair what is safe to repair: missing tiers, scaffold files.
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Delete your feature database branches whose git branch is gone; reset a state whose
+    /// feature lost both branches.
+    RecoverOrphans {
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum CiCmd {
+    /// Fork (or reuse) ci-pr-N from the PR's base tier, migrate, run `[ci] test` with
+    /// DATABASE_URL, write the schema-diff comment. Exits 1 when red.
+    Pr {
+        #[arg(long)]
+        number: u64,
+        /// The tier the PR merges into (default: the local PR's).
+        #[arg(long)]
+        base: Option<String>,
+        /// Where to write the schema-diff comment (Markdown).
+        #[arg(long)]
+        comment_file: Option<PathBuf>,
+    },
+    /// Snapshot the base tier, migrate it, delete ci-pr-N and the feature branch. The snapshot
+    /// is kept when a migration fails.
+    Merge {
+        #[arg(long)]
+        number: u64,
+        #[arg(long)]
+        base: Option<String>,
+        /// The feature's database branch (default: the local PR's).
+        #[arg(long)]
+        feature_branch: Option<String>,
+    },
+    /// Delete ci-pr-* branches whose PR is not open, and features whose PR or git branch is gone.
+    CleanupOrphans {
+        /// The open PR numbers, comma-separated (default: the local forge's).
+        #[arg(long)]
+        open_prs: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// The project: lakelet.toml (policy, migrations, `[ci]`) in this directory or above.
+fn project(project_flag: Option<&str>) -> Result<Project> {
+    let cfg = super::config::load()?;
+    let path = cfg
+        .path
+        .clone()
+        .context("no lakelet.toml here or above; `lakelet init` scaffolds the project")?;
+    let policy = super::policy::check_file(&path)?;
+    if !policy.declared {
+        bail!(
+            "{} declares no tiers; the workflow needs them (`lakelet init --force` writes the starter)",
+            path.display()
+        );
+    }
+    let (migrations, settings) = super::migrate::configured(None)?;
+    Ok(Project {
+        dir: path.parent().expect("a file").to_path_buf(),
+        id: super::config::project_id(project_flag)?,
+        policy,
+        migrations,
+        settings,
+        test_command: cfg.ci.test.clone(),
+    })
+}
+
+/// `lakelet init`.
+pub fn init(json: bool, project_flag: Option<&str>, force: bool) -> Result<()> {
+    let dir = std::env::current_dir()?;
+    let s = scm::scaffold::init(&dir, project_flag, force, &|| project(project_flag))?;
+    print(json, &s, |s| {
+        let mut out: Vec<String> = s
+            .written
+            .iter()
+            .map(|p| format!("wrote {}", p.display()))
+            .collect();
+        out.extend(s.kept.iter().map(|p| format!("kept  {}", p.display())));
+        out.push(format!(
+            "workflow at {} (project {}, tier_topology {}); next: `lakelet scm claim FEATURE`",
+            s.state.state, s.state.project_id, s.state.tier_topology
+        ));
+        out.join("\n")
+    });
+    Ok(())
+}
+
+struct Parts {
+    project: Project,
+    api: Branches,
+    git: Git,
+    forge: Forge,
+    principal: String,
+}
+
+fn parts(dd: &Path, target: Option<TargetKind>, project_flag: Option<&str>) -> Result<Parts> {
+    let project = project(project_flag)?;
+    let api = super::config::branches(dd, target, project_flag)?;
+    let git = Git::open(&project.dir)?;
+    let forge = Forge::at(git.records_dir()?);
+    let principal = if api.kind == TargetKind::Local {
+        let w: crate::api::governance::WhoAmI = Client::connect(dd)?.get("/whoami")?;
+        w.principal
+    } else {
+        match crate::api::client::acting_principal()? {
+            Some((p, _)) => p,
+            None => "feature".into(),
+        }
+    };
+    Ok(Parts {
+        project,
+        api,
+        git,
+        forge,
+        principal,
+    })
+}
+
+/// Runs `f` with the engine's environment for the target.
+fn with_env<T>(dd: &Path, parts: &Parts, f: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
+    let api = &parts.api;
+    let local = api.kind == TargetKind::Local;
+    let connect = |b: &str| -> Result<String> {
+        Ok(super::connect::target_info(dd, api, b, "postgres", false)?.url)
+    };
+    let grant = |from: &str, to: &str| -> Result<String> {
+        if !local {
+            // Lakebase decides with the workspace identity's own permissions.
+            return connect(to);
+        }
+        let g: crate::api::governance::Grant = Client::connect(dd)?.post(
+            "/promotions",
+            &serde_json::json!({ "from": from, "to": to }),
+        )?;
+        super::connect::url_as(dd, to, &g.user, &g.token)
+    };
+    let rollback = |tier: &str, snapshot: &str| -> Result<()> {
+        if !local {
+            bail!(
+                "Lakebase cannot repoint a branch in place; create a branch from the snapshot \
+                 '{snapshot}' and move the application to it"
+            );
+        }
+        let _: serde_json::Value = Client::connect(dd)?.post(
+            "/rollbacks",
+            &serde_json::json!({ "tier": tier, "snapshot": snapshot }),
+        )?;
+        Ok(())
+    };
+    let project_dir = parts.project.dir.clone();
+    let audit = |e: &scm::Event| {
+        let r = if local {
+            Client::connect(dd).and_then(|c| {
+                c.post::<serde_json::Value>("/workflow-events", e)
+                    .map(|_| ())
+            })
+        } else {
+            append_local_audit(&project_dir, e)
+        };
+        if let Err(err) = r {
+            eprintln!(
+                "warning: the audit record of {} was not written: {err:#}",
+                e.action
+            );
+        }
+    };
+    let env = Env {
+        api,
+        connect: &connect,
+        grant: &grant,
+        rollback: &rollback,
+        audit: &audit,
+        principal: parts.principal.clone(),
+    };
+    f(&env)
+}
+
+/// Against Lakebase there is no lakelet daemon to keep the trail: a JSON line per event in
+/// `.lakebase/audit.jsonl`.
+fn append_local_audit(dir: &Path, e: &scm::Event) -> Result<()> {
+    use std::io::Write;
+    let p = dir.join(".lakebase/audit.jsonl");
+    std::fs::create_dir_all(p.parent().expect("a file"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)?;
+    let mut v = serde_json::to_value(e)?;
+    v["time"] = serde_json::Value::String(state::now());
+    writeln!(f, "{v}")?;
+    Ok(())
+}
+
+pub fn scm(
+    dd: &Path,
+    json: bool,
+    target: Option<TargetKind>,
+    project_flag: Option<&str>,
+    cmd: ScmCmd,
+) -> Result<()> {
+    if let ScmCmd::State { schema: true } = cmd {
+        print!("{}", state::SCHEMA);
+        return Ok(());
+    }
+    if let ScmCmd::State { .. } = cmd {
+        let dir = project(project_flag)?.dir;
+        let s = state::load(&dir)?;
+        print(json, &s, |s| {
+            serde_json::to_string_pretty(s).expect("serializable")
+        });
+        return Ok(());
+    }
+    let parts = parts(dd, target, project_flag)?;
+    with_env(dd, &parts, |env| {
+        let cx = Ctx {
+            project: &parts.project,
+            env,
+            git: &parts.git,
+            forge: &parts.forge,
+        };
+        match cmd {
+            ScmCmd::Claim { feature, parent } => {
+                let s = scm::gates::claim(&cx, &feature, parent.as_deref())?;
+                print(json, &s, |s| {
+                    format!(
+                        "feature-claimed: git branch '{}' and database branch '{}' ({}), forked from '{}'",
+                        s.get("branch"),
+                        env.feature_branch(s.get("feature_id")),
+                        s.get("lakebase_branch_uid"),
+                        s.get("parent_branch")
+                    )
+                });
+            }
+            ScmCmd::PreparePr => {
+                let r = scm::gates::prepare_pr(&cx)?;
+                print(json, &r, |r| {
+                    format!(
+                        "pr-ready: pushed '{}', pull request #{} ({})\nrehearsed {} migrations on a throwaway branch of '{}'; schema diff in {}",
+                        r.pr.head,
+                        r.pr.number,
+                        r.pr.url,
+                        r.rehearsal.migrations.len(),
+                        r.pr.base,
+                        r.diff.display()
+                    )
+                });
+            }
+            ScmCmd::WaitCi { local } => {
+                let (s, run) = scm::gates::wait_ci(&cx, local)?;
+                print(json, &s, |_| {
+                    format!("ci-green: {} passed for {}", run.id, &run.sha[..12])
+                });
+            }
+            ScmCmd::Merge => {
+                let (s, m) = scm::gates::merge(&cx)?;
+                print(json, &s, |_| {
+                    format!(
+                        "merged into '{}': {} migrations applied behind snapshot '{}' (deleted after success); deleted {}",
+                        m.tier,
+                        m.change.migrate.applied.len(),
+                        m.change.snapshot,
+                        m.deleted.join(", ")
+                    )
+                });
+            }
+            ScmCmd::Abandon { delete_branch } => {
+                let s = scm::gates::abandon(&cx, delete_branch)?;
+                print(json, &s, |s| {
+                    format!("abandoned; the workflow is at {}", s.state)
+                });
+            }
+            ScmCmd::Doctor { fix } => {
+                let f = scm::care::doctor(&cx, fix)?;
+                print(json, &f, |f| {
+                    f.iter()
+                        .map(|x| {
+                            format!(
+                                "{} {:<15} {}{}",
+                                if x.ok { "ok  " } else { "FAIL" },
+                                x.check,
+                                x.detail,
+                                x.fixed
+                                    .as_ref()
+                                    .map(|d| format!(" (fixed: {d})"))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+                let bad = f.iter().filter(|x| !x.ok).count();
+                if bad > 0 {
+                    bail!(
+                        "{bad} checks failed{}",
+                        if fix {
+                            ""
+                        } else {
+                            "; `lakelet scm doctor --fix` repairs the safe ones"
+                        }
+                    );
+                }
+            }
+            ScmCmd::RecoverOrphans { dry_run } => {
+                let r = scm::care::recover_orphans(&cx, dry_run)?;
+                print(json, &r, |r| {
+                    format!(
+                        "{} {} orphaned feature branches{}{}",
+                        if dry_run { "would delete" } else { "deleted" },
+                        r.deleted.len(),
+                        if r.deleted.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", r.deleted.join(", "))
+                        },
+                        if r.state_reset {
+                            "; the state is back at scaffold-complete"
+                        } else {
+                            ""
+                        }
+                    )
+                });
+            }
+            ScmCmd::State { .. } => unreachable!("handled above"),
+        }
+        Ok(())
+    })
+}
+
+pub fn ci(
+    dd: &Path,
+    json: bool,
+    target: Option<TargetKind>,
+    project_flag: Option<&str>,
+    cmd: CiCmd,
+) -> Result<()> {
+    let parts = parts(dd, target, project_flag)?;
+    with_env(dd, &parts, |env| {
+        let cx = Ctx {
+            project: &parts.project,
+            env,
+            git: &parts.git,
+            forge: &parts.forge,
+        };
+        ci_cmd(&cx, json, cmd)
+    })
+}
+
+fn ci_cmd(cx: &Ctx, json: bool, cmd: CiCmd) -> Result<()> {
+    match cmd {
+        CiCmd::Pr {
+            number,
+            base,
+            comment_file,
+        } => {
+            let run = scm::pipeline::pr(cx, number, base.as_deref(), comment_file)?;
+            print(json, &run, |r| {
+                format!("{} {}: {} ({})", r.id, &r.sha[..12], r.conclusion, r.url)
+            });
+            if !run.green() {
+                bail!("CI is red for pull request #{number}; see {}", run.url);
+            }
+            Ok(())
+        }
+        CiCmd::Merge {
+            number,
+            base,
+            feature_branch,
+        } => {
+            let m = scm::pipeline::merge(
+                cx,
+                number,
+                base.as_deref(),
+                feature_branch.as_deref(),
+                false,
+            )?;
+            print(json, &m, |m| {
+                format!(
+                    "'{}': {} migrations applied; deleted {}",
+                    m.tier,
+                    m.change.migrate.applied.len(),
+                    if m.deleted.is_empty() {
+                        "nothing".into()
+                    } else {
+                        m.deleted.join(", ")
+                    }
+                )
+            });
+            if !m.change.ok {
+                bail!(
+                    "migrating '{}' failed: {}\nthe snapshot '{}' is kept: `lakelet rollback {} --to {}`",
+                    m.tier,
+                    m.change.migrate.failed.as_ref().map(|f| f.to_string()).unwrap_or_default(),
+                    m.change.snapshot,
+                    m.tier,
+                    m.change.snapshot
+                );
+            }
+            Ok(())
+        }
+        CiCmd::CleanupOrphans { open_prs, dry_run } => {
+            let open: Option<Vec<u64>> = match &open_prs {
+                None => None,
+                Some(s) => Some(
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(|x| {
+                            x.parse()
+                                .with_context(|| format!("--open-prs: {x:?} is not a PR number"))
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+            };
+            let d =
+                scm::pipeline::cleanup_orphans(cx.env, cx.git, cx.forge, open.as_deref(), dry_run)?;
+            print(json, &d, |d| {
+                format!(
+                    "{} {} orphaned branches{}",
+                    if dry_run { "would delete" } else { "deleted" },
+                    d.len(),
+                    if d.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", d.join(", "))
+                    }
+                )
+            });
+            Ok(())
+        }
+    }
+}
+
+/// `lakelet promote FROM [TO]`: the verified migrations one tier up, behind a kept snapshot.
+pub fn promote(
+    dd: &Path,
+    json: bool,
+    target: Option<TargetKind>,
+    project_flag: Option<&str>,
+    from: &str,
+    to: Option<&str>,
+) -> Result<()> {
+    let parts = parts(dd, target, project_flag)?;
+    let c = with_env(dd, &parts, |env| {
+        let r = scm::tiers::promote(&parts.project, env, from, to);
+        env.record(
+            "promote.apply",
+            from,
+            serde_json::json!({ "to": to }),
+            &r.as_ref().map(|_| ()).map_err(|e| anyhow::anyhow!("{e:#}")),
+        );
+        r
+    })?;
+    print(json, &c, |c| {
+        format!(
+            "promoted '{}' into '{}': {} migrations applied (schema version {}); snapshot '{}' kept — `lakelet rollback {}` undoes it",
+            c.from,
+            c.tier,
+            c.migrate.applied.len(),
+            c.migrate.schema_version_after.as_deref().unwrap_or("none"),
+            c.snapshot,
+            c.tier
+        )
+    });
+    Ok(())
+}
+
+/// `lakelet rollback TIER [--to SNAPSHOT]`: repoints the tier at a pre-migration snapshot.
+pub fn rollback(
+    dd: &Path,
+    json: bool,
+    target: Option<TargetKind>,
+    project_flag: Option<&str>,
+    tier: &str,
+    to: Option<&str>,
+) -> Result<()> {
+    let parts = parts(dd, target, project_flag)?;
+    let snap = with_env(dd, &parts, |env| {
+        let snap = match to {
+            Some(s) => s.to_string(),
+            None => scm::tiers::latest_snapshot(env, tier)?,
+        };
+        (env.rollback)(tier, &snap)?;
+        Ok(snap)
+    })?;
+    print(
+        json,
+        &serde_json::json!({ "tier": tier, "snapshot": snap }),
+        |_| format!("'{tier}' now points at its snapshot '{snap}'"),
+    );
+    Ok(())
+}

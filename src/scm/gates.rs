@@ -1,0 +1,547 @@
+//! The transitions. Each gate reads and validates the state, checks every precondition and
+//! names all that fail (changing nothing), then acts, and writes the new state last: if an
+//! action fails halfway, what it already did is undone where it can be, and the state file
+//! still says where the feature really is.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+
+use super::forge::Run;
+use super::state::{self, Phase, WorkflowState};
+use super::{pipeline, Ctx, Preconditions};
+use crate::api::lakebase::types::BranchSpec;
+use crate::migrate::rehearse;
+
+impl Ctx<'_> {
+    fn load(&self) -> Result<WorkflowState> {
+        state::load(&self.project.dir)
+    }
+
+    /// Writes the new state and audits the transition.
+    fn commit(&self, gate: &str, s: &WorkflowState) -> Result<()> {
+        state::save(&self.project.dir, s)?;
+        self.env.record(
+            &format!("scm.{gate}"),
+            s.branch.as_deref().unwrap_or(&s.project_id),
+            serde_json::json!({ "state": s.state, "feature_id": s.feature_id }),
+            &Ok(()),
+        );
+        Ok(())
+    }
+
+    /// Audits a refusal and passes it on.
+    fn refused<T>(&self, gate: &str, target: &str, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.env.record(
+                &format!("scm.{gate}"),
+                target,
+                serde_json::json!({}),
+                &Err(anyhow!("{e:#}")),
+            );
+        }
+        r
+    }
+
+    /// The checks every gate past claim shares: the state is in `phases`, and the git branch
+    /// and database branch it names are really there and paired.
+    fn consistent(&self, s: &WorkflowState, phases: &[Phase], pre: &mut Preconditions) {
+        if !phases.contains(&s.state) {
+            pre.fail(format!(
+                "the workflow is at {}, and this gate needs {}",
+                s.state,
+                phases
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ));
+            return;
+        }
+        if s.state == Phase::ScaffoldComplete || s.state == Phase::Merged {
+            return;
+        }
+        let branch = s.get("branch");
+        match self.git.current_branch() {
+            Ok(b) if b == branch => {}
+            Ok(b) => pre.fail(format!(
+                "git is on '{b}', but the claimed feature's branch is '{branch}'; `git switch {branch}`"
+            )),
+            Err(e) => pre.fail(format!("{e:#}")),
+        }
+        let db = self.env.feature_branch(s.get("feature_id"));
+        let tier = s.get("parent_branch");
+        match self.env.api.get(&db) {
+            Ok(b) if b.uid.as_deref() == Some(s.get("lakebase_branch_uid")) => {
+                let source = b.status.and_then(|st| st.source_branch).unwrap_or_default();
+                if source != self.env.api.branch_name(tier) && source != tier {
+                    pre.fail(format!(
+                        "the database branch '{db}' was forked from {source:?}, not from the \
+                         parent_branch '{tier}' the state file names; the feature was forked \
+                         from the wrong tier (`lakelet scm abandon`, then claim it again)"
+                    ));
+                }
+            }
+            Ok(b) => pre.fail(format!(
+                "the database branch '{db}' has uid {}, but the state file pairs the feature with {}; \
+                 the state file was edited or the branch recreated (`lakelet scm doctor`)",
+                b.uid.unwrap_or_default(),
+                s.get("lakebase_branch_uid")
+            )),
+            Err(e) => pre.fail(format!(
+                "the feature's database branch '{db}' is gone ({e:#}); `lakelet scm abandon` \
+                 or `lakelet scm recover-orphans`"
+            )),
+        }
+        if !self.project.is_tier(s.get("parent_branch")) {
+            pre.fail(format!(
+                "parent_branch '{}' is not a tier in lakelet.toml",
+                s.get("parent_branch")
+            ));
+        }
+    }
+
+    fn clean_tree(&self, pre: &mut Preconditions) {
+        match self.git.dirty() {
+            Ok(d) if d.is_empty() => {}
+            Ok(d) => pre.fail(format!(
+                "the work tree has uncommitted changes; commit or stash them:\n      {}",
+                d.join("\n      ")
+            )),
+            Err(e) => pre.fail(format!("{e:#}")),
+        }
+    }
+}
+
+fn valid_feature_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 40
+        && id.as_bytes()[0].is_ascii_lowercase()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.ends_with('-')
+}
+
+/// `lakelet scm claim FEATURE [--parent TIER]`: a git branch `feature/FEATURE` from the tier's
+/// git branch, paired with a database branch forked from the tier.
+pub fn claim(cx: &Ctx, feature: &str, parent: Option<&str>) -> Result<WorkflowState> {
+    let r = (|| {
+        let s = cx.load()?;
+        let p = cx.project;
+        let entry = p.entry_tier().to_string();
+        let tier = parent.unwrap_or(&entry).to_string();
+        let branch = format!("feature/{feature}");
+        let db = cx.env.feature_branch(feature);
+        let mut pre = Preconditions::default();
+        if !matches!(s.state, Phase::ScaffoldComplete | Phase::Merged) {
+            pre.fail(format!(
+                "feature '{}' is in flight ({}); finish it (`lakelet scm merge`) or `lakelet scm abandon` it first",
+                s.feature_id.as_deref().unwrap_or("?"),
+                s.state
+            ));
+        }
+        pre.check(valid_feature_id(feature), || {
+            format!("feature id {feature:?} is invalid: 1–40 lowercase letters, digits and hyphens, starting with a letter")
+        });
+        pre.check(tier == entry, || {
+            format!(
+                "features fork from the entry tier '{entry}' (lakelet.toml [features] from, \
+                 tier_topology {}), not '{tier}'",
+                s.tier_topology
+            )
+        });
+        pre.check(cx.git.has_branch(&entry), || {
+            format!(
+                "git has no branch '{entry}' for the entry tier; create it (`git branch {entry}`)"
+            )
+        });
+        pre.check(!cx.git.has_branch(&branch), || {
+            format!("git branch '{branch}' already exists; pick another feature id or delete it")
+        });
+        cx.clean_tree(&mut pre);
+        match cx.env.exists(&entry) {
+            Ok(true) => {}
+            Ok(false) => pre.fail(format!(
+                "the tier '{entry}' has no database branch; `lakelet scm doctor --fix` creates the tiers"
+            )),
+            Err(e) => pre.fail(format!("{e:#}")),
+        }
+        match cx.env.exists(&db) {
+            Ok(false) => {}
+            Ok(true) => pre.fail(format!(
+                "the database branch '{db}' already exists; delete it or pick another feature id"
+            )),
+            Err(e) => pre.fail(format!("{e:#}")),
+        }
+        pre.verdict("claim")?;
+
+        let created = cx.env.api.create(
+            &db,
+            BranchSpec {
+                source_branch: Some(cx.env.api.branch_name(&entry)),
+                ..Default::default()
+            },
+        )?;
+        if let Err(e) = cx.git.out(&["switch", "-c", &branch, &entry]) {
+            let _ = cx.env.api.delete(&db, true);
+            return Err(e.context("creating the git branch; the database branch was deleted again"));
+        }
+        let next = WorkflowState {
+            state: Phase::FeatureClaimed,
+            feature_id: Some(feature.into()),
+            branch: Some(branch),
+            parent_branch: Some(entry),
+            lakebase_branch_uid: created.uid.clone(),
+            claimed_at: Some(state::now()),
+            ..s.cleared()
+        };
+        cx.commit("claim", &next)?;
+        Ok(next)
+    })();
+    cx.refused("claim", feature, r)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Prepared {
+    pub state: WorkflowState,
+    pub rehearsal: rehearse::Report,
+    /// The schema diff against the tier, Markdown (`.lakebase/schema-diff.md`).
+    pub diff: std::path::PathBuf,
+    pub pr: super::forge::Pr,
+}
+
+/// `lakelet scm prepare-pr`: the committed migrations validate and rehearse on a throwaway
+/// branch of the tier, the schema diff against the tier is written, the branch is pushed and
+/// the pull request opened.
+pub fn prepare_pr(cx: &Ctx) -> Result<Prepared> {
+    let r = (|| {
+        let s = cx.load()?;
+        let mut pre = Preconditions::default();
+        cx.consistent(&s, &[Phase::FeatureClaimed], &mut pre);
+        cx.clean_tree(&mut pre);
+        pre.check(cx.git.has_remote("origin"), || {
+            "git has no remote 'origin' to push to; `git remote add origin URL`".into()
+        });
+        let scripts = cx.project.scripts();
+        match &scripts {
+            Ok(list) => {
+                for sc in list {
+                    if let Err(e) = crate::migrate::run::prepare(sc, &cx.project.settings) {
+                        pre.fail(format!("{e:#}"));
+                    }
+                }
+            }
+            Err(e) => pre.fail(format!("the migrations do not load: {e:#}")),
+        }
+        pre.verdict("prepare-pr")?;
+        let scripts = scripts?;
+        let tier = s.get("parent_branch").to_string();
+        let branch = s.get("branch").to_string();
+
+        // Validate against the tier, then rehearse there: what merging will do.
+        let mut pre = Preconditions::default();
+        {
+            let db = crate::migrate::db::Db::connect(&(cx.env.connect)(&tier)?)?;
+            let runner = crate::migrate::run::Runner::new(&db, &cx.project.settings, &scripts)?;
+            let applied = runner.history()?;
+            for problem in runner.plan(&applied).problems(false) {
+                pre.fail(format!("validation against '{tier}': {problem}"));
+            }
+        }
+        pre.verdict("prepare-pr")?;
+        let opts = rehearse::Options {
+            corrupt: vec![],
+            seed: 42,
+            keep: true,
+            row_limit: 20,
+            prefix: format!("{}-rehearse", cx.env.principal),
+        };
+        let rehearsal = rehearse::rehearse(
+            cx.env.api,
+            cx.env.connect,
+            &tier,
+            &cx.project.settings,
+            &scripts,
+            &opts,
+        )?;
+        let cleanup = |name: &str| {
+            if let Err(e) = cx.env.api.delete(name, true) {
+                eprintln!("could not delete the rehearsal branch '{name}': {e:#}");
+            }
+        };
+        if !rehearsal.ok {
+            cleanup(&rehearsal.branch);
+            let mut pre = Preconditions::default();
+            for m in &rehearsal.migrations {
+                if let Some(f) = &m.failed {
+                    pre.fail(format!("rehearsal: {f}"));
+                } else if let Some(second) = m.second_run.as_ref().filter(|x| !x.idempotent) {
+                    pre.fail(format!(
+                        "rehearsal: {} is not idempotent: a second run {}",
+                        m.script,
+                        second
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| format!("changed {}", second.changed.join(", ")))
+                    ));
+                }
+            }
+            pre.fail("fix the migrations, commit, and run prepare-pr again".to_string());
+            return Err(pre.verdict("prepare-pr").unwrap_err());
+        }
+        let diff_path = cx.project.dir.join(".lakebase/schema-diff.md");
+        let diff = (|| -> Result<()> {
+            let base_url = (cx.env.connect)(&tier)?;
+            let plan = crate::diff::compare(&base_url, &(cx.env.connect)(&rehearsal.branch)?)?;
+            let report = crate::diff::Report {
+                base: tier.clone(),
+                target: format!("{branch} (migrations applied)"),
+                plan,
+                lint: crate::diff::lint_pending(&base_url, &cx.project.settings, &scripts)?,
+            };
+            std::fs::create_dir_all(diff_path.parent().expect("a file"))?;
+            std::fs::write(&diff_path, crate::diff::render::markdown(&report))?;
+            Ok(())
+        })();
+        cleanup(&rehearsal.branch);
+        diff.context("writing the schema diff")?;
+
+        cx.git
+            .out(&["push", "--quiet", "-u", "origin", &branch])
+            .context("pushing the feature branch")?;
+        let pr = cx
+            .forge
+            .open(&branch, &tier, &cx.env.feature_branch(s.get("feature_id")))?;
+        let next = WorkflowState {
+            state: Phase::PrReady,
+            pr_url: Some(pr.url.clone()),
+            pushed_at: Some(state::now()),
+            ..s
+        };
+        cx.commit("prepare-pr", &next)?;
+        Ok(Prepared {
+            state: next,
+            rehearsal,
+            diff: diff_path,
+            pr,
+        })
+    })();
+    cx.refused("prepare-pr", "feature", r)
+}
+
+/// The checks wait-ci and merge share: clean, pushed, and the PR still open.
+fn pushed_head(
+    cx: &Ctx,
+    s: &WorkflowState,
+    pre: &mut Preconditions,
+) -> Option<(String, super::forge::Pr)> {
+    cx.clean_tree(pre);
+    let head = cx.git.head().ok()?;
+    match cx.git.remote_head("origin", s.get("branch")) {
+        Ok(Some(r)) if r == head => {}
+        Ok(_) => pre.fail(format!(
+            "HEAD {} is not what origin has for '{}'; `git push` first",
+            &head[..12],
+            s.get("branch")
+        )),
+        Err(e) => pre.fail(format!("{e:#}")),
+    }
+    match cx.forge.pr_at(s.get("pr_url")) {
+        Ok(pr) if pr.state == "open" => Some((head, pr)),
+        Ok(pr) => {
+            pre.fail(format!("pull request #{} is {}", pr.number, pr.state));
+            None
+        }
+        Err(e) => {
+            pre.fail(format!("{e:#}"));
+            None
+        }
+    }
+}
+
+/// `lakelet scm wait-ci [--local]`: advances when CI is green for HEAD. With no CI run for
+/// HEAD yet, `--local` runs the pipeline here (what the workflow would run).
+pub fn wait_ci(cx: &Ctx, local: bool) -> Result<(WorkflowState, Run)> {
+    let r = (|| {
+        let s = cx.load()?;
+        let mut pre = Preconditions::default();
+        cx.consistent(&s, &[Phase::PrReady], &mut pre);
+        let found = if s.state == Phase::PrReady {
+            pushed_head(cx, &s, &mut pre)
+        } else {
+            None
+        };
+        let existing = match &found {
+            Some((head, pr)) => cx.forge.latest_ci(pr.number, head)?,
+            None => None,
+        };
+        pre.check(existing.is_some() || local || found.is_none(), || {
+            "no CI run has tested HEAD yet; run `lakelet ci pr --number N` (or pass --local)".into()
+        });
+        pre.verdict("wait-ci")?;
+        let (head, pr) = found.expect("checked");
+        let run = match existing {
+            Some(r) => r,
+            None => pipeline::pr(cx, pr.number, Some(&pr.base), None)?,
+        };
+        if !run.green() {
+            let failed: Vec<String> = run
+                .steps
+                .iter()
+                .filter(|st| !st.ok)
+                .map(|st| format!("{}: {}", st.name, st.detail))
+                .collect();
+            bail!(
+                "wait-ci refused; CI is red for HEAD {} ({}):\n  - {}\nthe state stays pr-ready; fix, commit, push and wait again",
+                &head[..12],
+                run.url,
+                failed.join("\n  - ")
+            );
+        }
+        let next = WorkflowState {
+            state: Phase::CiGreen,
+            ci_run_url: Some(run.url.clone()),
+            ci_green_at: Some(state::now()),
+            ..s
+        };
+        cx.commit("wait-ci", &next)?;
+        Ok((next, run))
+    })();
+    cx.refused("wait-ci", "feature", r)
+}
+
+/// `lakelet scm merge`: only when CI is green for HEAD. The tier is migrated first, behind a
+/// snapshot (rolled back if a migration fails, before git is touched); then git merges and
+/// pushes the tier's branch; then the ephemeral branches go.
+pub fn merge(cx: &Ctx) -> Result<(WorkflowState, pipeline::Merged)> {
+    let r = (|| {
+        let s = cx.load()?;
+        let mut pre = Preconditions::default();
+        cx.consistent(&s, &[Phase::CiGreen], &mut pre);
+        let found = if s.state == Phase::CiGreen {
+            pushed_head(cx, &s, &mut pre)
+        } else {
+            None
+        };
+        if let Some((head, _)) = &found {
+            match cx.forge.run_at(s.get("ci_run_url")) {
+                Ok(run) if run.green() && &run.sha == head => {}
+                Ok(run) if !run.green() => pre.fail(format!("the CI run {} is red", run.url)),
+                Ok(run) => pre.fail(format!(
+                    "CI was green for {}, but HEAD is {}; run `lakelet scm wait-ci` again",
+                    &run.sha[..12],
+                    &head[..12]
+                )),
+                Err(e) => pre.fail(format!("{e:#}")),
+            }
+            let tier = s.get("parent_branch");
+            match cx.git.merges_cleanly(tier, s.get("branch")) {
+                Ok(true) => {}
+                Ok(false) => pre.fail(format!(
+                    "'{}' does not merge cleanly into '{tier}'; merge '{tier}' into it, push, and wait for CI again",
+                    s.get("branch")
+                )),
+                Err(e) => pre.fail(format!("{e:#}")),
+            }
+        }
+        pre.verdict("merge")?;
+        let (_, pr) = found.expect("checked");
+        let tier = s.get("parent_branch").to_string();
+        let branch = s.get("branch").to_string();
+        let merged = pipeline::merge(
+            cx,
+            pr.number,
+            Some(&tier),
+            pr.database_branch.as_deref(),
+            true,
+        )?;
+        if !merged.change.ok {
+            bail!(
+                "merge refused; migrating '{tier}' failed and it was rolled back to '{}': {}\n\
+                 git was not touched and the state stays ci-green",
+                merged.change.snapshot,
+                merged
+                    .change
+                    .migrate
+                    .failed
+                    .as_ref()
+                    .map(|f| f.to_string())
+                    .unwrap_or_default()
+            );
+        }
+        let git = (|| -> Result<()> {
+            cx.git.out(&["switch", "--quiet", &tier])?;
+            cx.git.out(&[
+                "merge",
+                "--no-ff",
+                "--quiet",
+                "-m",
+                &format!("Merge {branch} (#{})", pr.number),
+                &branch,
+            ])?;
+            cx.git.out(&["push", "--quiet", "origin", &tier])?;
+            Ok(())
+        })();
+        git.with_context(|| format!("'{tier}' is migrated, but the git merge did not finish; finish it by hand (`git merge {branch}` on '{tier}', `git push`), then run `lakelet scm doctor`"))?;
+        let mut pr = pr;
+        cx.forge.set_state(&mut pr, "merged")?;
+        let next = WorkflowState {
+            state: Phase::Merged,
+            merged_at: Some(state::now()),
+            migrate_run_url: Some(merged.run.url.clone()),
+            migrate_completed_at: Some(merged.run.finished_at.clone()),
+            ..s
+        };
+        cx.commit("merge", &next)?;
+        Ok((next, merged))
+    })();
+    cx.refused("merge", "feature", r)
+}
+
+/// `lakelet scm abandon [--delete-branch]`: drops the feature: its database branches go, its
+/// PR is closed, git returns to the tier's branch, and the state to scaffold-complete.
+pub fn abandon(cx: &Ctx, delete_git_branch: bool) -> Result<WorkflowState> {
+    let r = (|| {
+        let s = cx.load()?;
+        let mut pre = Preconditions::default();
+        pre.check(
+            matches!(
+                s.state,
+                Phase::FeatureClaimed | Phase::PrReady | Phase::CiGreen
+            ),
+            || {
+                format!(
+                    "there is no feature in flight to abandon (the workflow is at {})",
+                    s.state
+                )
+            },
+        );
+        cx.clean_tree(&mut pre);
+        pre.verdict("abandon")?;
+        let tier = s.get("parent_branch").to_string();
+        let branch = s.get("branch").to_string();
+        let db = cx.env.feature_branch(s.get("feature_id"));
+        if let Some(url) = &s.pr_url {
+            if let Ok(mut pr) = cx.forge.pr_at(url) {
+                let ci = pipeline::ci_branch(pr.number);
+                if cx.env.exists(&ci)? {
+                    cx.env.api.delete(&ci, true)?;
+                }
+                cx.forge.set_state(&mut pr, "closed")?;
+            }
+        }
+        if cx.env.exists(&db)? {
+            cx.env.api.delete(&db, true)?;
+        }
+        if cx.git.current_branch().ok().as_deref() == Some(branch.as_str()) {
+            cx.git.out(&["switch", "--quiet", &tier])?;
+        }
+        if delete_git_branch && cx.git.has_branch(&branch) {
+            cx.git.out(&["branch", "-D", &branch])?;
+        }
+        let next = s.cleared();
+        cx.commit("abandon", &next)?;
+        Ok(next)
+    })();
+    cx.refused("abandon", "feature", r)
+}

@@ -1,0 +1,180 @@
+//! The SCM gate engine: every feature moves through scaffold-complete → feature-claimed →
+//! pr-ready → ci-green → merged, one command per transition, each checking all of its
+//! preconditions before it changes anything (a refused gate leaves the state file, git and
+//! every branch as they were), and each audited.
+//!
+//! Like migrate and diff, this layer knows connection strings and the Branches API client
+//! only; the CLI hands it an [`Env`] that knows how to reach the local daemon or Lakebase.
+//!
+//! - `state.rs`: the App Dev Kit v1 state file and its schema
+//! - `git.rs`: the git operations the gates need; `forge.rs`: local pull requests and CI runs
+//! - `gates.rs`: claim, prepare-pr, wait-ci, merge, abandon (the transitions)
+//! - `pipeline.rs`: what CI runs (`lakelet ci pr|merge|cleanup-orphans`), also locally
+//! - `tiers.rs`: migrations applied to a tier behind a snapshot, promotion and rollback
+//! - `care.rs`: doctor and recover-orphans; `scaffold.rs`: `lakelet init`
+
+pub mod care;
+pub mod forge;
+pub mod gates;
+pub mod git;
+pub mod pipeline;
+pub mod scaffold;
+pub mod state;
+pub mod tiers;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::api::lakebase::client::Branches;
+use crate::migrate::script::{self, Script};
+use crate::migrate::Settings;
+use crate::policy::Policy;
+
+/// The project as lakelet.toml declares it.
+pub struct Project {
+    /// The repository root (where lakelet.toml is).
+    pub dir: PathBuf,
+    pub id: String,
+    /// Tiers and the entry tier features fork from.
+    pub policy: Policy,
+    pub migrations: PathBuf,
+    pub settings: Settings,
+    /// `[ci] test`: the project's test command, run with DATABASE_URL set.
+    pub test_command: Option<String>,
+}
+
+impl Project {
+    pub fn scripts(&self) -> Result<Vec<Script>> {
+        if !self.migrations.is_dir() {
+            return Ok(vec![]);
+        }
+        script::load(&self.migrations)
+    }
+
+    /// The tier features fork from (lakelet.toml `[features] from`).
+    pub fn entry_tier(&self) -> &str {
+        &self.policy.features.from
+    }
+
+    pub fn is_tier(&self, name: &str) -> bool {
+        self.policy.tiers.contains_key(name)
+    }
+
+    pub fn parent_tier(&self, tier: &str) -> Option<&str> {
+        self.policy.tiers.get(tier)?.parent.as_deref()
+    }
+
+    /// The App Dev Kit's `tier_topology`: how many tiers from production down to the one
+    /// features fork from (1 production, 2 + staging, 3 + a third). The kit knows no more.
+    pub fn tier_topology(&self) -> Result<u8> {
+        let mut n = 1;
+        let mut t = self.entry_tier();
+        while let Some(p) = self.parent_tier(t) {
+            n += 1;
+            t = p;
+        }
+        if n > 3 {
+            bail!(
+                "features fork from '{}', {n} tiers below the root; the App Dev Kit's state \
+                 format (tier_topology 1–3) cannot describe it. Point [features] from at a \
+                 tier at most three deep",
+                self.entry_tier()
+            );
+        }
+        Ok(n)
+    }
+}
+
+/// One audited workflow event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// `scm.claim`, `ci.pr`, `promote.apply`, …
+    pub action: String,
+    pub target: String,
+    pub args: serde_json::Value,
+    /// Empty when it happened; otherwise why it was refused or failed.
+    pub refused: String,
+}
+
+/// How the engine reaches the world: given by the CLI per target.
+pub struct Env<'a> {
+    pub api: &'a Branches,
+    /// A connection string for a branch (database `postgres`), as the acting principal.
+    pub connect: &'a dyn Fn(&str) -> Result<String>,
+    /// A connection string that writes to tier `to`, granted (and checked against the tier
+    /// chain by the daemon) for moving `from`'s changes into it.
+    pub grant: &'a dyn Fn(&str, &str) -> Result<String>,
+    /// Repoints `tier` at `snapshot` (checked and audited by the daemon).
+    pub rollback: &'a dyn Fn(&str, &str) -> Result<()>,
+    pub audit: &'a dyn Fn(&Event),
+    /// Who acts: the prefix of the feature branches this principal creates.
+    pub principal: String,
+}
+
+impl Env<'_> {
+    pub fn record(&self, action: &str, target: &str, args: serde_json::Value, r: &Result<()>) {
+        (self.audit)(&Event {
+            action: action.into(),
+            target: target.into(),
+            args,
+            refused: match r {
+                Ok(()) => String::new(),
+                Err(e) => format!("{e:#}"),
+            },
+        });
+    }
+
+    /// The database branch that pairs with feature `id`: the principal's prefix keeps it
+    /// inside the common `{principal}-*` feature-name rule.
+    pub fn feature_branch(&self, id: &str) -> String {
+        format!("{}-{id}", self.principal)
+    }
+
+    /// Whether `name` is a branch; Err only when the API cannot answer.
+    pub fn exists(&self, name: &str) -> Result<bool> {
+        match self.api.get(name) {
+            Ok(b) => Ok(b.status.and_then(|s| s.current_state).as_deref() != Some("DELETED")),
+            Err(e) if format!("{e:#}").contains("does not exist") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Everything a gate needs.
+pub struct Ctx<'a> {
+    pub project: &'a Project,
+    pub env: &'a Env<'a>,
+    pub git: &'a git::Git,
+    pub forge: &'a forge::Forge,
+}
+
+/// Gathers every failed precondition of a gate, so one refusal names them all.
+#[derive(Default)]
+pub struct Preconditions {
+    failed: Vec<String>,
+}
+
+impl Preconditions {
+    pub fn check(&mut self, ok: bool, why: impl FnOnce() -> String) {
+        if !ok {
+            self.failed.push(why());
+        }
+    }
+
+    pub fn fail(&mut self, why: impl Into<String>) {
+        self.failed.push(why.into());
+    }
+
+    /// Err listing every failed precondition; the gate then changes nothing.
+    pub fn verdict(self, gate: &str) -> Result<()> {
+        if self.failed.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "{gate} refused; nothing was changed:\n  - {}",
+            self.failed.join("\n  - ")
+        )
+    }
+}

@@ -1,0 +1,646 @@
+//! The SCM gate engine end to end: a temporary git repository (with a bare `origin`), a real
+//! daemon, the worked example (claim, Split Column, prepare-pr, CI red then green, merge,
+//! promote, rollback), and every gate refused out of order, on a hand-edited or corrupted
+//! state file, on red CI and on the wrong tier, each leaving everything as it was.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{lakelet, pg_bindir, Daemon};
+
+const POLICY: &str = r#"
+[project]
+id = "inventory"
+
+[tiers.main]
+production = true
+
+[tiers.staging]
+parent = "main"
+
+[features]
+from = "staging"
+ttl = "1d"
+
+[roles.platform]
+create_from = ["*"]
+connect = ["*"]
+migrate = ["*"]
+reset = ["*"]
+delete = ["*"]
+promote = true
+protect = true
+admin = true
+
+[migrations]
+dir = "migrations"
+
+[ci]
+test = "sh db-test.sh"
+"#;
+
+/// V1: the Split Column refactoring's first step: add the parts, backfill, keep them in
+/// sync with `inventory_code` during the transition.
+const SPLIT: &str = "
+ALTER TABLE inventory ADD COLUMN IF NOT EXISTS location_code text,
+                      ADD COLUMN IF NOT EXISTS batch_number int,
+                      ADD COLUMN IF NOT EXISTS serial_number int;
+UPDATE inventory SET location_code = split_part(inventory_code, '-', 1),
+                     batch_number = split_part(inventory_code, '-', 2)::int,
+                     serial_number = split_part(inventory_code, '-', 3)::int
+ WHERE location_code IS NULL;
+CREATE OR REPLACE FUNCTION inventory_split() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.location_code := split_part(NEW.inventory_code, '-', 1);
+  NEW.batch_number := split_part(NEW.inventory_code, '-', 2)::int;
+  NEW.serial_number := split_part(NEW.inventory_code, '-', 3)::int;
+  RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS inventory_split ON inventory;
+CREATE TRIGGER inventory_split BEFORE INSERT OR UPDATE OF inventory_code ON inventory
+  FOR EACH ROW EXECUTE FUNCTION inventory_split();
+";
+
+struct Repo {
+    dir: PathBuf,
+    data: PathBuf,
+}
+
+impl Repo {
+    fn cmd(&self, args: &[&str]) -> Output {
+        lakelet()
+            .current_dir(&self.dir)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.cmd(args);
+        assert!(
+            o.status.success(),
+            "lakelet {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A gate that must be refused: non-zero, `needle` in its message, and the state file,
+    /// git's branches and HEAD, and the database branches exactly as before.
+    fn refused(&self, d: &Daemon, args: &[&str], needle: &str) -> String {
+        let before = self.snapshot(d);
+        let o = self.cmd(args);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success(), "lakelet {args:?} was not refused");
+        assert!(
+            err.contains(needle),
+            "lakelet {args:?}: {needle:?} not in:\n{err}"
+        );
+        assert_eq!(
+            self.snapshot(d),
+            before,
+            "lakelet {args:?} changed something"
+        );
+        err
+    }
+
+    fn snapshot(&self, d: &Daemon) -> (String, String, String, Vec<String>) {
+        let state = std::fs::read_to_string(self.dir.join(".lakebase/workflow-state.json"))
+            .unwrap_or_default();
+        let list = d.json(&["branch", "list"]);
+        let branches: Vec<String> = list["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(list["snapshots"].as_array().unwrap())
+            .map(|b| format!("{} {}", b["name"].as_str().unwrap(), b["uid"]))
+            .collect();
+        (
+            state,
+            git(
+                &self.dir,
+                &["for-each-ref", "--format=%(refname) %(objectname)"],
+            ),
+            git(&self.dir, &["rev-parse", "--abbrev-ref", "HEAD"]),
+            branches,
+        )
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.dir.join(".lakebase/workflow-state.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let bad = lakelet::scm::state::violations(&v);
+        assert!(
+            bad.is_empty(),
+            "the state file breaks the schema: {bad:?}\n{text}"
+        );
+        v
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn commit(&self, msg: &str) {
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "-m", msg]);
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// A repository whose own config names a committer: `scm merge` commits, and a fresh CI
+/// machine has no global git identity.
+fn init_repo(dir: &Path) {
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.name", "lakelet test"]);
+    git(dir, &["config", "user.email", "test@lakelet.invalid"]);
+}
+
+fn has_branch(d: &Daemon, name: &str) -> bool {
+    d.json(&["branch", "list"])["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["branch_id"] == name)
+}
+
+fn columns(d: &Daemon, branch: &str) -> String {
+    d.sql(
+        branch,
+        "select string_agg(column_name, ',' order by column_name) from information_schema.columns where table_name = 'inventory'",
+    )
+}
+
+#[test]
+fn the_worked_example_through_every_gate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let d = Daemon::up(&["--policy", policy.to_str().unwrap()]);
+    d.sql(
+        "main",
+        "CREATE TABLE inventory (id int PRIMARY KEY, inventory_code text NOT NULL);
+         INSERT INTO inventory SELECT g, 'L' || (g % 17) || '-' || (g % 300) || '-' || g
+           FROM generate_series(1, 2000) g;",
+    );
+    let repo = Repo {
+        dir: tmp.path().join("repo"),
+        data: d.dir.clone(),
+    };
+    let origin = tmp.path().join("origin.git");
+    git(
+        tmp.path(),
+        &["init", "-q", "--bare", origin.to_str().unwrap()],
+    );
+    std::fs::create_dir_all(&repo.dir).unwrap();
+    init_repo(&repo.dir);
+    git(
+        &repo.dir,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    repo.write("lakelet.toml", POLICY);
+    let psql = pg_bindir().join("psql");
+    repo.write(
+        "db-test.sh",
+        &format!("{} \"$DATABASE_URL\" -XAtq -v ON_ERROR_STOP=1 -c 'select serial_no from inventory limit 1'\n", psql.display()),
+    );
+
+    // init keeps our lakelet.toml and scaffolds the rest; the tiers come from doctor --fix.
+    let out = repo.ok(&["init"]);
+    assert!(
+        out.contains("kept") && out.contains("scaffold-complete"),
+        "{out}"
+    );
+    let s = repo.state();
+    assert_eq!(s["state"], "scaffold-complete");
+    assert_eq!(s["tier_topology"], 2);
+    assert_eq!(s["project_id"], "inventory");
+    for f in [
+        ".github/workflows/pr.yml",
+        ".github/workflows/merge.yml",
+        ".github/workflows/cleanup-orphans.yml",
+    ] {
+        assert!(repo.dir.join(f).is_file(), "{f}");
+    }
+    assert!(repo.dir.join("migrations").is_dir());
+    let o = repo.cmd(&["scm", "doctor"]);
+    assert!(!o.status.success(), "doctor must report the missing tier");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("'staging' has no database branch"));
+    repo.write(".gitignore", ".lakebase/\n");
+    repo.commit("scaffold");
+    git(&repo.dir, &["branch", "staging"]);
+    repo.ok(&["scm", "doctor", "--fix"]);
+    assert!(has_branch(&d, "staging"));
+    git(&repo.dir, &["push", "-q", "origin", "main", "staging"]);
+
+    // Out of order, and the wrong tier.
+    repo.refused(&d, &["scm", "prepare-pr"], "needs feature-claimed");
+    repo.refused(&d, &["scm", "wait-ci", "--local"], "needs pr-ready");
+    repo.refused(&d, &["scm", "merge"], "needs ci-green");
+    repo.refused(&d, &["scm", "abandon"], "no feature in flight");
+    repo.refused(
+        &d,
+        &["scm", "claim", "split-inventory", "--parent", "main"],
+        "entry tier 'staging'",
+    );
+    repo.refused(&d, &["scm", "claim", "Split_Inventory"], "is invalid");
+
+    // 1. Claim: a git branch and a database branch forked from staging, paired.
+    repo.ok(&["scm", "claim", "split-inventory"]);
+    let claimed = repo.state();
+    assert_eq!(claimed["state"], "feature-claimed");
+    assert_eq!(claimed["branch"], "feature/split-inventory");
+    assert_eq!(claimed["parent_branch"], "staging");
+    let feature = "owner-split-inventory";
+    let b = d.json(&["branch", "get", feature]);
+    assert_eq!(b["uid"], claimed["lakebase_branch_uid"]);
+    assert_eq!(
+        git(&repo.dir, &["branch", "--show-current"]),
+        "feature/split-inventory"
+    );
+    repo.refused(&d, &["scm", "claim", "other"], "in flight");
+    repo.refused(&d, &["scm", "wait-ci", "--local"], "needs pr-ready");
+    repo.refused(&d, &["scm", "merge"], "needs ci-green");
+
+    // 2. The migration; uncommitted, it cannot reach a PR.
+    repo.write("migrations/V1__split_inventory_code.sql", SPLIT);
+    repo.refused(&d, &["scm", "prepare-pr"], "uncommitted changes");
+    repo.commit("V1: split inventory_code");
+
+    // Hand edits and corruption block the gate and are left for the user to fix.
+    let state_path = repo.dir.join(".lakebase/workflow-state.json");
+    let good = std::fs::read_to_string(&state_path).unwrap();
+    for (bad, needle) in [
+        (
+            good.replace(
+                claimed["lakebase_branch_uid"].as_str().unwrap(),
+                "br-0000000000000000",
+            ),
+            "uid",
+        ),
+        (good.replace("\"staging\"", "\"main\""), "wrong tier"),
+        (
+            good.replace("\"feature-claimed\"", "\"pr-ready\""),
+            "pr_url",
+        ),
+        (good.replace("\"version\": 1", "\"version\": 2"), "version"),
+        (
+            good.replace("\"claimed_at\"", "\"claimed_by\""),
+            "claimed_by",
+        ),
+        (good[..good.len() / 2].to_string(), "not JSON"),
+    ] {
+        std::fs::write(&state_path, &bad).unwrap();
+        repo.refused(&d, &["scm", "prepare-pr"], needle);
+        assert_eq!(std::fs::read_to_string(&state_path).unwrap(), bad);
+    }
+    std::fs::write(&state_path, &good).unwrap();
+
+    // 3. prepare-pr: validated, rehearsed, diffed, pushed.
+    let out = repo.ok(&["scm", "prepare-pr"]);
+    assert!(out.contains("pull request #1"), "{out}");
+    let ready = repo.state();
+    assert_eq!(ready["state"], "pr-ready");
+    let diff = std::fs::read_to_string(repo.dir.join(".lakebase/schema-diff.md")).unwrap();
+    assert!(
+        diff.contains("location_code") && diff.contains("serial_number"),
+        "{diff}"
+    );
+    let head = git(&repo.dir, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        git(&origin, &["rev-parse", "feature/split-inventory"]),
+        head
+    );
+    assert!(!has_branch(&d, "ci-pr-1"));
+    repo.refused(&d, &["scm", "merge"], "needs ci-green");
+    repo.refused(&d, &["scm", "prepare-pr"], "needs feature-claimed");
+    repo.refused(&d, &["scm", "wait-ci"], "no CI run has tested HEAD");
+
+    // 4. CI, red: the test asks for a column the migration does not make.
+    // The run itself happens (and keeps ci-pr-1 for diagnosis); the gate changes nothing.
+    let o = repo.cmd(&["scm", "wait-ci", "--local"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("CI is red") && err.contains("test:"),
+        "{err}"
+    );
+    assert_eq!(repo.state(), ready);
+    assert!(
+        has_branch(&d, "ci-pr-1"),
+        "the red run keeps ci-pr-1 for diagnosis"
+    );
+    // A red run is recorded, so waiting again without a new commit is red again.
+    repo.refused(&d, &["scm", "wait-ci"], "CI is red");
+
+    // Fixed, committed, but not pushed: CI would test something origin does not have.
+    repo.write(
+        "db-test.sh",
+        &format!("{} \"$DATABASE_URL\" -XAtq -v ON_ERROR_STOP=1 -c 'select location_code, batch_number, serial_number from inventory limit 1'\n", psql.display()),
+    );
+    repo.commit("test the split columns");
+    repo.refused(&d, &["scm", "wait-ci", "--local"], "git push");
+    git(
+        &repo.dir,
+        &["push", "-q", "origin", "feature/split-inventory"],
+    );
+
+    // 5. CI green for HEAD.
+    repo.ok(&["scm", "wait-ci", "--local"]);
+    let green = repo.state();
+    assert_eq!(green["state"], "ci-green");
+    let run_url = green["ci_run_url"].as_str().unwrap();
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run_url.strip_prefix("file://").unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(run["conclusion"], "success");
+    assert_eq!(run["sha"], git(&repo.dir, &["rev-parse", "HEAD"]));
+    let comment = std::fs::read_to_string(run["comment"].as_str().unwrap()).unwrap();
+    assert!(comment.contains("location_code"), "{comment}");
+    assert!(columns(&d, "ci-pr-1").contains("serial_number"));
+    assert!(!columns(&d, "staging").contains("serial_number"));
+
+    // A new commit after green: merge is refused until CI is green for it.
+    repo.write("README", "inventory service\n");
+    repo.commit("readme");
+    git(
+        &repo.dir,
+        &["push", "-q", "origin", "feature/split-inventory"],
+    );
+    repo.refused(&d, &["scm", "merge"], "CI was green for");
+    git(&repo.dir, &["reset", "-q", "--hard", "HEAD~1"]);
+    git(
+        &repo.dir,
+        &["push", "-q", "-f", "origin", "feature/split-inventory"],
+    );
+
+    // 6. Merge: staging migrated behind a snapshot, git merged and pushed, branches deleted.
+    repo.ok(&["scm", "merge"]);
+    let merged = repo.state();
+    assert_eq!(merged["state"], "merged");
+    assert!(merged["merged_at"].is_string() && merged["migrate_run_url"].is_string());
+    assert!(columns(&d, "staging").contains("serial_number"));
+    assert_eq!(
+        d.sql(
+            "staging",
+            "select count(*) from inventory where serial_number is null"
+        ),
+        "0"
+    );
+    assert!(!columns(&d, "main").contains("serial_number"));
+    assert!(!has_branch(&d, "ci-pr-1") && !has_branch(&d, feature));
+    let snaps = d.json(&["branch", "list"])["snapshots"].to_string();
+    assert!(
+        !snaps.contains("staging-pre-merge"),
+        "the merge snapshot goes after success: {snaps}"
+    );
+    assert_eq!(git(&repo.dir, &["branch", "--show-current"]), "staging");
+    assert_eq!(
+        git(&origin, &["rev-parse", "staging"]),
+        git(&repo.dir, &["rev-parse", "staging"])
+    );
+    repo.refused(&d, &["scm", "merge"], "needs ci-green");
+
+    // 7. Promote staging → main behind a kept snapshot; then roll main back.
+    repo.refused(&d, &["promote", "main"], "root tier");
+    let out = repo.ok(&["--json", "promote", "staging"]);
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["tier"], "main");
+    assert_eq!(p["snapshot_kept"], true);
+    assert!(columns(&d, "main").contains("serial_number"));
+    repo.refused(&d, &["promote", "staging"], "nothing to promote");
+    repo.ok(&["rollback", "main"]);
+    assert!(!columns(&d, "main").contains("serial_number"));
+    assert_eq!(d.sql("main", "select count(*) from inventory"), "2000");
+
+    // 8. The next feature starts from merged; abandoning it leaves nothing behind.
+    repo.ok(&["scm", "claim", "attributes"]);
+    assert!(has_branch(&d, "owner-attributes"));
+    repo.ok(&["scm", "abandon", "--delete-branch"]);
+    assert_eq!(repo.state()["state"], "scaffold-complete");
+    assert!(!has_branch(&d, "owner-attributes"));
+    assert!(!git(&repo.dir, &["branch"]).contains("feature/attributes"));
+
+    // Every transition, and every refusal, is in the audit trail.
+    let audit = d.json(&["audit", "--limit", "1000"]).to_string();
+    for a in [
+        "scm.claim",
+        "scm.prepare-pr",
+        "scm.wait-ci",
+        "scm.merge",
+        "scm.abandon",
+        "ci.pr",
+        "ci.merge",
+        "promote.apply",
+        "rollback",
+    ] {
+        assert!(audit.contains(&format!("\"{a}\"")), "{a} not audited");
+    }
+    assert!(audit.contains("refused"));
+}
+
+/// Orphans: a ci-pr branch whose PR is gone, a feature branch whose git branch is gone.
+#[test]
+fn orphans_are_found_and_only_orphans_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let d = Daemon::up(&["--policy", policy.to_str().unwrap()]);
+    d.run(&["branch", "create", "staging", "--from", "main"]);
+    let repo = Repo {
+        dir: tmp.path().join("repo"),
+        data: d.dir.clone(),
+    };
+    std::fs::create_dir_all(&repo.dir).unwrap();
+    init_repo(&repo.dir);
+    repo.write("lakelet.toml", POLICY);
+    repo.ok(&["init"]);
+    repo.write(".gitignore", ".lakebase/\n");
+    repo.commit("scaffold");
+    git(&repo.dir, &["branch", "staging"]);
+    git(&repo.dir, &["branch", "feature/kept"]);
+    for b in ["ci-pr-3", "ci-pr-4", "owner-kept", "owner-gone"] {
+        d.run(&["branch", "create", b, "--from", "staging", "--ttl", "1h"]);
+    }
+    let out = repo.ok(&[
+        "--json",
+        "ci",
+        "cleanup-orphans",
+        "--open-prs",
+        "4",
+        "--dry-run",
+    ]);
+    let v: Vec<String> = serde_json::from_str(&out).unwrap();
+    assert_eq!(v, vec!["ci-pr-3"]);
+    assert!(has_branch(&d, "ci-pr-3"), "a dry run deletes nothing");
+    repo.ok(&["ci", "cleanup-orphans", "--open-prs", "4"]);
+    assert!(!has_branch(&d, "ci-pr-3") && has_branch(&d, "ci-pr-4"));
+    let out = repo.ok(&["--json", "scm", "recover-orphans"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["deleted"], serde_json::json!(["owner-gone"]));
+    assert!(has_branch(&d, "owner-kept") && !has_branch(&d, "owner-gone"));
+    assert!(has_branch(&d, "staging") && has_branch(&d, "main"));
+    let o = repo.cmd(&["ci", "cleanup-orphans", "--open-prs", "x"]);
+    assert!(!o.status.success());
+
+    // ci pr reuses ci-pr-N while the base stands still, and recreates it when the base moved.
+    repo.write("db-test.sh", "true\n");
+    repo.write("migrations/V1__a.sql", "create table a (id int);\n");
+    let detail = |out: &str| {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        assert_eq!(v["conclusion"], "success", "{v}");
+        v["steps"][0]["detail"].as_str().unwrap().to_string()
+    };
+    let pr = ["--json", "ci", "pr", "--number", "9", "--base", "staging"];
+    assert!(detail(&repo.ok(&pr)).contains("forked"));
+    assert!(detail(&repo.ok(&pr)).contains("reused"));
+    repo.write("migrations/V2__b.sql", "create table b (id int);\n");
+    repo.ok(&["migrate", "migrate", "--branch", "staging"]);
+    assert!(detail(&repo.ok(&pr)).contains("recreated"));
+    assert_eq!(d.sql("ci-pr-9", "select count(*) from b"), "0");
+    let o = repo.cmd(&["ci", "pr", "--number", "9", "--base", "main-ish"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not a tier"));
+
+    // A failing migration at merge: the tier's snapshot and ci-pr-9 stay, for rollback.
+    repo.write(
+        "migrations/V3__boom.sql",
+        "create table c (id int);\nselect 1/0;\n",
+    );
+    let o = repo.cmd(&["ci", "merge", "--number", "9", "--base", "staging"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("is kept") && err.contains("lakelet rollback staging"),
+        "{err}"
+    );
+    assert!(has_branch(&d, "ci-pr-9"));
+    let list = d.json(&["branch", "list"]);
+    let snap = list["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["snapshot_id"].as_str())
+        .find(|s| s.starts_with("staging-pre-merge-pr-9-"))
+        .expect("the pre-migration snapshot is kept")
+        .to_string();
+    assert_eq!(
+        d.sql(
+            "staging",
+            "select count(*) from pg_tables where tablename = 'c'"
+        ),
+        "0"
+    );
+    let o = repo.cmd(&["rollback", "main", "--to", &snap]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("its own snapshots only"));
+    repo.ok(&["rollback", "staging", "--to", &snap]);
+    assert_eq!(d.sql("staging", "select count(*) from b"), "0");
+    // Still the tier it was: protected, and forked features still name it.
+    assert!(d
+        .fails(&["branch", "delete", "staging"])
+        .contains("protected"));
+}
+
+/// The workflows `lakelet init` writes are YAML, and every lakelet command they run exists
+/// with the flags they pass.
+#[test]
+fn the_generated_workflows_call_real_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = lakelet()
+        .current_dir(tmp.path())
+        .args(["--project", "demo", "init"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join(".lakebase/workflow-state.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(lakelet::scm::state::violations(&state).is_empty());
+    assert_eq!(state["project_id"], "demo");
+    assert_eq!(
+        state["tier_topology"], 2,
+        "the starter's features fork from staging"
+    );
+    let mut calls = 0;
+    for f in ["pr.yml", "merge.yml", "cleanup-orphans.yml"] {
+        let text = std::fs::read_to_string(tmp.path().join(".github/workflows").join(f)).unwrap();
+        let y: serde_json::Value =
+            serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(
+            y["jobs"].as_object().is_some_and(|j| !j.is_empty()),
+            "{f} has no jobs"
+        );
+        assert!(y["on"].is_object(), "{f} has no trigger");
+        for job in y["jobs"].as_object().unwrap().values() {
+            for step in job["steps"].as_array().unwrap() {
+                let Some(run) = step["run"].as_str() else {
+                    continue;
+                };
+                let Some(at) = run.find("lakelet ") else {
+                    continue;
+                };
+                // The lakelet command alone: up to a shell operator or a command substitution.
+                let words: Vec<&str> = run[at..]
+                    .split_whitespace()
+                    .take_while(|w| !["||", "&&", "|", ";"].contains(w))
+                    .map(|w| w.split("$(").next().unwrap())
+                    .take_while(|w| !w.is_empty() && *w != "\"")
+                    .collect();
+                let path: Vec<&str> = words[1..]
+                    .iter()
+                    .take_while(|w| !w.starts_with('-'))
+                    .copied()
+                    .collect();
+                let flags: Vec<&str> = words
+                    .iter()
+                    .filter(|w| w.starts_with("--"))
+                    .copied()
+                    .collect();
+                let mut args = path.clone();
+                args.push("--help");
+                let help = lakelet().args(&args).output().unwrap();
+                assert!(
+                    help.status.success(),
+                    "{f}: `lakelet {}` does not exist",
+                    path.join(" ")
+                );
+                let help = String::from_utf8_lossy(&help.stdout);
+                for flag in flags {
+                    assert!(
+                        help.contains(flag),
+                        "{f}: `lakelet {}` has no {flag}",
+                        path.join(" ")
+                    );
+                }
+                calls += 1;
+            }
+        }
+    }
+    assert_eq!(calls, 3, "each workflow runs one lakelet ci command");
+    // And a made-up command would have been caught.
+    assert!(!lakelet()
+        .args(["ci", "deploy", "--help"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+}
