@@ -272,6 +272,9 @@ mod tests {
             assert!(parse(&v.to_string()).is_err());
         }
         assert!(parse("{ not json").is_err());
+        // A missing state is one violation, not every field of every state.
+        let bad = violations(&json!({"version": 1, "tier_topology": 1, "project_id": "p"}));
+        assert_eq!(bad.len(), 1, "{bad:?}");
     }
 
     #[test]
