@@ -557,6 +557,26 @@ fn orphans_are_found_and_only_orphans_deleted() {
     assert!(d
         .fails(&["branch", "delete", "staging"])
         .contains("protected"));
+    // The rollback moved staging: ci-pr-9 (forked before it) is forked again.
+    std::fs::remove_file(repo.dir.join("migrations/V3__boom.sql")).unwrap();
+    assert!(detail(&repo.ok(&pr)).contains("recreated"));
+    assert!(detail(&repo.ok(&pr)).contains("reused"));
+
+    // A claimed feature that lost both its branches: recover-orphans resets the state.
+    std::fs::remove_dir_all(repo.dir.join("migrations")).unwrap();
+    repo.commit("tests");
+    git(&repo.dir, &["switch", "-q", "staging"]);
+    git(&repo.dir, &["merge", "-q", "main"]);
+    repo.ok(&["scm", "claim", "lost"]);
+    assert_eq!(repo.state()["state"], "feature-claimed");
+    d.run(&["branch", "delete", "owner-lost", "--purge"]);
+    git(&repo.dir, &["switch", "-q", "staging"]);
+    git(&repo.dir, &["branch", "-D", "feature/lost"]);
+    repo.refused(&d, &["scm", "prepare-pr"], "is gone");
+    let out = repo.ok(&["--json", "scm", "recover-orphans"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["state_reset"], true, "{r}");
+    assert_eq!(repo.state()["state"], "scaffold-complete");
 }
 
 /// The workflows `lakelet init` writes are YAML, and every lakelet command they run exists

@@ -204,6 +204,22 @@ fn with_env<T>(dd: &Path, parts: &Parts, f: impl FnOnce(&Env) -> Result<T>) -> R
         )?;
         Ok(())
     };
+    let on_timeline = |child: &str, parent: &str| -> Result<Option<bool>> {
+        if !local {
+            return Ok(None);
+        }
+        let s: crate::api::Status = Client::connect(dd)?.get("/status")?;
+        let find = |n: &str| {
+            s.branches
+                .iter()
+                .find(|b| b.info.name == n)
+                .map(|b| &b.info)
+        };
+        Ok(match (find(child), find(parent)) {
+            (Some(c), Some(p)) => Some(c.parent_timeline.as_deref() == Some(p.timeline.as_str())),
+            _ => None,
+        })
+    };
     let project_dir = parts.project.dir.clone();
     let audit = |e: &scm::Event| {
         let r = if local {
@@ -227,6 +243,7 @@ fn with_env<T>(dd: &Path, parts: &Parts, f: impl FnOnce(&Env) -> Result<T>) -> R
         grant: &grant,
         rollback: &rollback,
         audit: &audit,
+        on_timeline: &on_timeline,
         principal: parts.principal.clone(),
     };
     f(&env)

@@ -269,6 +269,24 @@ fn refuse(rule: impl Into<String>, reason: impl Into<String>) -> Decision {
     }
 }
 
+/// Moving changes into a tier (merge, promotion) or back out of it (rollback): roles with the
+/// promote right, never agents.
+fn may_move(role: &Role, r: &str, what: &str) -> Option<Decision> {
+    if role.agent {
+        return Some(refuse(
+            "agents-never-promote",
+            format!("role {r} is an agent role, and agents never {what}"),
+        ));
+    }
+    if !role.promote {
+        return Some(refuse(
+            format!("roles.{r}.promote"),
+            format!("role {r} may not {what}"),
+        ));
+    }
+    None
+}
+
 /// Whether `name` matches the glob `pat` (`*` any run of characters, `{principal}` the
 /// creator's name).
 pub fn glob(pat: &str, name: &str, principal: &str) -> bool {
@@ -589,17 +607,8 @@ impl Policy {
                 }
             }
             Action::Promote { from, to } => {
-                if role.agent {
-                    return refuse(
-                        "agents-never-promote",
-                        format!("role {r} is an agent role, and agents never merge or promote"),
-                    );
-                }
-                if !role.promote {
-                    return refuse(
-                        format!("roles.{r}.promote"),
-                        format!("role {r} may not merge or promote"),
-                    );
+                if let Some(d) = may_move(role, r, "merge or promote") {
+                    return d;
                 }
                 if !to.tier {
                     return refuse(
@@ -645,17 +654,8 @@ impl Policy {
             }
             Action::Rollback { tier, snapshot } => {
                 // Whoever may move changes into a tier may take them back out; nobody else.
-                if role.agent {
-                    return refuse(
-                        "agents-never-promote",
-                        format!("role {r} is an agent role, and agents never roll back a tier"),
-                    );
-                }
-                if !role.promote {
-                    return refuse(
-                        format!("roles.{r}.promote"),
-                        format!("role {r} may not roll back a tier (it needs the promote right)"),
-                    );
+                if let Some(d) = may_move(role, r, "roll back a tier") {
+                    return d;
                 }
                 if !tier.tier || !snapshot.snapshot {
                     return refuse(

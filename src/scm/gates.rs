@@ -329,7 +329,21 @@ pub fn prepare_pr(cx: &Ctx) -> Result<Prepared> {
     cx.refused("prepare-pr", "feature", r)
 }
 
-/// The checks wait-ci and merge share: clean, pushed, and the PR still open.
+/// The checks wait-ci and merge share: at `phase` and consistent, clean, pushed, and the PR
+/// still open. The HEAD and the PR, when the state is at `phase`.
+fn pushed_at(
+    cx: &Ctx,
+    s: &WorkflowState,
+    phase: Phase,
+    pre: &mut Preconditions,
+) -> Option<(String, super::forge::Pr)> {
+    cx.consistent(s, &[phase], pre);
+    if s.state != phase {
+        return None;
+    }
+    pushed_head(cx, s, pre)
+}
+
 fn pushed_head(
     cx: &Ctx,
     s: &WorkflowState,
@@ -365,12 +379,7 @@ pub fn wait_ci(cx: &Ctx, local: bool) -> Result<(WorkflowState, Run)> {
     let r = (|| {
         let s = cx.load()?;
         let mut pre = Preconditions::default();
-        cx.consistent(&s, &[Phase::PrReady], &mut pre);
-        let found = if s.state == Phase::PrReady {
-            pushed_head(cx, &s, &mut pre)
-        } else {
-            None
-        };
+        let found = pushed_at(cx, &s, Phase::PrReady, &mut pre);
         let existing = match &found {
             Some((head, pr)) => cx.forge.latest_ci(pr.number, head)?,
             None => None,
@@ -417,12 +426,7 @@ pub fn merge(cx: &Ctx) -> Result<(WorkflowState, pipeline::Merged)> {
     let r = (|| {
         let s = cx.load()?;
         let mut pre = Preconditions::default();
-        cx.consistent(&s, &[Phase::CiGreen], &mut pre);
-        let found = if s.state == Phase::CiGreen {
-            pushed_head(cx, &s, &mut pre)
-        } else {
-            None
-        };
+        let found = pushed_at(cx, &s, Phase::CiGreen, &mut pre);
         if let Some((head, _)) = &found {
             match cx.forge.run_at(s.get("ci_run_url")) {
                 Ok(run) if run.green() && &run.sha == head => {}

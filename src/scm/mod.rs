@@ -109,6 +109,10 @@ pub struct Env<'a> {
     /// Repoints `tier` at `snapshot` (checked and audited by the daemon).
     pub rollback: &'a dyn Fn(&str, &str) -> Result<()>,
     pub audit: &'a dyn Fn(&Event),
+    /// Whether `child` still hangs off `parent`'s current timeline: false once `parent` was
+    /// repointed (rolled back, reset, restored) after `child` was forked. None where the target
+    /// does not say (Lakebase).
+    pub on_timeline: &'a dyn Fn(&str, &str) -> Result<Option<bool>>,
     /// Who acts: the prefix of the feature branches this principal creates.
     pub principal: String,
 }

@@ -56,12 +56,16 @@ fn history(env: &Env, p: &Project, branch: &str) -> Result<Vec<Applied>> {
     Runner::new(&db, &p.settings, &[])?.history()
 }
 
-/// Whether `ci` still stands on `base` as it is now: forked from it, and carrying its whole
-/// migration history as a prefix. A merge into the base since (another PR) moves it.
+/// Whether `ci` still stands on `base` as it is now: forked from it, from the timeline the
+/// base is on (a rollback moves it), and carrying the base's whole migration history as a
+/// prefix (a merge of another PR moves it). Data written to the base since does not count.
 fn still_on(env: &Env, p: &Project, ci: &str, base: &str) -> Result<bool> {
     let b = env.api.get(ci)?;
     let source = b.status.and_then(|s| s.source_branch).unwrap_or_default();
     if source != env.api.branch_name(base) && source != base {
+        return Ok(false);
+    }
+    if (env.on_timeline)(ci, base)? == Some(false) {
         return Ok(false);
     }
     let key = |a: &Applied| (a.version.clone(), a.script.clone(), a.checksum, a.success);
