@@ -173,6 +173,24 @@ fn parts(dd: &Path, target: Option<TargetKind>, project_flag: Option<&str>) -> R
     })
 }
 
+/// Runs `f` on the project here, with the engine's environment for the target.
+fn engine<T>(
+    dd: &Path,
+    target: Option<TargetKind>,
+    project_flag: Option<&str>,
+    f: impl FnOnce(&Ctx) -> Result<T>,
+) -> Result<T> {
+    let parts = parts(dd, target, project_flag)?;
+    with_env(dd, &parts, |env| {
+        f(&Ctx {
+            project: &parts.project,
+            env,
+            git: &parts.git,
+            forge: &parts.forge,
+        })
+    })
+}
+
 /// Runs `f` with the engine's environment for the target.
 fn with_env<T>(dd: &Path, parts: &Parts, f: impl FnOnce(&Env) -> Result<T>) -> Result<T> {
     let api = &parts.api;
@@ -284,17 +302,11 @@ pub fn scm(
         });
         return Ok(());
     }
-    let parts = parts(dd, target, project_flag)?;
-    with_env(dd, &parts, |env| {
-        let cx = Ctx {
-            project: &parts.project,
-            env,
-            git: &parts.git,
-            forge: &parts.forge,
-        };
+    engine(dd, target, project_flag, |cx| {
+        let env = cx.env;
         match cmd {
             ScmCmd::Claim { feature, parent } => {
-                let s = scm::gates::claim(&cx, &feature, parent.as_deref())?;
+                let s = scm::gates::claim(cx, &feature, parent.as_deref())?;
                 print(json, &s, |s| {
                     format!(
                         "feature-claimed: git branch '{}' and database branch '{}' ({}), forked from '{}'",
@@ -306,7 +318,7 @@ pub fn scm(
                 });
             }
             ScmCmd::PreparePr => {
-                let r = scm::gates::prepare_pr(&cx)?;
+                let r = scm::gates::prepare_pr(cx)?;
                 print(json, &r, |r| {
                     format!(
                         "pr-ready: pushed '{}', pull request #{} ({})\nrehearsed {} migrations on a throwaway branch of '{}'; schema diff in {}",
@@ -320,13 +332,13 @@ pub fn scm(
                 });
             }
             ScmCmd::WaitCi { local } => {
-                let (s, run) = scm::gates::wait_ci(&cx, local)?;
+                let (s, run) = scm::gates::wait_ci(cx, local)?;
                 print(json, &s, |_| {
                     format!("ci-green: {} passed for {}", run.id, &run.sha[..12])
                 });
             }
             ScmCmd::Merge => {
-                let (s, m) = scm::gates::merge(&cx)?;
+                let (s, m) = scm::gates::merge(cx)?;
                 print(json, &s, |_| {
                     format!(
                         "merged into '{}': {} migrations applied behind snapshot '{}' (deleted after success); deleted {}",
@@ -338,13 +350,13 @@ pub fn scm(
                 });
             }
             ScmCmd::Abandon { delete_branch } => {
-                let s = scm::gates::abandon(&cx, delete_branch)?;
+                let s = scm::gates::abandon(cx, delete_branch)?;
                 print(json, &s, |s| {
                     format!("abandoned; the workflow is at {}", s.state)
                 });
             }
             ScmCmd::Doctor { fix } => {
-                let f = scm::care::doctor(&cx, fix)?;
+                let f = scm::care::doctor(cx, fix)?;
                 print(json, &f, |f| {
                     f.iter()
                         .map(|x| {
@@ -375,7 +387,7 @@ pub fn scm(
                 }
             }
             ScmCmd::RecoverOrphans { dry_run } => {
-                let r = scm::care::recover_orphans(&cx, dry_run)?;
+                let r = scm::care::recover_orphans(cx, dry_run)?;
                 print(json, &r, |r| {
                     format!(
                         "{} {} orphaned feature branches{}{}",
@@ -407,16 +419,7 @@ pub fn ci(
     project_flag: Option<&str>,
     cmd: CiCmd,
 ) -> Result<()> {
-    let parts = parts(dd, target, project_flag)?;
-    with_env(dd, &parts, |env| {
-        let cx = Ctx {
-            project: &parts.project,
-            env,
-            git: &parts.git,
-            forge: &parts.forge,
-        };
-        ci_cmd(&cx, json, cmd)
-    })
+    engine(dd, target, project_flag, |cx| ci_cmd(cx, json, cmd))
 }
 
 fn ci_cmd(cx: &Ctx, json: bool, cmd: CiCmd) -> Result<()> {
@@ -513,10 +516,9 @@ pub fn promote(
     from: &str,
     to: Option<&str>,
 ) -> Result<()> {
-    let parts = parts(dd, target, project_flag)?;
-    let c = with_env(dd, &parts, |env| {
-        let r = scm::tiers::promote(&parts.project, env, from, to);
-        env.record(
+    let c = engine(dd, target, project_flag, |cx| {
+        let r = scm::tiers::promote(cx.project, cx.env, from, to);
+        cx.env.record(
             "promote.apply",
             from,
             serde_json::json!({ "to": to }),
@@ -547,13 +549,12 @@ pub fn rollback(
     tier: &str,
     to: Option<&str>,
 ) -> Result<()> {
-    let parts = parts(dd, target, project_flag)?;
-    let snap = with_env(dd, &parts, |env| {
+    let snap = engine(dd, target, project_flag, |cx| {
         let snap = match to {
             Some(s) => s.to_string(),
-            None => scm::tiers::latest_snapshot(env, tier)?,
+            None => scm::tiers::latest_snapshot(cx.env, tier)?,
         };
-        (env.rollback)(tier, &snap)?;
+        (cx.env.rollback)(tier, &snap)?;
         Ok(snap)
     })?;
     print(
