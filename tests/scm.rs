@@ -44,6 +44,7 @@ test = "sh db-test.sh"
 /// V1: the Split Column refactoring's first step: add the parts, backfill, keep them in
 /// sync with `inventory_code` during the transition.
 const SPLIT: &str = "
+-- applied by ${flyway:user} (a built-in placeholder: prepare-pr must know it)
 ALTER TABLE inventory ADD COLUMN IF NOT EXISTS location_code text,
                       ADD COLUMN IF NOT EXISTS batch_number int,
                       ADD COLUMN IF NOT EXISTS serial_number int;
@@ -315,6 +316,15 @@ fn the_worked_example_through_every_gate() {
         assert_eq!(std::fs::read_to_string(&state_path).unwrap(), bad);
     }
     std::fs::write(&state_path, &good).unwrap();
+
+    // A migration that cannot run as written is refused before anything is rehearsed.
+    repo.write(
+        "migrations/V2__typo.sql",
+        "select '${no_such_placeholder}';\n",
+    );
+    repo.commit("V2: a typo");
+    repo.refused(&d, &["scm", "prepare-pr"], "no_such_placeholder");
+    git(&repo.dir, &["reset", "-q", "--hard", "HEAD~1"]);
 
     // 3. prepare-pr: validated, rehearsed, diffed, pushed.
     let out = repo.ok(&["scm", "prepare-pr"]);

@@ -223,15 +223,8 @@ pub fn prepare_pr(cx: &Ctx) -> Result<Prepared> {
             "git has no remote 'origin' to push to; `git remote add origin URL`".into()
         });
         let scripts = cx.project.scripts();
-        match &scripts {
-            Ok(list) => {
-                for sc in list {
-                    if let Err(e) = crate::migrate::run::prepare(sc, &cx.project.settings) {
-                        pre.fail(format!("{e:#}"));
-                    }
-                }
-            }
-            Err(e) => pre.fail(format!("the migrations do not load: {e:#}")),
+        if let Err(e) = &scripts {
+            pre.fail(format!("the migrations do not load: {e:#}"));
         }
         pre.verdict("prepare-pr")?;
         let scripts = scripts?;
@@ -242,10 +235,21 @@ pub fn prepare_pr(cx: &Ctx) -> Result<Prepared> {
         let mut pre = Preconditions::default();
         {
             let db = crate::migrate::db::Db::connect(&(cx.env.connect)(&tier)?)?;
-            let runner = crate::migrate::run::Runner::new(&db, &cx.project.settings, &scripts)?;
+            let settings = cx.project.settings.clone().with_builtins(&db)?;
+            let runner = crate::migrate::run::Runner::new(&db, &settings, &scripts)?;
             let applied = runner.history()?;
             for problem in runner.plan(&applied).problems(false) {
                 pre.fail(format!("validation against '{tier}': {problem}"));
+            }
+            // Every file that would run must be runnable as written (`lakelet migrate
+            // validate` checks the same, with the same built-in placeholders).
+            for sc in scripts
+                .iter()
+                .filter(|sc| sc.kind != crate::migrate::script::Kind::Undo)
+            {
+                if let Err(e) = crate::migrate::run::prepare(sc, &settings) {
+                    pre.fail(format!("{e:#}"));
+                }
             }
         }
         pre.verdict("prepare-pr")?;
