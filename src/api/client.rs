@@ -206,6 +206,13 @@ pub struct ApiFailure {
     pub message: String,
 }
 
+/// Whether `e` is the API saying "no such resource" (a 404 / NOT_FOUND answer), however much
+/// context callers added around it.
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<ApiFailure>()
+        .is_some_and(|f| f.code == "NOT_FOUND" || f.status == 404)
+}
+
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 
 use super::print;
-use crate::api::client::{seg, ApiFailure, Client};
+use crate::api::client::{is_not_found, seg, Client};
 use crate::api::lakebase::client::Branches;
 use crate::api::lakebase::types::{Branch, BranchSpec, RestoreRequest};
 use crate::compute::Endpoint;
@@ -156,11 +156,6 @@ fn describe(b: &Branch) -> String {
         );
     }
     out
-}
-
-fn is_not_found(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<ApiFailure>()
-        .is_some_and(|f| f.code == "NOT_FOUND" || f.status == 404)
 }
 
 pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> {

@@ -140,7 +140,7 @@ impl Env<'_> {
     pub fn exists(&self, name: &str) -> Result<bool> {
         match self.api.get(name) {
             Ok(b) => Ok(b.status.and_then(|s| s.current_state).as_deref() != Some("DELETED")),
-            Err(e) if format!("{e:#}").contains("does not exist") => Ok(false),
+            Err(e) if crate::api::client::is_not_found(&e) => Ok(false),
             Err(e) => Err(e),
         }
     }
