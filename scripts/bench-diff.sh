@@ -12,20 +12,7 @@
 set -euo pipefail
 N=${1:-1000}
 cd "$(dirname "$0")/.."
-[ -x target/release/lakelet ] || cargo build --release --quiet
-L="$PWD/target/release/lakelet"
-bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-work=$(mktemp -d)
-chmod 755 "$work"
-D=(--data-dir "$work/data")
-cleanup() {
-  "$L" "${D[@]}" down >/dev/null 2>&1 || true
-  runuser -u lakelet -- "$bindir/pg_ctl" -D "$work/native" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ms() { date +%s%N; }
-elapsed() { echo $(( ($2 - $1) / 1000000 )); }
+. scripts/bench-common.sh
 median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 
 # The schemas.
@@ -55,11 +42,7 @@ median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 } > "$work/target.sql"
 sed -i 's/drop view app.w\([0-9]*\) ;/drop view if exists app.w\1;/' "$work/target.sql"
 
-# Native Postgres on local disk, as the unprivileged compute user, on a socket in $work.
-mkdir -p "$work/native" "$work/sock" && chown lakelet "$work/native" "$work/sock"
-runuser -u lakelet -- "$bindir/initdb" -D "$work/native" -A trust --no-sync >/dev/null
-runuser -u lakelet -- "$bindir/pg_ctl" -D "$work/native" -w -l "$work/sock/native.log" \
-  -o "-k $work/sock -c listen_addresses='' -c max_locks_per_transaction=1024" start >/dev/null
+native_start -c max_locks_per_transaction=1024
 nurl() { echo "host=$work/sock user=lakelet dbname=$1"; }
 npsql() { "$bindir/psql" -XAtq -v ON_ERROR_STOP=1 "$@"; }
 npsql "$(nurl postgres)" -c "create database base" -c "create database target"

@@ -14,26 +14,9 @@ set -euo pipefail
 SIZES=("${@:-10000 1000000}")
 read -r -a SIZES <<<"${SIZES[*]}"
 cd "$(dirname "$0")/.."
-[ -x target/release/lakelet ] || cargo build --release --quiet
-L="$PWD/target/release/lakelet"
-bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-work=$(mktemp -d)
-chmod 755 "$work"
-D=(--data-dir "$work/data")
-cleanup() {
-  "$L" "${D[@]}" down >/dev/null 2>&1 || true
-  runuser -u lakelet -- "$bindir/pg_ctl" -D "$work/native" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ms() { date +%s%N; }
-elapsed() { echo $(( ($2 - $1) / 1000000 )); }
+. scripts/bench-common.sh
 
-# Native Postgres on local disk, as the unprivileged compute user, on a socket in $work.
-mkdir -p "$work/native" "$work/sock" && chown lakelet "$work/native" "$work/sock"
-runuser -u lakelet -- "$bindir/initdb" -D "$work/native" -A trust --no-sync >/dev/null
-runuser -u lakelet -- "$bindir/pg_ctl" -D "$work/native" -w -l "$work/sock/native.log" \
-  -o "-k $work/sock -c listen_addresses='' -c fsync=on" start >/dev/null
+native_start -c fsync=on
 native="host=$work/sock user=lakelet dbname=postgres"
 npsql() { "$bindir/psql" -XAtq -v ON_ERROR_STOP=1 "$native" "$@"; }
 
