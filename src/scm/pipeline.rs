@@ -51,11 +51,6 @@ fn base_of(p: &Project, forge: &Forge, number: u64, base: Option<&str>) -> Resul
     Ok(base)
 }
 
-fn history(env: &Env, p: &Project, branch: &str) -> Result<Vec<Applied>> {
-    let db = Db::connect(&(env.connect)(branch)?)?;
-    Runner::new(&db, &p.settings, &[])?.history()
-}
-
 /// Whether `ci` still stands on `base` as it is now: forked from it, from the timeline the
 /// base is on (a rollback moves it), and carrying the base's whole migration history as a
 /// prefix (a merge of another PR moves it). Data written to the base since does not count.
@@ -69,8 +64,8 @@ fn still_on(env: &Env, p: &Project, ci: &str, base: &str) -> Result<bool> {
         return Ok(false);
     }
     let key = |a: &Applied| (a.version.clone(), a.script.clone(), a.checksum, a.success);
-    let on_base: Vec<_> = history(env, p, base)?.iter().map(key).collect();
-    let on_ci: Vec<_> = history(env, p, ci)?.iter().map(key).collect();
+    let on_base: Vec<_> = tiers::history(env, p, base)?.iter().map(key).collect();
+    let on_ci: Vec<_> = tiers::history(env, p, ci)?.iter().map(key).collect();
     Ok(on_ci.len() >= on_base.len() && on_ci[..on_base.len()] == on_base[..])
 }
 

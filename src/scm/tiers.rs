@@ -115,9 +115,10 @@ pub fn migrate_behind_snapshot(
     })
 }
 
-fn history(env: &Env, p: &Project, branch: &str, scripts: &[Script]) -> Result<Vec<Applied>> {
+/// The migration history of `branch` (empty when it has no history table).
+pub(super) fn history(env: &Env, p: &Project, branch: &str) -> Result<Vec<Applied>> {
     let db = Db::connect(&(env.connect)(branch)?)?;
-    Runner::new(&db, &p.settings, scripts)?.history()
+    Runner::new(&db, &p.settings, &[])?.history()
 }
 
 /// `lakelet promote FROM`: the migrations FROM has verified (applied successfully, same
@@ -139,10 +140,10 @@ pub fn promote(p: &Project, env: &Env, from: &str, to: Option<&str>) -> Result<T
     pre.verdict("promote")?;
     let to = parent.expect("checked");
     let scripts = p.scripts()?;
-    let verified = history(env, p, from, &scripts)?;
-    let on_target = history(env, p, &to, &scripts)?;
+    let verified = history(env, p, from)?;
     let db = Db::connect(&(env.connect)(&to)?)?;
     let runner = Runner::new(&db, &p.settings, &scripts)?;
+    let on_target = runner.history()?;
     let pending: Vec<&Script> = runner.plan(&on_target).pending();
     let mut pre = Preconditions::default();
     let mut top: Option<Version> = None;
