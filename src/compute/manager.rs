@@ -153,6 +153,50 @@ pub struct Computes {
     slots: Mutex<HashMap<String, SlotRef>>,
 }
 
+/// Kills postmasters recorded in RUN/p whose command line still names our mount, then
+/// detaches every mount under RUN/m. After a daemon crash their views answer ENOTCONN, so
+/// those servers are already failing; the store holds everything they had synced. Also what
+/// `lakelet bench` does after it had to SIGKILL its own daemon.
+pub fn clear_stale(run_dir: &Path) -> Result<()> {
+    let pdir = run_dir.join("p");
+    for e in std::fs::read_dir(&pdir)?.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let mut lines = text.lines();
+        let pid: i32 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
+        let mnt = lines.next().unwrap_or("");
+        if pid > 0 && !mnt.is_empty() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(mnt) {
+                tracing::warn!(
+                    pid,
+                    mount = mnt,
+                    "killing a compute left by a previous daemon"
+                );
+                postgres::kill_tree(pid as u32);
+                let t = Instant::now();
+                while Path::new(&format!("/proc/{pid}")).exists()
+                    && t.elapsed() < Duration::from_secs(10)
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        let _ = std::fs::remove_file(e.path());
+    }
+    for m in fs::mounts_under(&run_dir.join("m"))? {
+        tracing::warn!(mount = %m.display(), "detaching a view left by a previous daemon");
+        fs::detach(&m)?;
+    }
+    // Socket directories of dead computes hold stale sockets and lock files.
+    if let Ok(rd) = std::fs::read_dir(run_dir.join("s")) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    Ok(())
+}
+
 /// The runtime directory of a data directory: on tmpfs, short enough for socket paths (108
 /// bytes), and traversable by the compute user whatever the data directory's parents allow.
 pub fn run_dir(data_dir: &Path) -> PathBuf {
@@ -211,7 +255,7 @@ impl Computes {
         mkdir(&c.run_dir.join("s"), 0o711)?;
         mkdir(&c.run_dir.join("p"), 0o700)?;
         mkdir(&c.data_dir.join("logs"), 0o755)?;
-        c.clear_stale()?;
+        clear_stale(&c.run_dir)?;
         Ok(c)
     }
 
@@ -233,49 +277,6 @@ impl Computes {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
-    }
-
-    /// Kills postmasters recorded in RUN/p whose command line still names our mount, then
-    /// detaches every mount under RUN/m. After a daemon crash their views answer ENOTCONN, so
-    /// those servers are already failing; the store holds everything they had synced.
-    fn clear_stale(&self) -> Result<()> {
-        let pdir = self.run_dir.join("p");
-        for e in std::fs::read_dir(&pdir)?.flatten() {
-            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            let mut lines = text.lines();
-            let pid: i32 = lines.next().and_then(|l| l.parse().ok()).unwrap_or(0);
-            let mnt = lines.next().unwrap_or("");
-            if pid > 0 && !mnt.is_empty() {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                if cmdline.contains(mnt) {
-                    tracing::warn!(
-                        pid,
-                        mount = mnt,
-                        "killing a compute left by a previous daemon"
-                    );
-                    postgres::kill_tree(pid as u32);
-                    let t = Instant::now();
-                    while Path::new(&format!("/proc/{pid}")).exists()
-                        && t.elapsed() < Duration::from_secs(10)
-                    {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                }
-            }
-            let _ = std::fs::remove_file(e.path());
-        }
-        for m in fs::mounts_under(&self.run_dir.join("m"))? {
-            tracing::warn!(mount = %m.display(), "detaching a view left by a previous daemon");
-            fs::detach(&m)?;
-        }
-        // Socket directories of dead computes hold stale sockets and lock files.
-        if let Ok(rd) = std::fs::read_dir(self.run_dir.join("s")) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-        Ok(())
     }
 
     fn slot(&self, name: &str) -> SlotRef {

@@ -13,4 +13,6 @@ pub mod tree;
 pub mod user;
 
 pub use lifecycle::Lifecycle;
-pub use manager::{run_dir, ComputeStatus, Computes, Conflict, Endpoint, Refused, Settings};
+pub use manager::{
+    clear_stale, run_dir, ComputeStatus, Computes, Conflict, Endpoint, Refused, Settings,
+};
