@@ -3,6 +3,7 @@
 //! Layers (dependencies point down only); see docs/ARCHITECTURE.md.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod compute;
 pub mod diff;

@@ -79,12 +79,11 @@ pub fn out_dir() -> PathBuf {
         .join("lakelet-bench")
 }
 
-/// Nearest-rank percentile of microsecond samples.
+/// Nearest-rank percentile of microsecond samples (`lakelet bench`'s definition).
 pub fn pct(samples: &[u64], p: f64) -> u64 {
     let mut s = samples.to_vec();
     s.sort_unstable();
-    let rank = ((p * s.len() as f64).ceil() as usize).clamp(1, s.len());
-    s[rank - 1]
+    lakelet::bench::report::pct(&s, p)
 }
 
 pub fn ratio(a: f64, b: f64) -> f64 {

@@ -2,6 +2,7 @@
 //! (`lakelet up` starts it); only `export` and the hidden debug commands open the store
 //! directly, and only while no daemon holds it.
 
+mod bench;
 mod branch;
 mod config;
 mod connect;
@@ -166,6 +167,10 @@ enum Cmd {
     /// Semantic schema diff between two branches or databases: changes, hazards, and the
     /// SQL migration from BASE to TARGET.
     Diff(diff::DiffArgs),
+    /// Measure branch creation against TEMPLATE, pg_dump | pg_restore and a data directory
+    /// copy, and pgbench on a branch vs local disk, in one run on its own daemon; writes a
+    /// Markdown report, every raw figure as JSON, and SVG plots.
+    Bench(bench::BenchArgs),
     /// Run the daemon in the foreground (what `lakelet up` starts).
     #[command(hide = true)]
     Daemon(daemon::DaemonArgs),
@@ -292,6 +297,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Whoami => policy::whoami(dd, json)?,
         Cmd::Migrate(a) => migrate::run(dd, json, cli.target, cli.project.as_deref(), a)?,
         Cmd::Diff(a) => diff::run(dd, json, cli.target, cli.project.as_deref(), a)?,
+        Cmd::Bench(a) => bench::run(json, a)?,
     }
     Ok(())
 }
