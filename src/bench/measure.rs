@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tokio::process::Command;
 
-use super::lab::{run, Lab};
+use super::lab::{run, Lab, Native};
 use super::report::{
     human_us, LoadTimes, Method, MethodResult, PgbenchRun, Run, SizeResult, Throughput,
 };
@@ -182,7 +182,7 @@ fn init_args(scale: u32) -> Vec<String> {
 
 /// A branch of the running parent, then the probe through the proxy on a new connection (the
 /// proxy starts the compute on demand), then its own bytes in the store.
-async fn lakelet_run(lab: &mut Lab, parent: &str, scale: u32, i: usize) -> Result<Run> {
+async fn lakelet_run(lab: &Lab, parent: &str, scale: u32, i: usize) -> Result<Run> {
     let api = lab.api();
     let name = format!("s{scale}-b{i}");
     let url = lab.url(&name, DB)?;
@@ -201,28 +201,16 @@ async fn lakelet_run(lab: &mut Lab, parent: &str, scale: u32, i: usize) -> Resul
     })
 }
 
-async fn template_run(lab: &mut Lab, nat: usize, scale: u32, i: usize) -> Result<Run> {
+async fn template_run(lab: &Lab, nat: usize, scale: u32, i: usize) -> Result<Run> {
     let n = lab.cluster(nat);
     let copy = format!("t{i}");
     let admin = n.config("postgres");
     let t0 = Instant::now();
     query(&admin, &format!("CREATE DATABASE {copy} TEMPLATE {DB}")).await?;
-    let made = t0.elapsed();
-    probe(&n.config(&copy), scale).await?;
-    let ready = t0.elapsed();
-    let bytes = query(&admin, &format!("SELECT pg_database_size('{copy}')"))
-        .await?
-        .parse()?;
-    query(&admin, &format!("DROP DATABASE {copy}")).await?;
-    Ok(Run {
-        made_us: us(made),
-        ready_us: us(ready),
-        server_us: None,
-        storage_added_bytes: bytes,
-    })
+    ready_database(n, &copy, scale, t0).await
 }
 
-async fn dump_run(lab: &mut Lab, nat: usize, scale: u32, i: usize) -> Result<Run> {
+async fn dump_run(lab: &Lab, nat: usize, scale: u32, i: usize) -> Result<Run> {
     let n = lab.cluster(nat);
     let copy = format!("d{i}");
     let admin = n.config("postgres");
@@ -254,9 +242,16 @@ async fn dump_run(lab: &mut Lab, nat: usize, scale: u32, i: usize) -> Result<Run
             );
         }
     }
+    ready_database(n, &copy, scale, t0).await
+}
+
+/// The end of a run that made database `copy` on cluster `n`, started at `t0`: made now, ready
+/// once the probe answers; its size, then it is dropped.
+async fn ready_database(n: &Native, copy: &str, scale: u32, t0: Instant) -> Result<Run> {
     let made = t0.elapsed();
-    probe(&n.config(&copy), scale).await?;
+    probe(&n.config(copy), scale).await?;
     let ready = t0.elapsed();
+    let admin = n.config("postgres");
     let bytes = query(&admin, &format!("SELECT pg_database_size('{copy}')"))
         .await?
         .parse()?;
