@@ -308,3 +308,85 @@ fn bench_refuses_bad_input_before_starting_anything() {
         .collect();
     assert!(made.is_empty(), "{made:?}");
 }
+
+#[test]
+fn bench_takes_an_imported_database_as_a_parent() {
+    // The source: a live server (another daemon's main compute) with a database of its own.
+    let src = common::Daemon::up(&["--idle-stop", "0s"]);
+    src.sql("main", "create database shop");
+    src.run(&[
+        "psql",
+        "main",
+        "--",
+        "-d",
+        "shop",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        "create table items as select g as id, md5(g::text) as name from generate_series(1, 20000) g; \
+         create index on items (name); create view cheap as select * from items where id < 10",
+    ]);
+    let ep = src.endpoint("main");
+    let url = format!(
+        "postgresql:///shop?host={}&port={}&user=postgres",
+        ep["socket_dir"].as_str().unwrap(),
+        ep["port"]
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, out) = (tmp.path().join("work"), tmp.path().join("out"));
+    std::fs::create_dir(&work).unwrap();
+    let o = lakelet()
+        .args([
+            "--json",
+            "bench",
+            "--import",
+            &url,
+            "--runs",
+            "2",
+            "--alt-runs",
+            "1",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--work")
+        .arg(&work)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "lakelet bench --import failed:\n{stderr}"
+    );
+    assert_nothing_left(&work, &stderr);
+
+    let r: Report =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert!(
+        r.settings.sizes.is_empty(),
+        "--import alone measures no pgbench sizes"
+    );
+    assert_eq!(r.sizes.len(), 1);
+    let z = &r.sizes[0];
+    assert_eq!((z.scale, z.source.as_str()), (0, "imported shop"));
+    assert!(z.probe.contains("pg_class"), "{}", z.probe);
+    assert!(z.database_bytes > 1 << 20, "{}", z.database_bytes);
+    let got: Vec<Method> = z.methods.iter().map(|m| m.method).collect();
+    assert_eq!(got, Method::ALL);
+    for m in &z.methods {
+        assert!(!m.runs.is_empty(), "{:?}", m.method);
+        for run in &m.runs {
+            assert!(
+                run.ready_us >= run.made_us && run.storage_added_bytes > 0,
+                "{run:?}"
+            );
+        }
+    }
+    assert!(
+        z.pgbench.is_empty(),
+        "no pgbench runs on an imported database"
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("### imported shop ("), "{md}");
+    assert!(md.contains("`lakelet import`"), "{md}");
+}

@@ -24,7 +24,7 @@ use crate::api::lakebase::types::BranchSpec;
 use crate::compute::pg::PgInstall;
 use crate::compute::Endpoint;
 
-/// The query a copy must answer; its answer must be the scale.
+/// The query a copy of a pgbench parent must answer; its answer must be the scale.
 pub const PROBE: &str = "SELECT count(*) FROM pgbench_branches";
 /// The database pgbench fills on both sides.
 const DB: &str = "bench";
@@ -46,57 +46,77 @@ enum Target<'a> {
     Url(&'a str),
 }
 
-pub async fn size(lab: &mut Lab, plan: &Plan, scale: u32, p: &Progress) -> Result<SizeResult> {
+/// What a parent is made from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// `pgbench -i -s N` on both sides.
+    Pgbench(u32),
+    /// A live server's database (a libpq URL): `lakelet import` on one side, `pg_dump |
+    /// pg_restore --create` on the other.
+    Import(String),
+}
+
+/// One parent on both sides, and how a copy proves it holds the parent's data.
+struct Parent {
+    /// Short, unique: names the parent's branches and native clusters.
+    key: String,
+    /// The lakelet branch copies are made from (compute running).
+    branch: String,
+    /// The database on both sides.
+    db: String,
+    nat: usize,
+    probe: String,
+    expect: String,
+}
+
+/// The probe of an imported database: its user relations, counted; the native parent's answer
+/// is what every copy must give.
+const RELATIONS: &str = "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = \
+     c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')";
+
+pub async fn size(
+    lab: &mut Lab,
+    plan: &Plan,
+    k: usize,
+    src: &Source,
+    p: &Progress,
+) -> Result<SizeResult> {
+    let (parent, label, load) = match src {
+        Source::Pgbench(scale) => pgbench_parent(lab, *scale, p).await?,
+        Source::Import(url) => import_parent(lab, k, url, p).await?,
+    };
     let api = lab.api();
-    let parent = format!("s{scale}");
-
-    // The parent on lakelet: a branch of main, loaded through the proxy, compute left running.
+    let admin = lab.cluster(parent.nat).config("postgres");
+    let database_bytes: u64 = query(
+        &admin,
+        &format!("SELECT pg_database_size({})", lit(&parent.db)),
+    )
+    .await?
+    .parse()?;
     p.say(format!(
-        "scale {scale}: pgbench -i -s {scale} on lakelet branch '{parent}' (through the proxy)"
-    ));
-    api.create(&parent, from(&api, ROOT))?;
-    query(&cfg_url(&lab.url(&parent, "postgres")?)?, &create_db(DB)).await?;
-    let parent_url = lab.url(&parent, DB)?;
-    let load_lakelet = pgbench(&lab.pg, Target::Url(&parent_url), &init_args(scale)).await?;
-    query(&cfg_url(&parent_url)?, "CHECKPOINT").await?;
-    p.say(format!("  loaded in {:.1} s", load_lakelet.0.as_secs_f64()));
-
-    // The same database on native Postgres.
-    p.say(format!(
-        "scale {scale}: pgbench -i -s {scale} on native Postgres"
-    ));
-    let nat = lab.native(&format!("n{scale}")).await?;
-    let admin = lab.cluster(nat).config("postgres");
-    query(&admin, &create_db(DB)).await?;
-    let sock = lab.cluster(nat).sock();
-    let load_native = pgbench(&lab.pg, Target::Socket(&sock, DB), &init_args(scale)).await?;
-    query(&admin, "CHECKPOINT").await?;
-    let database_bytes: u64 = query(&admin, &format!("SELECT pg_database_size('{DB}')"))
-        .await?
-        .parse()?;
-    p.say(format!(
-        "  loaded in {:.1} s ({} MiB)",
-        load_native.0.as_secs_f64(),
-        database_bytes >> 20
+        "{label}: {} MiB; lakelet {:.1} s, native {:.1} s",
+        database_bytes >> 20,
+        load.lakelet,
+        load.native
     ));
 
     let mut runs: [Vec<Run>; 4] = Default::default();
     let rounds = plan.runs.max(plan.alt_runs);
     for i in 0..rounds {
-        let mut line = format!("scale {scale}: round {}/{rounds}:", i + 1);
+        let mut line = format!("{label}: round {}/{rounds}:", i + 1);
         if i < plan.runs {
-            let r = lakelet_run(lab, &parent, scale, i).await?;
+            let r = lakelet_run(lab, &parent, i).await?;
             line += &format!(" branch {}", human_us(r.ready_us));
             runs[0].push(r);
         }
         if i < plan.alt_runs {
-            let r = template_run(lab, nat, scale, i).await?;
+            let r = template_run(lab, &parent, i).await?;
             line += &format!(", TEMPLATE {}", human_us(r.ready_us));
             runs[1].push(r);
-            let r = dump_run(lab, nat, scale, i).await?;
+            let r = dump_run(lab, &parent, i).await?;
             line += &format!(", dump|restore {}", human_us(r.ready_us));
             runs[2].push(r);
-            let r = copy_run(lab, nat, scale, i).await?;
+            let r = copy_run(lab, &parent, i).await?;
             line += &format!(", directory copy {}", human_us(r.ready_us));
             runs[3].push(r);
         }
@@ -107,34 +127,214 @@ pub async fn size(lab: &mut Lab, plan: &Plan, scale: u32, p: &Progress) -> Resul
         .zip(runs)
         .map(|(m, r)| MethodResult::new(m, r))
         .collect();
+    let pgbench = match src {
+        Source::Pgbench(_) => steady_state(lab, plan, &parent, &label, p).await?,
+        // pgbench's workloads need pgbench's tables.
+        Source::Import(_) => Vec::new(),
+    };
 
-    // Steady state: a branch of the parent vs the native parent itself (written last).
-    let child = format!("s{scale}-pgbench");
-    api.create(&child, from(&api, &parent))?;
+    // This parent goes before the next one loads (disk, memory).
+    lab.drop_cluster(parent.nat).await?;
+    api.delete(&parent.branch, true)?;
+    Ok(SizeResult {
+        scale: match src {
+            Source::Pgbench(s) => *s,
+            Source::Import(_) => 0,
+        },
+        source: label,
+        probe: parent.probe,
+        database_bytes,
+        load_s: load,
+        methods,
+        pgbench,
+    })
+}
+
+/// `pgbench -i -s N`: on a lakelet branch of main through the proxy, and on a native cluster.
+async fn pgbench_parent(
+    lab: &mut Lab,
+    scale: u32,
+    p: &Progress,
+) -> Result<(Parent, String, LoadTimes)> {
+    let api = lab.api();
+    let key = format!("s{scale}");
+    let label = format!("pgbench scale {scale}");
+    p.say(format!(
+        "{label}: pgbench -i -s {scale} on lakelet branch '{key}' (through the proxy)"
+    ));
+    api.create(&key, from(&api, ROOT))?;
+    query(&cfg_url(&lab.url(&key, "postgres")?)?, &create_db(DB)).await?;
+    let url = lab.url(&key, DB)?;
+    let (lakelet, _) = pgbench(&lab.pg, Target::Url(&url), &init_args(scale)).await?;
+    query(&cfg_url(&url)?, "CHECKPOINT").await?;
+
+    p.say(format!("{label}: pgbench -i -s {scale} on native Postgres"));
+    let nat = lab.native(&format!("n{scale}")).await?;
+    let admin = lab.cluster(nat).config("postgres");
+    query(&admin, &create_db(DB)).await?;
+    let sock = lab.cluster(nat).sock();
+    let (native, _) = pgbench(&lab.pg, Target::Socket(&sock, DB), &init_args(scale)).await?;
+    query(&admin, "CHECKPOINT").await?;
+    let parent = Parent {
+        branch: key.clone(),
+        key,
+        db: DB.to_string(),
+        nat,
+        probe: PROBE.to_string(),
+        expect: scale.to_string(),
+    };
+    let load = LoadTimes {
+        lakelet: lakelet.as_secs_f64(),
+        native: native.as_secs_f64(),
+    };
+    Ok((parent, label, load))
+}
+
+/// A live server's database: `lakelet import` (pg_basebackup, or pg_dump/pg_restore when
+/// replication is refused) into a root branch, and `pg_dump | pg_restore --create` into a
+/// native cluster. The native parent's answer to the probe is what every copy must give.
+async fn import_parent(
+    lab: &mut Lab,
+    k: usize,
+    url: &str,
+    p: &Progress,
+) -> Result<(Parent, String, LoadTimes)> {
+    let cfg = tokio_postgres::Config::from_str(url)
+        .map_err(|e| anyhow::anyhow!("--import {}: not a Postgres URL ({e})", redact(url)))?;
+    let db = cfg
+        .get_dbname()
+        .map(str::to_string)
+        .with_context(|| format!("--import {}: the URL names no database", redact(url)))?;
+    let key = format!("i{k}");
+    let label = format!("imported {db}");
+    p.say(format!(
+        "{label}: lakelet import of {} into branch '{key}'",
+        redact(url)
+    ));
+    let t = Instant::now();
+    import(lab, &key, url).await?;
+    let lakelet = t.elapsed();
+
+    p.say(format!(
+        "{label}: pg_dump | pg_restore --create into native Postgres"
+    ));
+    let nat = lab.native(&format!("n{key}")).await?;
+    let sock = lab.cluster(nat).sock();
+    let t = Instant::now();
+    let dump = client(
+        &lab.pg,
+        "pg_dump",
+        Target::Url(url),
+        &["-Fc", "--no-owner", "--no-acl"],
+    );
+    let restore = client(
+        &lab.pg,
+        "pg_restore",
+        Target::Socket(&sock, "postgres"),
+        &["--create", "--no-owner", "--no-acl", "--exit-on-error"],
+    );
+    pipe(dump, restore, &label).await?;
+    let native = t.elapsed();
+    query(&lab.cluster(nat).config("postgres"), "CHECKPOINT").await?;
+    let expect = query(&lab.cluster(nat).config(&db), RELATIONS).await?;
+    let parent = Parent {
+        branch: key.clone(),
+        key,
+        db,
+        nat,
+        probe: RELATIONS.to_string(),
+        expect,
+    };
+    let load = LoadTimes {
+        lakelet: lakelet.as_secs_f64(),
+        native: native.as_secs_f64(),
+    };
+    Ok((parent, label, load))
+}
+
+/// `lakelet import --from-url` through the daemon's API, waited for.
+async fn import(lab: &Lab, branch: &str, url: &str) -> Result<()> {
+    let c = crate::api::client::Client::connect(&lab.data_dir)?;
+    let req = crate::api::ImportRequest {
+        branch: branch.to_string(),
+        pgdata: None,
+        url: Some(url.to_string()),
+    };
+    let mut op: crate::api::Operation = c.post("/import", &req)?;
+    let id = op.name.trim_start_matches("operations/").to_string();
+    while !op.done {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        op = c.get(&format!("/operations/{id}"))?;
+    }
+    if let Some(e) = &op.error {
+        bail!("lakelet import of {} failed: {}", redact(url), e.message);
+    }
+    Ok(())
+}
+
+/// A URL without its password, for progress lines, errors and the report.
+pub fn redact(url: &str) -> String {
+    if !url.contains("://") {
+        // key=value form: drop the password pair.
+        return url
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let url = url
+        .split(['?', '&'])
+        .filter(|kv| !kv.starts_with("password="))
+        .enumerate()
+        .map(|(i, kv)| match i {
+            0 => kv.to_string(),
+            1 => format!("?{kv}"),
+            _ => format!("&{kv}"),
+        })
+        .collect::<String>();
+    match url.split_once("://").and_then(|(s, rest)| {
+        let (auth, host) = rest.split_once('@')?;
+        let user = auth.split(':').next().unwrap_or("");
+        Some(format!("{s}://{user}@{host}"))
+    }) {
+        Some(u) => u,
+        None => url,
+    }
+}
+
+/// Steady-state pgbench: a branch of the parent (its socket, then through the proxy) vs the
+/// native parent itself, which is written last.
+async fn steady_state(
+    lab: &mut Lab,
+    plan: &Plan,
+    parent: &Parent,
+    label: &str,
+    p: &Progress,
+) -> Result<Vec<Throughput>> {
+    let api = lab.api();
+    let child = format!("{}-pgbench", parent.key);
+    api.create(&child, from(&api, &parent.branch))?;
     let ep: Endpoint = crate::api::client::Client::connect(&lab.data_dir)?.post(
         &format!("/branches/{}/start", crate::api::client::seg(&child)),
         &serde_json::json!({}),
     )?;
-    let child_url = lab.url(&child, DB)?;
-    let mut pgbench_results = Vec::new();
+    let child_url = lab.url(&child, &parent.db)?;
+    let admin = lab.cluster(parent.nat).config("postgres");
+    let sock = lab.cluster(parent.nat).sock();
+    let db = parent.db.as_str();
+    let mut out = Vec::new();
     for (workload, extra) in [("tpcb", None), ("select-only", Some("-S"))] {
         let secs = plan.duration.as_secs().max(1).to_string();
         let (c, j) = (plan.clients.to_string(), plan.threads.to_string());
         let mut args = vec!["-c", &c, "-j", &j, "-T", &secs];
         args.extend(extra);
-        let side = |label: &'static str| {
-            p.say(format!(
-                "scale {scale}: pgbench {} on {label}",
-                args.join(" ")
-            ));
-        };
+        let side = |on: &'static str| p.say(format!("{label}: pgbench {} on {on}", args.join(" ")));
         side("native Postgres");
         query(&admin, "CHECKPOINT").await?;
-        let native = steady(&lab.pg, Target::Socket(&sock, DB), &args).await?;
+        let native = steady(&lab.pg, Target::Socket(&sock, db), &args).await?;
         side("the branch (its socket)");
-        let direct = Target::Socket(&ep.socket_dir, DB);
         query(&socket_cfg(&ep.socket_dir, "postgres"), "CHECKPOINT").await?;
-        let socket = steady(&lab.pg, direct, &args).await?;
+        let socket = steady(&lab.pg, Target::Socket(&ep.socket_dir, db), &args).await?;
         side("the branch (through the proxy)");
         query(&socket_cfg(&ep.socket_dir, "postgres"), "CHECKPOINT").await?;
         let proxy = steady(&lab.pg, Target::Url(&child_url), &args).await?;
@@ -143,23 +343,10 @@ pub async fn size(lab: &mut Lab, plan: &Plan, scale: u32, p: &Progress) -> Resul
             "  {workload}: native {:.0} tps, branch {:.0} tps ({:.2}×), through the proxy {:.0} tps ({:.2}×)",
             t.native.tps, t.branch_socket.tps, t.ratio_socket, t.branch_proxy.tps, t.ratio_proxy
         ));
-        pgbench_results.push(t);
+        out.push(t);
     }
-
-    // This size's parents go before the next size loads (disk, memory).
-    lab.drop_cluster(nat).await?;
     api.delete(&child, true)?;
-    api.delete(&parent, true)?;
-    Ok(SizeResult {
-        scale,
-        database_bytes,
-        load_s: LoadTimes {
-            lakelet: load_lakelet.0.as_secs_f64(),
-            native: load_native.0.as_secs_f64(),
-        },
-        methods,
-        pgbench: pgbench_results,
-    })
+    Ok(out)
 }
 
 /// A branch of `parent` that never expires: the bench deletes what it made, and the whole
@@ -182,14 +369,14 @@ fn init_args(scale: u32) -> Vec<String> {
 
 /// A branch of the running parent, then the probe through the proxy on a new connection (the
 /// proxy starts the compute on demand), then its own bytes in the store.
-async fn lakelet_run(lab: &Lab, parent: &str, scale: u32, i: usize) -> Result<Run> {
+async fn lakelet_run(lab: &Lab, parent: &Parent, i: usize) -> Result<Run> {
     let api = lab.api();
-    let name = format!("s{scale}-b{i}");
-    let url = lab.url(&name, DB)?;
+    let name = format!("{}-b{i}", parent.key);
+    let url = lab.url(&name, &parent.db)?;
     let t0 = Instant::now();
-    let (_, server_us) = api.create_timed(&name, from(&api, parent))?;
+    let (_, server_us) = api.create_timed(&name, from(&api, &parent.branch))?;
     let made = t0.elapsed();
-    probe(&cfg_url(&url)?, scale).await?;
+    probe(&cfg_url(&url)?, parent).await?;
     let ready = t0.elapsed();
     let usage = api.usage(&name)?;
     api.delete(&name, true)?;
@@ -201,55 +388,66 @@ async fn lakelet_run(lab: &Lab, parent: &str, scale: u32, i: usize) -> Result<Ru
     })
 }
 
-async fn template_run(lab: &Lab, nat: usize, scale: u32, i: usize) -> Result<Run> {
-    let n = lab.cluster(nat);
+async fn template_run(lab: &Lab, parent: &Parent, i: usize) -> Result<Run> {
+    let n = lab.cluster(parent.nat);
     let copy = format!("t{i}");
     let admin = n.config("postgres");
     let t0 = Instant::now();
-    query(&admin, &format!("CREATE DATABASE {copy} TEMPLATE {DB}")).await?;
-    ready_database(n, &copy, scale, t0).await
+    let sql = format!("CREATE DATABASE {copy} TEMPLATE {}", ident(&parent.db));
+    query(&admin, &sql).await?;
+    ready_database(n, parent, &copy, t0).await
 }
 
-async fn dump_run(lab: &Lab, nat: usize, scale: u32, i: usize) -> Result<Run> {
-    let n = lab.cluster(nat);
+async fn dump_run(lab: &Lab, parent: &Parent, i: usize) -> Result<Run> {
+    let n = lab.cluster(parent.nat);
     let copy = format!("d{i}");
-    let admin = n.config("postgres");
     let sock = n.sock();
     let t0 = Instant::now();
-    query(&admin, &create_db(&copy)).await?;
-    let mut dump = client(&lab.pg, "pg_dump", Target::Socket(&sock, DB), &["-Fc"]);
-    let mut dump = dump
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting pg_dump")?;
-    let pipe: Stdio = dump.stdout.take().context("pg_dump's stdout")?.try_into()?;
-    let mut restore = client(
+    query(&n.config("postgres"), &create_db(&copy)).await?;
+    let dump = client(
+        &lab.pg,
+        "pg_dump",
+        Target::Socket(&sock, &parent.db),
+        &["-Fc"],
+    );
+    let restore = client(
         &lab.pg,
         "pg_restore",
         Target::Socket(&sock, &copy),
         &["--exit-on-error"],
     );
-    restore.stdin(pipe);
-    let (d, r) = tokio::join!(dump.wait_with_output(), restore.output());
-    let (d, r) = (d.context("pg_dump")?, r.context("pg_restore")?);
-    for (what, o) in [("pg_dump", &d), ("pg_restore", &r)] {
+    pipe(dump, restore, &parent.key).await?;
+    ready_database(n, parent, &copy, t0).await
+}
+
+/// `a | b`, both checked.
+async fn pipe(mut a: Command, mut b: Command, what: &str) -> Result<()> {
+    let mut a = a
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting pg_dump")?;
+    let out: Stdio = a.stdout.take().context("pg_dump's stdout")?.try_into()?;
+    b.stdin(out);
+    let (ra, rb) = tokio::join!(a.wait_with_output(), b.output());
+    let (ra, rb) = (ra.context("pg_dump")?, rb.context("pg_restore")?);
+    for (prog, o) in [("pg_dump", &ra), ("pg_restore", &rb)] {
         if !o.status.success() {
             bail!(
-                "{what} of scale {scale} failed ({}): {}",
+                "{prog} for {what} failed ({}): {}",
                 o.status,
                 String::from_utf8_lossy(&o.stderr)
             );
         }
     }
-    ready_database(n, &copy, scale, t0).await
+    Ok(())
 }
 
 /// The end of a run that made database `copy` on cluster `n`, started at `t0`: made now, ready
 /// once the probe answers; its size, then it is dropped.
-async fn ready_database(n: &Native, copy: &str, scale: u32, t0: Instant) -> Result<Run> {
+async fn ready_database(n: &Native, parent: &Parent, copy: &str, t0: Instant) -> Result<Run> {
     let made = t0.elapsed();
-    probe(&n.config(copy), scale).await?;
+    probe(&n.config(copy), parent).await?;
     let ready = t0.elapsed();
     let admin = n.config("postgres");
     let bytes = query(&admin, &format!("SELECT pg_database_size('{copy}')"))
@@ -266,9 +464,11 @@ async fn ready_database(n: &Native, copy: &str, scale: u32, t0: Instant) -> Resu
 
 /// Stop the parent's server, copy its data directory, start a second server on the copy.
 /// The parent is started again afterwards, outside the timing.
-async fn copy_run(lab: &mut Lab, nat: usize, scale: u32, i: usize) -> Result<Run> {
+async fn copy_run(lab: &mut Lab, parent: &Parent, i: usize) -> Result<Run> {
+    let nat = parent.nat;
     let src = lab.cluster(nat).data();
-    let dir = lab.root.join(format!("{}c{i}", lab.cluster(nat).name));
+    let name = format!("{}c{i}", lab.cluster(nat).name);
+    let dir = lab.root.join(&name);
     std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let t0 = Instant::now();
     lab.stop(nat).await?;
@@ -279,9 +479,9 @@ async fn copy_run(lab: &mut Lab, nat: usize, scale: u32, i: usize) -> Result<Run
         .kill_on_drop(true);
     run(cp, "cp -a of the native data directory").await?;
     let made = t0.elapsed();
-    let c = lab.adopt(&format!("{}c{i}", lab.cluster(nat).name), dir.clone())?;
+    let c = lab.adopt(&name, dir.clone())?;
     lab.start(c).await?;
-    probe(&lab.cluster(c).config(DB), scale).await?;
+    probe(&lab.cluster(c).config(&parent.db), parent).await?;
     let ready = t0.elapsed();
     let bytes = allocated(&dir.join("data"))?;
     lab.drop_cluster(c).await?;
@@ -349,13 +549,28 @@ async fn query(cfg: &tokio_postgres::Config, sql: &str) -> Result<String> {
         .unwrap_or_default())
 }
 
-/// The probe on a new connection; a copy without the parent's rows is an error, not a figure.
-async fn probe(cfg: &tokio_postgres::Config, scale: u32) -> Result<()> {
-    let got = query(cfg, PROBE).await?;
-    if got != scale.to_string() {
-        bail!("the copy answered {PROBE:?} with {got:?}, not {scale}: it lacks the parent's rows");
+/// The probe on a new connection; a copy without the parent's data is an error, not a figure.
+async fn probe(cfg: &tokio_postgres::Config, parent: &Parent) -> Result<()> {
+    let got = query(cfg, &parent.probe).await?;
+    if got != parent.expect {
+        bail!(
+            "a copy of {} answered {:?} with {got:?}, not {:?}: it lacks the parent's data",
+            parent.key,
+            parent.probe,
+            parent.expect
+        );
     }
     Ok(())
+}
+
+/// An SQL identifier, quoted.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// An SQL string literal.
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// A Postgres client program aimed at `target`, with the environment's PG* settings removed
@@ -452,5 +667,26 @@ mod tests {
             Some(5120.0)
         );
         assert_eq!(field("no summary", "tps = "), None);
+    }
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        use super::redact;
+        assert_eq!(
+            redact("postgresql://app:s3cret@db.example:5432/shop"),
+            "postgresql://app@db.example:5432/shop"
+        );
+        assert_eq!(
+            redact("postgresql:///shop?host=/run"),
+            "postgresql:///shop?host=/run"
+        );
+        assert_eq!(
+            redact("host=x password=p dbname=shop"),
+            "host=x dbname=shop"
+        );
+        assert_eq!(
+            redact("postgresql:///shop?password=p&host=/run"),
+            "postgresql:///shop?host=/run"
+        );
     }
 }

@@ -24,6 +24,8 @@ use report::{Machine, Report, Settings};
 pub struct Config {
     /// pgbench scales of the parents, ascending.
     pub sizes: Vec<u32>,
+    /// Live servers' databases (libpq URLs) imported as further parents.
+    pub imports: Vec<String>,
     /// lakelet branches per size.
     pub runs: usize,
     /// Copies per size by each alternative (each copies the whole database).
@@ -64,8 +66,11 @@ pub struct Outputs {
 
 impl Config {
     fn check(&mut self) -> Result<()> {
-        if self.sizes.is_empty() || self.sizes.contains(&0) {
-            bail!("--sizes needs one or more pgbench scales of at least 1, e.g. --sizes 1,10,100");
+        if self.sizes.contains(&0) || (self.sizes.is_empty() && self.imports.is_empty()) {
+            bail!(
+                "--sizes needs pgbench scales of at least 1, e.g. --sizes 1,10,100 (or pass \
+                 --import URL)"
+            );
         }
         self.sizes.sort_unstable();
         self.sizes.dedup();
@@ -131,12 +136,12 @@ pub fn run(mut cfg: Config, url: Box<UrlFn>) -> Result<(Report, Outputs)> {
         machine: machine(&cfg.work, &pg.version),
         settings: Settings {
             sizes: cfg.sizes.clone(),
+            imports: cfg.imports.iter().map(|u| measure::redact(u)).collect(),
             runs: cfg.runs,
             alt_runs: cfg.alt_runs,
             duration_s: cfg.duration.as_secs(),
             pgbench_clients: cfg.clients,
             pgbench_threads: cfg.threads,
-            probe: measure::PROBE.to_string(),
         },
         sizes,
     };
@@ -159,12 +164,21 @@ async fn measure_all(
         clients: cfg.clients,
         threads: cfg.threads,
     };
+    let sources = cfg
+        .sizes
+        .iter()
+        .map(|&s| measure::Source::Pgbench(s))
+        .chain(cfg.imports.iter().cloned().map(measure::Source::Import));
     let mut out = Vec::new();
-    for &scale in &cfg.sizes {
+    for (k, src) in sources.enumerate() {
+        let what = match &src {
+            measure::Source::Pgbench(s) => format!("pgbench scale {s}"),
+            measure::Source::Import(u) => format!("the import of {}", measure::redact(u)),
+        };
         out.push(
-            measure::size(lab, &plan, scale, p)
+            measure::size(lab, &plan, k, &src, p)
                 .await
-                .with_context(|| format!("measuring pgbench scale {scale}"))?,
+                .with_context(|| format!("measuring {what}"))?,
         );
     }
     Ok(out)

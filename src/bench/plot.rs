@@ -107,10 +107,10 @@ pub fn all(r: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
         out("throughput-ratio.svg"),
     ];
     // The x labels are the measured sizes themselves, named by scale too.
-    let xs: Vec<(f64, u32)> = r
+    let xs: Vec<(f64, String)> = r
         .sizes
         .iter()
-        .map(|z| (mib(z.database_bytes), z.scale))
+        .map(|z| (mib(z.database_bytes), z.source.replace("pgbench ", "")))
         .collect();
     log_y(
         &files[0],
@@ -171,7 +171,7 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
-fn log_y(path: &Path, title: &str, y_desc: &str, xs: &[(f64, u32)], s: &[Series]) -> Result<()> {
+fn log_y(path: &Path, title: &str, y_desc: &str, xs: &[(f64, String)], s: &[Series]) -> Result<()> {
     let (lo, hi) = span(s.iter().flat_map(|s| s.points.iter().map(|p| p.1)), 1.5);
     let y = (lo..hi).log_scale().with_key_points(ticks(lo, hi));
     draw(path, title, y_desc, xs, y, s, None)
@@ -181,7 +181,7 @@ fn draw<Y>(
     path: &Path,
     title: &str,
     y_desc: &str,
-    xs: &[(f64, u32)],
+    xs: &[(f64, String)],
     y: Y,
     series: &[Series],
     reference: Option<f64>,
@@ -196,11 +196,11 @@ where
         .log_scale()
         .with_key_points(xs.iter().map(|x| x.0).collect());
     let label = |v: &f64| {
-        let scale = xs
+        let name = xs
             .iter()
             .min_by(|a, b| (a.0 - v).abs().total_cmp(&(b.0 - v).abs()))
-            .map_or(0, |x| x.1);
-        format!("{} (scale {scale})", trim(*v))
+            .map_or("", |x| x.1.as_str());
+        format!("{} ({name})", trim(*v))
     };
     let root: DrawingArea<SVGBackend, Shift> = SVGBackend::new(path, (W, H)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;

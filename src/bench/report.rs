@@ -173,11 +173,16 @@ impl Throughput {
 /// Everything measured at one parent size.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SizeResult {
-    /// pgbench scale of the parent (100,000 pgbench_accounts rows per unit).
+    /// pgbench scale of the parent (100,000 pgbench_accounts rows per unit); 0 for an import.
     pub scale: u32,
-    /// The parent database's `pg_database_size` on native Postgres after `pgbench -i`.
+    /// "pgbench scale N" or "imported DB".
+    pub source: String,
+    /// The query every copy answered exactly as the parent does.
+    pub probe: String,
+    /// The parent database's `pg_database_size` on native Postgres once loaded.
     pub database_bytes: u64,
-    /// `pgbench -i` wall time: on a lakelet branch through the proxy, and natively.
+    /// Loading the parent: `pgbench -i` (through the proxy) or `lakelet import` on lakelet;
+    /// `pgbench -i` or `pg_dump | pg_restore` natively.
     pub load_s: LoadTimes,
     pub methods: Vec<MethodResult>,
     pub pgbench: Vec<Throughput>,
@@ -210,13 +215,14 @@ pub struct Machine {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     pub sizes: Vec<u32>,
+    /// Imported parents, as URLs without their passwords.
+    #[serde(default)]
+    pub imports: Vec<String>,
     pub runs: usize,
     pub alt_runs: usize,
     pub duration_s: u64,
     pub pgbench_clients: u32,
     pub pgbench_threads: u32,
-    /// The query each copy must answer to count as ready.
-    pub probe: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -297,7 +303,7 @@ pub fn markdown(r: &Report) -> String {
           until the copy answered its first query on a new connection.\n\n";
     o += "| method |";
     for z in &r.sizes {
-        o += &format!(" scale {} ({}) |", z.scale, human_bytes(z.database_bytes));
+        o += &format!(" {} ({}) |", z.source, human_bytes(z.database_bytes));
     }
     o += "\n| --- |";
     o += &" ---: |".repeat(r.sizes.len());
@@ -317,17 +323,26 @@ pub fn markdown(r: &Report) -> String {
 
     for z in &r.sizes {
         let base = z.method(Method::LakeletBranch).map(|x| x.ready_us.p50);
+        let load = if z.scale > 0 {
+            format!(
+                "Parent loaded with `pgbench -i -s {}`: {:.1} s on a lakelet branch (through the \
+                 proxy), {:.1} s on native Postgres.",
+                z.scale, z.load_s.lakelet, z.load_s.native
+            )
+        } else {
+            format!(
+                "Parent copied from its server: `lakelet import` {:.1} s, `pg_dump | \
+                 pg_restore --create` into native Postgres {:.1} s.",
+                z.load_s.lakelet, z.load_s.native
+            )
+        };
         o += &format!(
-            "### pgbench scale {} ({} database)\n\n\
-             Parent loaded with `pgbench -i -s {}`: {:.1} s on a lakelet branch (through the \
-             proxy), {:.1} s on native Postgres.\n\n\
+            "### {} ({} database)\n\n{load} Every copy answered `{}` as the parent does.\n\n\
              | method | runs | made p50 | made p95 | ready p50 | ready p95 | storage added (p50) | ready, × lakelet's |\n\
              | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
-            z.scale,
+            z.source,
             human_bytes(z.database_bytes),
-            z.scale,
-            z.load_s.lakelet,
-            z.load_s.native,
+            z.probe,
         );
         for x in &z.methods {
             o += &format!(
@@ -357,7 +372,7 @@ pub fn markdown(r: &Report) -> String {
          | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n",
         s.pgbench_clients, s.pgbench_threads, s.duration_s
     );
-    for z in &r.sizes {
+    for z in r.sizes.iter().filter(|z| z.scale > 0) {
         for t in &z.pgbench {
             o += &format!(
                 "| {} | {} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× |\n",
@@ -378,13 +393,14 @@ pub fn markdown(r: &Report) -> String {
         o += &format!("- **{}** — made: {}.\n", meth.label(), meth.made_means());
     }
     o += &format!(
-        "- **ready**: made, then a new connection answers `{}`.\n\
+        "- **ready**: made, then a new connection answers the probe as the parent does ({}, \
+         or the count of user relations for an import).\n\
          - **storage added**: lakelet, the bytes the new branch's timeline owns in the page \
          store once it answered (what deleting it frees); TEMPLATE and dump/restore, the new \
          database's `pg_database_size`; the directory copy, the copy's allocated blocks.\n\
          - {} lakelet runs and {} runs of each alternative per size, interleaved. Every raw \
          figure is in `report.json`.\n",
-        s.probe, s.runs, s.alt_runs
+        "`SELECT count(*) FROM pgbench_branches` = the scale", s.runs, s.alt_runs
     );
     o
 }

@@ -10,9 +10,14 @@ use crate::api::client::Client;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Parent sizes as pgbench scales (scale 1 ≈ 15 MiB, 100 ≈ 1.5 GiB).
-    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
-    sizes: Vec<u32>,
+    /// Parent sizes as pgbench scales (scale 1 ≈ 22 MiB, 100 ≈ 1.5 GiB); default 1,10,100,
+    /// none when --import is given.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<u32>>,
+    /// Also a live server's database as a parent (repeatable): `lakelet import` on one side,
+    /// `pg_dump | pg_restore` into native Postgres on the other. No pgbench runs on it.
+    #[arg(long, value_name = "URL")]
+    import: Vec<String>,
     /// lakelet branches created (and queried) per size; p50 and p95 are over these.
     #[arg(long, default_value_t = 10)]
     runs: usize,
@@ -60,7 +65,14 @@ pub fn run(json: bool, a: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let cfg = crate::bench::Config {
-        sizes: a.sizes,
+        sizes: a.sizes.unwrap_or_else(|| {
+            if a.import.is_empty() {
+                vec![1, 10, 100]
+            } else {
+                vec![]
+            }
+        }),
+        imports: a.import,
         runs: a.runs,
         alt_runs: a.alt_runs,
         duration: a.duration,
