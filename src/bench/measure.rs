@@ -1,27 +1,28 @@
-//! One parent size, measured side by side: the same `pgbench -i -s N` database on a lakelet
-//! branch and on a native cluster on the same disk; then private copies made of it by each
-//! method, round after round so drift (page cache, autovacuum, a neighbour's load) hits every
-//! method alike; then steady-state pgbench on a branch vs on local disk.
+//! One parent, measured side by side: the same database (`pgbench -i -s N`, or a live
+//! server's database imported) on a lakelet branch and on a native cluster on the same disk;
+//! then private copies made of it by each method, round after round so drift (page cache,
+//! autovacuum, a neighbour's load) hits every method alike; then, for pgbench parents,
+//! steady-state pgbench on a branch vs on local disk.
 //!
 //! Every copy must prove it holds the parent's data before it counts as ready: the probe
-//! counts `pgbench_branches`, which has exactly `scale` rows.
+//! (`pgbench_branches` has exactly `scale` rows; an import's user relations, counted) must
+//! answer as the native parent does.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::process::Command;
 
-use super::lab::{run, Lab, Native};
-use super::report::{
-    human_us, LoadTimes, Method, MethodResult, PgbenchRun, Run, SizeResult, Throughput,
+use super::client::{
+    cfg_url, client, ident, lit, pgbench, pipe, query, redact, socket_cfg, steady, Target,
 };
+use super::lab::{run, Lab, Native};
+use super::report::{human_us, LoadTimes, Method, MethodResult, Run, SizeResult, Throughput};
 use super::Progress;
 use crate::api::lakebase::client::Branches;
 use crate::api::lakebase::types::BranchSpec;
-use crate::compute::pg::PgInstall;
 use crate::compute::Endpoint;
 
 /// The query a copy of a pgbench parent must answer; its answer must be the scale.
@@ -37,13 +38,6 @@ pub struct Plan {
     pub duration: Duration,
     pub clients: u32,
     pub threads: u32,
-}
-
-/// Where pgbench, pg_dump or a probe connects: a server's unix socket (as the superuser, no
-/// password) or a URL through the proxy.
-enum Target<'a> {
-    Socket(&'a Path, &'a str),
-    Url(&'a str),
 }
 
 /// What a parent is made from.
@@ -272,36 +266,6 @@ async fn import(lab: &Lab, branch: &str, url: &str) -> Result<()> {
     Ok(())
 }
 
-/// A URL without its password, for progress lines, errors and the report.
-pub fn redact(url: &str) -> String {
-    if !url.contains("://") {
-        // key=value form: drop the password pair.
-        return url
-            .split_whitespace()
-            .filter(|kv| !kv.starts_with("password="))
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
-    let url = url
-        .split(['?', '&'])
-        .filter(|kv| !kv.starts_with("password="))
-        .enumerate()
-        .map(|(i, kv)| match i {
-            0 => kv.to_string(),
-            1 => format!("?{kv}"),
-            _ => format!("&{kv}"),
-        })
-        .collect::<String>();
-    match url.split_once("://").and_then(|(s, rest)| {
-        let (auth, host) = rest.split_once('@')?;
-        let user = auth.split(':').next().unwrap_or("");
-        Some(format!("{s}://{user}@{host}"))
-    }) {
-        Some(u) => u,
-        None => url,
-    }
-}
-
 /// Steady-state pgbench: a branch of the parent (its socket, then through the proxy) vs the
 /// native parent itself, which is written last.
 async fn steady_state(
@@ -420,29 +384,6 @@ async fn dump_run(lab: &Lab, parent: &Parent, i: usize) -> Result<Run> {
     ready_database(n, parent, &copy, t0).await
 }
 
-/// `a | b`, both checked.
-async fn pipe(mut a: Command, mut b: Command, what: &str) -> Result<()> {
-    let mut a = a
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting pg_dump")?;
-    let out: Stdio = a.stdout.take().context("pg_dump's stdout")?.try_into()?;
-    b.stdin(out);
-    let (ra, rb) = tokio::join!(a.wait_with_output(), b.output());
-    let (ra, rb) = (ra.context("pg_dump")?, rb.context("pg_restore")?);
-    for (prog, o) in [("pg_dump", &ra), ("pg_restore", &rb)] {
-        if !o.status.success() {
-            bail!(
-                "{prog} for {what} failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-    }
-    Ok(())
-}
-
 /// The end of a run that made database `copy` on cluster `n`, started at `t0`: made now, ready
 /// once the probe answers; its size, then it is dropped.
 async fn ready_database(n: &Native, parent: &Parent, copy: &str, t0: Instant) -> Result<Run> {
@@ -516,39 +457,6 @@ fn us(d: Duration) -> u64 {
     d.as_micros() as u64
 }
 
-fn cfg_url(url: &str) -> Result<tokio_postgres::Config> {
-    let mut c = tokio_postgres::Config::from_str(url).context("the proxy URL")?;
-    c.application_name("lakelet-bench")
-        .connect_timeout(Duration::from_secs(300));
-    Ok(c)
-}
-
-fn socket_cfg(dir: &Path, db: &str) -> tokio_postgres::Config {
-    let mut c = crate::compute::postgres::config(dir);
-    c.dbname(db).application_name("lakelet-bench");
-    c
-}
-
-/// Runs `sql` on a new connection; the first column of the first row ("" if none).
-async fn query(cfg: &tokio_postgres::Config, sql: &str) -> Result<String> {
-    let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("connecting to run {sql:?}"))?;
-    let task = tokio::spawn(conn);
-    let rows = client.simple_query(sql).await;
-    drop(client);
-    let _ = task.await;
-    let rows = rows.with_context(|| format!("running {sql:?}"))?;
-    Ok(rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
-            _ => None,
-        })
-        .unwrap_or_default())
-}
-
 /// The probe on a new connection; a copy without the parent's data is an error, not a figure.
 async fn probe(cfg: &tokio_postgres::Config, parent: &Parent) -> Result<()> {
     let got = query(cfg, &parent.probe).await?;
@@ -561,132 +469,4 @@ async fn probe(cfg: &tokio_postgres::Config, parent: &Parent) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// An SQL identifier, quoted.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// An SQL string literal.
-fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A Postgres client program aimed at `target`, with the environment's PG* settings removed
-/// so they cannot redirect it.
-fn client(pg: &PgInstall, prog: &str, target: Target<'_>, args: &[&str]) -> Command {
-    let mut c = Command::new(pg.bin(prog));
-    for v in [
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGDATABASE",
-        "PGPASSWORD",
-        "PGOPTIONS",
-        "PGSERVICE",
-    ] {
-        c.env_remove(v);
-    }
-    c.args(args).kill_on_drop(true);
-    let db = match target {
-        Target::Socket(dir, db) => {
-            c.arg("-h")
-                .arg(dir)
-                .args(["-p", "5432", "-U", crate::compute::postgres::SUPERUSER]);
-            db
-        }
-        Target::Url(u) => u,
-    };
-    // pgbench takes the database (or a URL) as its argument; -d is its --debug.
-    if prog == "pgbench" {
-        c.arg(db);
-    } else {
-        c.args(["-d", db]);
-    }
-    c
-}
-
-/// pgbench with `args`; its wall time and output.
-async fn pgbench<S: AsRef<str>>(
-    pg: &PgInstall,
-    target: Target<'_>,
-    args: &[S],
-) -> Result<(Duration, String)> {
-    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
-    let t = Instant::now();
-    let out = run(
-        client(pg, "pgbench", target, &args),
-        &format!("pgbench {}", args.join(" ")),
-    )
-    .await?;
-    Ok((
-        t.elapsed(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
-}
-
-/// One steady-state pgbench run and its summary lines.
-async fn steady(pg: &PgInstall, target: Target<'_>, args: &[&str]) -> Result<PgbenchRun> {
-    let (_, text) = pgbench(pg, target, args).await?;
-    let tps =
-        field(&text, "tps = ").with_context(|| format!("no tps in pgbench's output:\n{text}"))?;
-    Ok(PgbenchRun {
-        tps,
-        latency_avg_ms: field(&text, "latency average = "),
-        transactions: field(&text, "number of transactions actually processed: ").map(|n| n as u64),
-    })
-}
-
-/// The number after `key` on the first line that starts with it ("tps = 123.4 (…)").
-fn field(text: &str, key: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(key))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.split('/').next())
-        .and_then(|n| n.parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::field;
-
-    #[test]
-    fn pgbench_summary_fields() {
-        let out = "number of transactions actually processed: 5120/5120\n\
-                   latency average = 0.781 ms\n\
-                   tps = 5115.372 (without initial connection time)\n";
-        assert_eq!(field(out, "tps = "), Some(5115.372));
-        assert_eq!(field(out, "latency average = "), Some(0.781));
-        assert_eq!(
-            field(out, "number of transactions actually processed: "),
-            Some(5120.0)
-        );
-        assert_eq!(field("no summary", "tps = "), None);
-    }
-
-    #[test]
-    fn urls_lose_their_passwords() {
-        use super::redact;
-        assert_eq!(
-            redact("postgresql://app:s3cret@db.example:5432/shop"),
-            "postgresql://app@db.example:5432/shop"
-        );
-        assert_eq!(
-            redact("postgresql:///shop?host=/run"),
-            "postgresql:///shop?host=/run"
-        );
-        assert_eq!(
-            redact("host=x password=p dbname=shop"),
-            "host=x dbname=shop"
-        );
-        assert_eq!(
-            redact("postgresql:///shop?password=p&host=/run"),
-            "postgresql:///shop?host=/run"
-        );
-    }
 }

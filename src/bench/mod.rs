@@ -8,6 +8,7 @@
 //! helpers. Nothing it starts outlives it: the work directory, the daemon, every native server
 //! are torn down at the end, on error and on SIGINT/SIGTERM alike (`Lab::cleanup`).
 
+mod client;
 mod lab;
 mod measure;
 pub mod plot;
@@ -136,7 +137,7 @@ pub fn run(mut cfg: Config, url: Box<UrlFn>) -> Result<(Report, Outputs)> {
         machine: machine(&cfg.work, &pg.version),
         settings: Settings {
             sizes: cfg.sizes.clone(),
-            imports: cfg.imports.iter().map(|u| measure::redact(u)).collect(),
+            imports: cfg.imports.iter().map(|u| client::redact(u)).collect(),
             runs: cfg.runs,
             alt_runs: cfg.alt_runs,
             duration_s: cfg.duration.as_secs(),
@@ -173,7 +174,7 @@ async fn measure_all(
     for (k, src) in sources.enumerate() {
         let what = match &src {
             measure::Source::Pgbench(s) => format!("pgbench scale {s}"),
-            measure::Source::Import(u) => format!("the import of {}", measure::redact(u)),
+            measure::Source::Import(u) => format!("the import of {}", client::redact(u)),
         };
         out.push(
             measure::size(lab, &plan, k, &src, p)
