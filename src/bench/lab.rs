@@ -145,18 +145,13 @@ impl Lab {
 
     /// initdb a native cluster `name` in the work directory and start it.
     pub async fn native(&mut self, name: &str) -> Result<usize> {
-        use std::os::unix::fs::{chown, PermissionsExt};
         let n = Native {
             name: name.to_string(),
             dir: self.root.join(name),
             server: None,
         };
-        for d in [n.dir.clone(), n.sock()] {
-            std::fs::create_dir_all(&d)?;
-            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
-            chown(&d, Some(self.user.uid), Some(self.user.gid))
-                .with_context(|| format!("handing {} to {}", d.display(), self.user.name))?;
-        }
+        self.private_dir(&n.dir)?;
+        self.private_dir(&n.sock())?;
         postgres::initdb(&self.pg, &self.user, &n.data(), &n.dir.join("log")).await?;
         self.natives.push(n);
         let i = self.natives.len() - 1;
@@ -166,17 +161,23 @@ impl Lab {
 
     /// A cluster whose data directory is already in place (a copy), registered for cleanup.
     pub fn adopt(&mut self, name: &str, dir: PathBuf) -> Result<usize> {
-        use std::os::unix::fs::{chown, PermissionsExt};
         let n = Native {
             name: name.to_string(),
             dir,
             server: None,
         };
-        std::fs::create_dir_all(n.sock())?;
-        std::fs::set_permissions(n.sock(), std::fs::Permissions::from_mode(0o700))?;
-        chown(n.sock(), Some(self.user.uid), Some(self.user.gid))?;
+        self.private_dir(&n.sock())?;
         self.natives.push(n);
         Ok(self.natives.len() - 1)
+    }
+
+    /// A directory only the compute user may enter (PGDATA's parent, a socket directory).
+    fn private_dir(&self, d: &Path) -> Result<()> {
+        use std::os::unix::fs::{chown, PermissionsExt};
+        std::fs::create_dir_all(d)?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+        chown(d, Some(self.user.uid), Some(self.user.gid))
+            .with_context(|| format!("handing {} to {}", d.display(), self.user.name))
     }
 
     pub fn cluster(&self, i: usize) -> &Native {
@@ -275,15 +276,7 @@ impl Lab {
             if let Err(e) = crate::compute::clear_stale(&run) {
                 eprintln!("warning: clearing {}: {e:#}", run.display());
             }
-            for sub in ["m", "s", "p", ""] {
-                let d = run.join(sub);
-                if let Ok(rd) = std::fs::read_dir(&d) {
-                    for e in rd.flatten() {
-                        let _ = std::fs::remove_dir(e.path());
-                    }
-                }
-                let _ = std::fs::remove_dir(&d);
-            }
+            crate::compute::remove_run_dir(&run);
         }
     }
 }

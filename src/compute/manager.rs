@@ -153,6 +153,23 @@ pub struct Computes {
     slots: Mutex<HashMap<String, SlotRef>>,
 }
 
+/// Leaves no trace in the runtime directory once nothing runs from it: a clean shutdown, or
+/// `lakelet bench` after `clear_stale` on its killed daemon. Only empty directories are
+/// removed (never recursively: a directory that is still a mount point would lead into a
+/// branch).
+pub fn remove_run_dir(run_dir: &Path) {
+    for sub in ["m", "s", "p"] {
+        let d = run_dir.join(sub);
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&d);
+    }
+    let _ = std::fs::remove_dir(run_dir);
+}
+
 /// Kills postmasters recorded in RUN/p whose command line still names our mount, then
 /// detaches every mount under RUN/m. After a daemon crash their views answer ENOTCONN, so
 /// those servers are already failing; the store holds everything they had synced. Also what
@@ -878,18 +895,7 @@ impl Computes {
             });
         }
         while tasks.join_next().await.is_some() {}
-        // Leave no trace in the runtime directory. Only empty directories are removed (never
-        // recursively: a directory that is still a mount point would lead into a branch).
-        for sub in ["m", "s", "p"] {
-            let d = self.run_dir.join(sub);
-            if let Ok(rd) = std::fs::read_dir(&d) {
-                for e in rd.flatten() {
-                    let _ = std::fs::remove_dir(e.path());
-                }
-            }
-            let _ = std::fs::remove_dir(&d);
-        }
-        let _ = std::fs::remove_dir(&self.run_dir);
+        remove_run_dir(&self.run_dir);
     }
 
     /// Names of branches with a running compute.

@@ -14,5 +14,6 @@ pub mod user;
 
 pub use lifecycle::Lifecycle;
 pub use manager::{
-    clear_stale, run_dir, ComputeStatus, Computes, Conflict, Endpoint, Refused, Settings,
+    clear_stale, remove_run_dir, run_dir, ComputeStatus, Computes, Conflict, Endpoint, Refused,
+    Settings,
 };
