@@ -48,33 +48,62 @@ fn assert_nothing_left(work: &Path, stderr: &str) {
     }
 }
 
+/// A bench run's own directories: `work` (what it starts lives there) and `out` (its report).
+struct Dirs {
+    tmp: tempfile::TempDir,
+    work: std::path::PathBuf,
+    out: std::path::PathBuf,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let tmp = tempfile::tempdir().unwrap();
+        let (work, out) = (tmp.path().join("work"), tmp.path().join("out"));
+        std::fs::create_dir(&work).unwrap();
+        Dirs { tmp, work, out }
+    }
+
+    /// `lakelet [--json] bench ARGS --out OUT --work WORK`.
+    fn bench(&self, json: bool, args: &[&str]) -> std::process::Command {
+        let mut c = lakelet();
+        if json {
+            c.arg("--json");
+        }
+        c.arg("bench")
+            .args(args)
+            .arg("--out")
+            .arg(&self.out)
+            .arg("--work")
+            .arg(&self.work);
+        c
+    }
+}
+
 #[test]
 fn bench_measures_every_method_at_every_size_and_cleans_up() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (work, out) = (tmp.path().join("work"), tmp.path().join("out"));
-    std::fs::create_dir(&work).unwrap();
-    let o = lakelet()
-        .args([
-            "--json",
-            "bench",
-            "--sizes",
-            "2,1",
-            "--runs",
-            "2",
-            "--alt-runs",
-            "1",
-        ])
-        .args(["--duration", "1s", "--out"])
-        .arg(&out)
-        .arg("--work")
-        .arg(&work)
+    let d = Dirs::new();
+    let (tmp, work, out) = (&d.tmp, &d.work, &d.out);
+    let o = d
+        .bench(
+            true,
+            &[
+                "--sizes",
+                "2,1",
+                "--runs",
+                "2",
+                "--alt-runs",
+                "1",
+                "--duration",
+                "1s",
+            ],
+        )
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "lakelet bench failed:\n{stderr}");
     // Progress was shown while it ran.
     assert!(stderr.contains("scale 1: round 2/2"), "{stderr}");
-    assert_nothing_left(&work, &stderr);
+    assert_nothing_left(work, &stderr);
 
     // stdout (--json) and report.json are the same report.
     let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -227,14 +256,10 @@ fn bench_measures_every_method_at_every_size_and_cleans_up() {
 
 #[test]
 fn bench_interrupted_midway_leaves_nothing_behind() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (work, out) = (tmp.path().join("work"), tmp.path().join("out"));
-    std::fs::create_dir(&work).unwrap();
-    let mut child = lakelet()
-        .args(["bench", "--sizes", "1", "--runs", "100", "--out"])
-        .arg(&out)
-        .arg("--work")
-        .arg(&work)
+    let d = Dirs::new();
+    let (work, out) = (&d.work, &d.out);
+    let mut child = d
+        .bench(false, &["--sizes", "1", "--runs", "100"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -253,7 +278,7 @@ fn bench_interrupted_midway_leaves_nothing_behind() {
     }
     assert!(seen.contains("round 2/100"), "never got going:\n{seen}");
     // Something is running under the work directory right now.
-    assert!(!common::mounts_under(&work).is_empty() || work.read_dir().unwrap().count() > 0);
+    assert!(!common::mounts_under(work).is_empty() || work.read_dir().unwrap().count() > 0);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     for l in lines {
         seen += &l.unwrap();
@@ -266,7 +291,7 @@ fn bench_interrupted_midway_leaves_nothing_behind() {
         !out.join("report.json").exists(),
         "no report from a partial run"
     );
-    assert_nothing_left(&work, &seen);
+    assert_nothing_left(work, &seen);
 }
 
 #[test]
@@ -333,24 +358,10 @@ fn bench_takes_an_imported_database_as_a_parent() {
         ep["port"]
     );
 
-    let tmp = tempfile::tempdir().unwrap();
-    let (work, out) = (tmp.path().join("work"), tmp.path().join("out"));
-    std::fs::create_dir(&work).unwrap();
-    let o = lakelet()
-        .args([
-            "--json",
-            "bench",
-            "--import",
-            &url,
-            "--runs",
-            "2",
-            "--alt-runs",
-            "1",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .arg("--work")
-        .arg(&work)
+    let d = Dirs::new();
+    let (work, out) = (&d.work, &d.out);
+    let o = d
+        .bench(true, &["--import", &url, "--runs", "2", "--alt-runs", "1"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -358,7 +369,7 @@ fn bench_takes_an_imported_database_as_a_parent() {
         o.status.success(),
         "lakelet bench --import failed:\n{stderr}"
     );
-    assert_nothing_left(&work, &stderr);
+    assert_nothing_left(work, &stderr);
 
     let r: Report =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
