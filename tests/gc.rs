@@ -43,13 +43,18 @@ fn history_stays_bounded_and_branch_points_keep_their_versions() {
             s.create_branch("mid", "main", At::Head).unwrap();
         }
     }
+    // One version per write: the page. A write that does not extend the file writes no attrs
+    // (the kernel owns times), so only the first write versions the file's attrs.
     let before = s.usage("main").unwrap();
-    assert!(before.own_versions > 400, "{before:?}");
+    assert!(
+        before.own_versions > 200 && before.own_versions < 210,
+        "{before:?}"
+    );
     // Leave the fine window, then collect.
     clock.advance(Duration::from_secs(60));
     let report = s.gc().unwrap();
     let after = s.usage("main").unwrap();
-    assert!(report.deleted_versions >= 390, "{report:?}");
+    assert!(report.deleted_versions >= 195, "{report:?}");
     // Left: the head and mid's branch point versions of the page and the file's attrs, the
     // root directory's entry and attrs, the start state.
     assert!(after.own_versions <= 8, "history not bounded: {after:?}");

@@ -246,13 +246,13 @@ fn model_apply(t: &Tree, op: &Op, now: Nanos) -> Outcome {
             walk(&t, p)?;
             match t.get_mut(p) {
                 None => return Err(Errno::NotFound),
-                Some(Node::File { data, mtime, .. }) => {
+                // A write leaves times alone: the fs layer's kernel owns them.
+                Some(Node::File { data, .. }) => {
                     let end = off as usize + len;
                     if data.len() < end {
                         data.resize(end, 0);
                     }
                     data[off as usize..end].fill(byte);
-                    *mtime = now;
                 }
                 Some(_) => return Err(Errno::IsDir),
             }

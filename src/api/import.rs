@@ -248,7 +248,8 @@ async fn basebackup(d: &Arc<Daemon>, op: &str, req: &ImportRequest, url: &str) -
     }
     let st = child.wait().await?;
     let r = if st.success() {
-        store.sync()?;
+        // --no-sync: what pg_basebackup wrote may still be in the kernel's writeback cache.
+        mount.sync()?;
         Ok(bytes)
     } else {
         let text = String::from_utf8_lossy(&all).replace('\r', "\n");

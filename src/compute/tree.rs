@@ -53,7 +53,7 @@ pub fn import(
         uid: Some(uid),
         gid: Some(gid),
         mtime: Some(mtime_ns(&meta)),
-        size: None,
+        ..Default::default()
     };
     store.setattr(tl, ROOT_INO, &set)?;
     Ok(c)

@@ -14,9 +14,13 @@ pub use view::{TimelineView, ViewStats};
 use crate::storage::{Store, TimelineId};
 
 /// A mounted view. Dropping it unmounts (lazily if something still holds the mount busy).
+///
+/// With the kernel's writeback cache, what a process wrote may still be in the page cache:
+/// `sync` or `unmount` pushes it into the store and makes it durable there.
 pub struct Mount {
     session: Option<fuser::BackgroundSession>,
     path: PathBuf,
+    store: Arc<Store>,
     pub stats: Arc<ViewStats>,
 }
 
@@ -33,8 +37,21 @@ pub fn mount(
 ) -> io::Result<Mount> {
     // A mount left behind by a killed daemon answers ENOTCONN; clear it first.
     unmount_stale(mountpoint)?;
+    // Nothing holds a file of a view that is not mounted: orphans a killed daemon left (files
+    // unlinked while open) can go now.
+    match store.reap_orphans(tl) {
+        Ok(0) | Err(crate::storage::Error::ReadOnly(_)) => {}
+        Ok(n) => {
+            tracing::info!(timeline = %tl, "freed {n} unlinked file(s) a previous mount left open")
+        }
+        Err(e) => {
+            return Err(io::Error::other(format!(
+                "freeing the unlinked files of timeline {tl}: {e}"
+            )))
+        }
+    }
     let stats = Arc::new(ViewStats::default());
-    let view = TimelineView::new(store, tl, stats.clone());
+    let view = TimelineView::new(store.clone(), tl, stats.clone());
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("lakelet:{fsname}")),
@@ -61,6 +78,7 @@ pub fn mount(
     Ok(Mount {
         session: Some(session),
         path: mountpoint.to_path_buf(),
+        store,
         stats,
     })
 }
@@ -70,19 +88,36 @@ impl Mount {
         &self.path
     }
 
-    /// Unmounts and waits for the session's threads. Every acknowledged write is already in
-    /// the store, so nothing is lost whichever way this ends.
+    /// Makes everything written through the view so far durable in the store: `syncfs(2)` has
+    /// the kernel write back every dirty page and time (each a request the view commits before
+    /// replying), then the store syncs.
+    pub fn sync(&self) -> io::Result<()> {
+        syncfs(&self.path)?;
+        self.store
+            .sync()
+            .map_err(|e| io::Error::other(format!("syncing the page store: {e}")))
+    }
+
+    /// Unmounts and waits for the session's threads, then syncs the store. The kernel writes
+    /// back what it holds before the unmount completes, so every write reaches the store.
     pub fn unmount(mut self) -> io::Result<()> {
         self.unmount_inner()
     }
 
     fn unmount_inner(&mut self) -> io::Result<()> {
         if let Some(s) = self.session.take() {
+            // A lazy detach (below) would leave dirty pages with no one to write them to.
+            if let Err(e) = syncfs(&self.path) {
+                tracing::warn!(mount = %self.path.display(), "syncfs before unmount: {e}");
+            }
             if let Err(e) = s.umount_and_join() {
                 // Busy (a process still has a file open): detach, the kernel finishes later.
                 tracing::warn!(mount = %self.path.display(), "unmount: {e}; detaching");
                 detach(&self.path)?;
             }
+            self.store
+                .sync()
+                .map_err(|e| io::Error::other(format!("syncing the page store: {e}")))?;
         }
         Ok(())
     }
@@ -94,6 +129,20 @@ impl Drop for Mount {
             tracing::error!(mount = %self.path.display(), "unmount failed: {e}");
         }
     }
+}
+
+/// `syncfs(2)` of the file system mounted at `path`.
+fn syncfs(path: &Path) -> io::Result<()> {
+    let dir = std::fs::File::open(path)?;
+    use std::os::fd::AsRawFd;
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("syncfs of {}: {e}", path.display()),
+        ));
+    }
+    Ok(())
 }
 
 /// The mount points currently mounted at or under `root`, read from /proc/self/mountinfo.

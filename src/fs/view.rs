@@ -1,18 +1,26 @@
 //! The FUSE view of one timeline: every POSIX call Postgres makes on its data directory becomes
 //! one storage call on that timeline.
 //!
-//! The view holds no durable state (DESIGN.md, fs). Each mutating call is one store commit that
-//! finishes before the reply, so writes reach the store in the order the syscalls complete and a
-//! branch cut at any lsn sees a prefix of them: exactly what a crash would have left. `fsync` is
-//! the store's sync.
+//! The view holds no durable state (DESIGN.md, fs). Each request that reaches it is one store
+//! commit that finishes before the reply.
+//!
+//! Durability is Postgres's contract, no stricter: the kernel's **writeback cache** is on, so a
+//! write(2) lands in the page cache and reaches the store when the kernel writes it back (on
+//! fsync, close, memory pressure or its dirty timer). `fsync`/`fdatasync`/`fsyncdir` make the
+//! kernel push the file's dirty pages first, then call the store's `sync`; so every write an
+//! fsync acknowledged is durable in the store, and the store at any lsn is a state a crash could
+//! have left. The kernel owns sizes and times of open files and sends them back as `setattr`
+//! (at most once a second per file: the time granularity is one second).
+//!
+//! Because the kernel may still write back pages (and times) of a file after it is unlinked,
+//! an unlinked file the kernel still knows keeps its inode as a store *orphan* until the kernel
+//! forgets it (`forget`), or until the next mount if the daemon died first (storage/orphan.rs).
 //!
 //! Caching: the kernel keeps file pages (`FOPEN_KEEP_CACHE`) and attributes for a long TTL. That
 //! is safe because a timeline is written only through its one mount (a branch name owns its
-//! timeline, and reset or restore remount on a fresh one). The kernel writeback cache is off:
-//! with it, a write would be acknowledged before it reached the store and a branch point could
-//! cut between two writes in an order Postgres never issued.
+//! timeline, and reset or restore remount on a fresh one).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -22,12 +30,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::storage::{self, Attr, FileKind, Ino, NewNode, SetAttr, Store, TimelineId};
+use crate::storage::{self, Attr, FileKind, Ino, NewNode, Removal, SetAttr, Store, TimelineId};
 
 /// How long the kernel may trust an entry or attributes we returned. Long, because nothing but
 /// this mount changes the timeline.
@@ -42,7 +50,42 @@ pub struct ViewStats {
     pub writes: AtomicU64,
     pub bytes_written: AtomicU64,
     pub syncs: AtomicU64,
+    /// setattr requests: with the writeback cache, mostly the kernel sending times back.
+    pub setattrs: AtomicU64,
+    /// Files unlinked while the kernel still held them, and those freed since.
+    pub orphaned: AtomicU64,
+    pub orphans_freed: AtomicU64,
     pub errors: AtomicU64,
+    /// Whether the kernel granted the writeback cache (an old kernel may not).
+    pub writeback_cache: std::sync::atomic::AtomicBool,
+}
+
+/// The kernel's references to inodes: its lookup count per inode (every entry we reply adds
+/// one, `forget` takes them away) and which of them are orphans (unlinked, kept alive for it).
+#[derive(Default)]
+struct KernelRefs {
+    lookups: HashMap<Ino, u64>,
+    orphans: HashSet<Ino>,
+}
+
+/// The view's answer to "must this unlinked file outlive its name?": yes while the kernel holds
+/// a lookup reference on it. Asked inside the store's commit, so lock order is store writer →
+/// `refs`; the view never takes the writer while holding `refs`.
+/// (If the commit then fails, the set names an inode the store never orphaned; freeing it at
+/// forget finds no orphan record and does nothing.)
+struct StillReferenced<'a>(&'a TimelineView);
+
+impl Removal for StillReferenced<'_> {
+    fn keep(&self, ino: Ino) -> bool {
+        let mut r = self.0.refs.lock().unwrap();
+        if r.lookups.get(&ino).is_some_and(|&n| n > 0) {
+            r.orphans.insert(ino);
+            self.0.stats.orphaned.fetch_add(1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The entries of an open directory: name, inode, kind.
@@ -57,6 +100,7 @@ pub struct TimelineView {
     dirs: Mutex<HashMap<u64, Arc<DirListing>>>,
     next_fh: AtomicU64,
     stats: Arc<ViewStats>,
+    refs: Mutex<KernelRefs>,
 }
 
 impl TimelineView {
@@ -67,6 +111,39 @@ impl TimelineView {
             dirs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             stats,
+            refs: Mutex::new(KernelRefs::default()),
+        }
+    }
+
+    /// The kernel now holds one more lookup reference on `ino` (we replied an entry for it).
+    fn referenced(&self, ino: Ino) {
+        *self.refs.lock().unwrap().lookups.entry(ino).or_default() += 1;
+    }
+
+    /// Drops `n` of the kernel's references to `ino`; frees it if it was an orphan and this was
+    /// the last. A failure leaves the orphan record: the next mount frees it.
+    fn forgotten(&self, ino: Ino, n: u64) {
+        let free = {
+            let mut r = self.refs.lock().unwrap();
+            let Some(c) = r.lookups.get_mut(&ino) else {
+                return;
+            };
+            *c = c.saturating_sub(n);
+            if *c > 0 {
+                return;
+            }
+            r.lookups.remove(&ino);
+            r.orphans.remove(&ino)
+        };
+        if free {
+            match self.store.remove_orphan(self.tl, ino) {
+                Ok(_) => {
+                    self.stats.orphans_freed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.errno("freeing an unlinked file", e);
+                }
+            }
         }
     }
 
@@ -94,7 +171,10 @@ impl TimelineView {
 
     fn reply_entry(&self, op: &str, r: Result<(Ino, Attr), storage::Error>, reply: ReplyEntry) {
         match r {
-            Ok((ino, a)) => reply.entry(&TTL, &file_attr(ino, &a), Generation(0)),
+            Ok((ino, a)) => {
+                self.referenced(ino);
+                reply.entry(&TTL, &file_attr(ino, &a), Generation(0))
+            }
             Err(e) => reply.error(self.errno(op, e)),
         }
     }
@@ -181,7 +261,39 @@ impl Filesystem for TimelineView {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
+        // The writeback cache (see the module doc). Without it every write(2) is a synchronous
+        // round trip and a store commit; the view still works, only slower, so say which runs.
+        let wb = config
+            .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+            .is_ok();
+        self.stats.writeback_cache.store(wb, Ordering::Relaxed);
+        if wb {
+            // One-second times: the kernel marks a file's inode dirty (and sends its times back
+            // as a setattr) at most once a second, not on every write. Postgres reads no mtime.
+            let _ = config.set_time_granularity(Duration::from_secs(1));
+            tracing::debug!(timeline = %self.tl, "view: kernel writeback cache on");
+        } else {
+            tracing::warn!(
+                timeline = %self.tl,
+                "view: this kernel offers no FUSE writeback cache; every write is a synchronous store commit"
+            );
+        }
         Ok(())
+    }
+
+    fn destroy(&mut self) {
+        // Unmounted: the kernel holds nothing of this view any more.
+        let orphans: Vec<Ino> = self.refs.lock().unwrap().orphans.drain().collect();
+        for ino in orphans {
+            if let Err(e) = self.store.remove_orphan(self.tl, ino) {
+                self.errno("freeing an unlinked file at unmount", e);
+            }
+        }
+    }
+
+    // (fuser's default `batch_forget` calls this once per inode.)
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.forgotten(ino.0, nlookup);
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
@@ -218,7 +330,7 @@ impl Filesystem for TimelineView {
         size: Option<u64>,
         _atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -226,6 +338,7 @@ impl Filesystem for TimelineView {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.stats.setattrs.fetch_add(1, Ordering::Relaxed);
         let set = SetAttr {
             mode,
             uid,
@@ -235,6 +348,7 @@ impl Filesystem for TimelineView {
                 TimeOrNow::SpecificTime(t) => nanos(t),
                 TimeOrNow::Now => self.store.now(),
             }),
+            ctime: ctime.map(nanos),
         };
         match self.store.setattr(self.tl, ino.0, &set) {
             Ok(a) => reply.attr(&TTL, &file_attr(ino.0, &a)),
@@ -285,7 +399,9 @@ impl Filesystem for TimelineView {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
-        let r = self.store.unlink(self.tl, parent.0, name(n));
+        let r = self
+            .store
+            .unlink_as(self.tl, parent.0, name(n), &StillReferenced(self));
         self.done("unlink", r, reply)
     }
 
@@ -333,9 +449,14 @@ impl Filesystem for TimelineView {
                 Err(e) => return reply.error(self.errno("rename", e)),
             }
         }
-        let r = self
-            .store
-            .rename(self.tl, parent.0, name(n), newparent.0, name(newname));
+        let r = self.store.rename_as(
+            self.tl,
+            parent.0,
+            name(n),
+            newparent.0,
+            name(newname),
+            &StillReferenced(self),
+        );
         self.done("rename", r, reply)
     }
 
@@ -398,7 +519,8 @@ impl Filesystem for TimelineView {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Every write already reached the store; close(2) has nothing left to push.
+        // The kernel wrote back this file's dirty pages (and sent its times) before the flush;
+        // each of those was its own request. Nothing is left to push here.
         reply.ok()
     }
 
@@ -533,13 +655,16 @@ impl Filesystem for TimelineView {
         reply: ReplyCreate,
     ) {
         match self.make(req, parent, n, NewNode::File, mode & !umask) {
-            Ok((ino, a)) => reply.created(
-                &TTL,
-                &file_attr(ino, &a),
-                Generation(0),
-                FileHandle(0),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
+            Ok((ino, a)) => {
+                self.referenced(ino);
+                reply.created(
+                    &TTL,
+                    &file_attr(ino, &a),
+                    Generation(0),
+                    FileHandle(0),
+                    FopenFlags::FOPEN_KEEP_CACHE,
+                )
+            }
             Err(e) => reply.error(self.errno("create", e)),
         }
     }

@@ -208,6 +208,7 @@ pub mod meta {
     pub const TIME_INDEX: u8 = b'C';
     pub const STATS: u8 = b'S';
     pub const DROP: u8 = b'X';
+    pub const ORPHAN: u8 = b'O';
     pub const GLOBAL: &[u8] = b"G";
 
     pub fn timeline(tl: TimelineId) -> Vec<u8> {
@@ -228,6 +229,14 @@ pub mod meta {
     /// The data id `did` was dropped (file unlinked or truncated to zero) on `tl`.
     pub fn drop(tl: TimelineId, did: DataId) -> Vec<u8> {
         Enc::default().u8(DROP).tl(tl).u64(did).0
+    }
+    /// Inode `ino` of `tl` lost its last name while still in use (see `orphan.rs`).
+    pub fn orphan(tl: TimelineId, ino: Ino) -> Vec<u8> {
+        Enc::default().u8(ORPHAN).tl(tl).u64(ino).0
+    }
+    /// The prefix of every orphan record of `tl`.
+    pub fn orphans_of(tl: TimelineId) -> Vec<u8> {
+        Enc::default().u8(ORPHAN).tl(tl).0
     }
 }
 

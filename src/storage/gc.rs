@@ -411,6 +411,9 @@ impl Store {
             if dead.contains(tl) {
                 batch.delete_cf(meta_cf, meta::timeline(*tl));
                 batch.delete_cf(meta_cf, meta::stats(*tl));
+                for ino in self.orphans(*tl)? {
+                    batch.delete_cf(meta_cf, meta::orphan(*tl, ino));
+                }
             }
             if let Some(e) = st.tls[*idx as usize].as_mut() {
                 let named = keep.as_ref().is_some_and(|k| k.named);

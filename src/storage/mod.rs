@@ -12,6 +12,7 @@ mod gc;
 mod ids;
 mod index;
 mod options;
+mod orphan;
 mod read;
 mod store;
 mod usage;
@@ -25,4 +26,4 @@ pub use ids::{format_time, parse_time, DataId, Ino, Lsn, Nanos, TimelineId, PAGE
 pub use read::Reader;
 pub use store::{Clock, Durability, ManualClock, Options, Store, SystemClock};
 pub use usage::Usage;
-pub use write::{NewNode, SetAttr};
+pub use write::{NewNode, Removal, RemoveNow, SetAttr};

@@ -275,7 +275,7 @@ impl Store {
                 meta::TIME_INDEX => {
                     w.last_index_ms = w.last_index_ms.max(d.i64()?);
                 }
-                meta::DROP => {}
+                meta::DROP | meta::ORPHAN => {}
                 other => {
                     return Err(Error::corrupt(
                         "metadata",
@@ -479,6 +479,14 @@ impl<'s> Commit<'s> {
     /// Records that data id `did` stops being reachable on this timeline at this lsn.
     pub fn drop_data(&mut self, did: u64) {
         let k = meta::drop(self.tl, did);
+        let v = codec::encode_u64s(&k, &[self.lsn]);
+        self.batch.put_cf(self.store.cf(CF_META), k, v);
+    }
+
+    /// Records that inode `ino` lost its last name on this timeline but stays in use: its
+    /// attributes and pages are kept until `Store::remove_orphan` (see `orphan.rs`).
+    pub fn orphan(&mut self, ino: Ino) {
+        let k = meta::orphan(self.tl, ino);
         let v = codec::encode_u64s(&k, &[self.lsn]);
         self.batch.put_cf(self.store.cf(CF_META), k, v);
     }

@@ -16,7 +16,7 @@ pub enum NewNode<'a> {
 }
 
 /// A `setattr`: each `Some` field is changed. A smaller `size` truncates, a larger one extends
-/// with zeros.
+/// with zeros. `ctime` defaults to now: the fs layer passes the kernel's when it owns times.
 #[derive(Debug, Clone, Default)]
 pub struct SetAttr {
     pub mode: Option<u32>,
@@ -24,6 +24,26 @@ pub struct SetAttr {
     pub gid: Option<u32>,
     pub size: Option<u64>,
     pub mtime: Option<Nanos>,
+    pub ctime: Option<Nanos>,
+}
+
+/// What becomes of a file whose last name goes (unlink, or a rename over it).
+///
+/// POSIX keeps an unlinked file alive while it is open: with the kernel's writeback cache, dirty
+/// pages and times still reach it after the unlink. The fs layer knows which inodes the kernel
+/// still holds; the store keeps those as *orphans* (see `orphan.rs`) until told to free them.
+pub trait Removal {
+    /// Whether `ino` must outlive its name.
+    fn keep(&self, ino: Ino) -> bool;
+}
+
+/// Frees a file with its last name: callers that hold no open files (tools, tests).
+pub struct RemoveNow;
+
+impl Removal for RemoveNow {
+    fn keep(&self, _ino: Ino) -> bool {
+        false
+    }
 }
 
 /// Largest file: block numbers are u32.
@@ -46,7 +66,7 @@ fn check_name(name: &[u8]) -> Result<()> {
 }
 
 impl<'s> Commit<'s> {
-    fn reader(&self) -> Reader<'s> {
+    pub(super) fn reader(&self) -> Reader<'s> {
         Reader {
             store: self.store,
             lineage: self.lineage.clone(),
@@ -134,6 +154,17 @@ impl Store {
 
     /// Removes a file or symlink.
     pub fn unlink(&self, tl: TimelineId, dir: Ino, name: &[u8]) -> Result<Lsn> {
+        self.unlink_as(tl, dir, name, &RemoveNow)
+    }
+
+    /// Removes a file or symlink's name; the inode goes too unless `removal` keeps it.
+    pub fn unlink_as(
+        &self,
+        tl: TimelineId,
+        dir: Ino,
+        name: &[u8],
+        removal: &dyn Removal,
+    ) -> Result<Lsn> {
         let mut c = self.begin(tl)?;
         let r = c.reader();
         let dattr = c.dir_attr(&r, dir)?;
@@ -145,7 +176,7 @@ impl Store {
         if a.kind == FileKind::Dir {
             return Err(Error::fs(Errno::IsDir, what()));
         }
-        remove_inode(&mut c, ino, &a);
+        remove_or_orphan(&mut c, ino, &a, removal);
         c.put_dirent(dir, name, 0);
         c.touch_dir(dattr, dir, self.now());
         c.finish()
@@ -183,6 +214,19 @@ impl Store {
         new_dir: Ino,
         new_name: &[u8],
     ) -> Result<Lsn> {
+        self.rename_as(tl, dir, name, new_dir, new_name, &RemoveNow)
+    }
+
+    /// `rename`, where a replaced file's inode goes unless `removal` keeps it.
+    pub fn rename_as(
+        &self,
+        tl: TimelineId,
+        dir: Ino,
+        name: &[u8],
+        new_dir: Ino,
+        new_name: &[u8],
+        removal: &dyn Removal,
+    ) -> Result<Lsn> {
         check_name(new_name)?;
         let mut c = self.begin(tl)?;
         let r = c.reader();
@@ -216,7 +260,7 @@ impl Store {
                 }
                 _ => {}
             }
-            remove_inode(&mut c, d, &dattr2);
+            remove_or_orphan(&mut c, d, &dattr2, removal);
         }
         let now = self.now();
         c.put_dirent(dir, name, 0);
@@ -261,13 +305,17 @@ impl Store {
         if let Some(t) = set.mtime {
             a.mtime = t;
         }
-        a.ctime = now;
+        a.ctime = set.ctime.unwrap_or(now);
         c.put_attr(ino, Some(&a));
         c.finish()?;
         Ok(a)
     }
 
     /// Writes `data` at `offset` of regular file `ino`, extending it if needed.
+    ///
+    /// Times are not touched: the kernel owns them (writeback cache) and sends them back as a
+    /// `setattr`, at most once a second per file. So a write that does not extend the file puts
+    /// its pages and nothing else: no attribute version per page write.
     pub fn write(&self, tl: TimelineId, ino: Ino, offset: u64, data: &[u8]) -> Result<Lsn> {
         let mut c = self.begin(tl)?;
         let r = c.reader();
@@ -301,18 +349,28 @@ impl Store {
             c.put_page(a.did, block, &PageRec::from_page(&page));
             pos += n as u64;
         }
-        let now = self.now();
-        a.size = a.size.max(end);
-        a.mtime = now;
-        a.ctime = now;
-        c.put_attr(ino, Some(&a));
+        if end > a.size {
+            a.size = end;
+            c.put_attr(ino, Some(&a));
+        }
         c.finish()
+    }
+}
+
+/// A file or symlink lost its last name: delete it, or keep it as an orphan if `removal` says
+/// it is still in use. Directories are never kept (rmdir of an open directory leaves nothing to
+/// write to).
+fn remove_or_orphan(c: &mut Commit<'_>, ino: Ino, a: &Attr, removal: &dyn Removal) {
+    if a.kind == FileKind::File && removal.keep(ino) {
+        c.orphan(ino);
+    } else {
+        remove_inode(c, ino, a);
     }
 }
 
 /// Deletes an inode (no hard links: one entry per inode). A file's data id is dropped, which
 /// lets GC reclaim its pages without touching them one by one.
-fn remove_inode(c: &mut Commit<'_>, ino: Ino, a: &Attr) {
+pub(super) fn remove_inode(c: &mut Commit<'_>, ino: Ino, a: &Attr) {
     if a.kind == FileKind::File {
         c.drop_data(a.did);
     }
