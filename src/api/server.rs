@@ -486,6 +486,7 @@ impl Daemon {
     pub(super) async fn view(&self, name: &str, with_usage: bool) -> Result<BranchView, ApiError> {
         let info = self.store().branch(name)?;
         let usage = if with_usage {
+            self.computes.push_writes(name).await?;
             Some(self.store().usage(name)?)
         } else {
             None

@@ -195,6 +195,7 @@ impl Lab {
             &n.sock(),
             &n.dir.join("log"),
             &format!("bench/{}", n.name),
+            &[],
         )?;
         let ready = p.wait_ready(Duration::from_secs(600)).await;
         n.server = Some(p); // registered before `?`: a failed start is still stopped

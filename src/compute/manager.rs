@@ -22,6 +22,7 @@ use super::lifecycle::{new_uid, Lifecycle};
 use super::pg::{self, PgInstall};
 use super::postgres::{self, Postgres};
 use super::user::{self, ComputeUser};
+use super::wal::{self, WalDirs};
 use crate::fs::{self, Mount};
 use crate::storage::{self, At, BranchInfo, Store, TimelineId};
 
@@ -151,6 +152,8 @@ pub struct Computes {
     user: ComputeUser,
     settings: Settings,
     slots: Mutex<HashMap<String, SlotRef>>,
+    /// Every timeline's WAL on local disk (wal.rs).
+    wal: WalDirs,
 }
 
 /// Leaves no trace in the runtime directory once nothing runs from it: a clean shutdown, or
@@ -158,7 +161,7 @@ pub struct Computes {
 /// removed (never recursively: a directory that is still a mount point would lead into a
 /// branch).
 pub fn remove_run_dir(run_dir: &Path) {
-    for sub in ["m", "s", "p"] {
+    for sub in ["m", "s", "p", "w"] {
         let d = run_dir.join(sub);
         if let Ok(rd) = std::fs::read_dir(&d) {
             for e in rd.flatten() {
@@ -203,6 +206,10 @@ pub fn clear_stale(run_dir: &Path) -> Result<()> {
     }
     for m in fs::mounts_under(&run_dir.join("m"))? {
         tracing::warn!(mount = %m.display(), "detaching a view left by a previous daemon");
+        fs::detach(&m)?;
+    }
+    // The WAL directory's bind mount (wal.rs).
+    for m in fs::mounts_under(&run_dir.join("w"))? {
         fs::detach(&m)?;
     }
     // Socket directories of dead computes hold stale sockets and lock files.
@@ -258,7 +265,14 @@ impl Computes {
         let installs = pg::discover(settings.pg_bindir.as_deref())?;
         let user = user::ensure(&settings.compute_user)?;
         let run_dir = run_dir(data_dir);
-        let c = Computes {
+        mkdir(&run_dir, 0o711)?;
+        mkdir(&run_dir.join("m"), 0o711)?;
+        mkdir(&run_dir.join("s"), 0o711)?;
+        mkdir(&run_dir.join("p"), 0o700)?;
+        mkdir(&data_dir.join("logs"), 0o755)?;
+        clear_stale(&run_dir)?;
+        let wal = WalDirs::open(data_dir, &run_dir, &user)?;
+        Ok(Computes {
             store,
             data_dir: data_dir.to_path_buf(),
             run_dir,
@@ -266,14 +280,8 @@ impl Computes {
             user,
             settings,
             slots: Mutex::new(HashMap::new()),
-        };
-        mkdir(&c.run_dir, 0o711)?;
-        mkdir(&c.run_dir.join("m"), 0o711)?;
-        mkdir(&c.run_dir.join("s"), 0o711)?;
-        mkdir(&c.run_dir.join("p"), 0o700)?;
-        mkdir(&c.data_dir.join("logs"), 0o755)?;
-        clear_stale(&c.run_dir)?;
-        Ok(c)
+            wal,
+        })
     }
 
     pub fn run_dir(&self) -> &Path {
@@ -317,17 +325,64 @@ impl Computes {
             .join(format!("{}.log", name.replace('/', "%2F")))
     }
 
-    fn mount_view(&self, name: &str, tl: TimelineId) -> Result<Mount> {
+    /// Mounts `tl`'s view; `wal_out`: with `pg_wal` redirected to the timeline's local WAL
+    /// directory (every compute), or not (initdb and imports write a whole data directory, WAL
+    /// included, into the store; the first start moves it out).
+    fn mount_view(&self, name: &str, tl: TimelineId, wal_out: bool) -> Result<Mount> {
         let mp = self.run_dir.join("m").join(short(tl));
         mkdir(&mp, 0o755)?;
+        let redirect = wal_out.then(|| fs::Redirect {
+            name: wal::PG_WAL.to_vec(),
+            target: self.wal.link_target(tl),
+        });
         let m = fs::mount(
             self.store.clone(),
             tl,
             &mp,
             name,
             self.settings.fuse_threads,
+            redirect,
         )?;
         Ok(m)
+    }
+
+    /// The Postgres install for the cluster on `tl` (its PG_VERSION, read from the store).
+    fn install_of(&self, tl: TimelineId) -> Result<&PgInstall> {
+        let r = self.store.reader(tl, None)?;
+        let ino = r
+            .lookup(storage::ROOT_INO, b"PG_VERSION")?
+            .context("the branch holds no Postgres cluster (no PG_VERSION)")?;
+        let v = String::from_utf8_lossy(&r.read(ino, 0, 16)?)
+            .trim()
+            .to_string();
+        let major: u32 = v
+            .parse()
+            .with_context(|| format!("PG_VERSION says {v:?}"))?;
+        pg::for_major(&self.installs, major)
+    }
+
+    /// Seeds the WAL of `name`'s new timeline from `from`'s after a cut `at` (wal.rs); a past
+    /// cut's WAL ends at its time.
+    fn seed_wal(&self, name: &str, from: &str, at: At) -> Result<()> {
+        let parent = self.store.branch_timeline(from)?;
+        let child = self.store.branch_timeline(name)?;
+        let lsn = self.store.branch(name)?.branch_lsn.unwrap_or(0);
+        let stop_at = match at {
+            At::Head => None,
+            At::Time(t) => Some(t),
+            At::Lsn(l) => Some(
+                self.store
+                    .time_of_lsn(from, l)
+                    .unwrap_or_else(|| self.store.now()),
+            ),
+        };
+        let t = Instant::now();
+        let waldump = self.install_of(child)?.bin("pg_waldump");
+        let s = self
+            .wal
+            .seed(&self.store, parent, child, lsn, stop_at, &waldump)?;
+        tracing::debug!(branch = name, segments = s.segments, bytes = s.bytes, elapsed = ?t.elapsed(), "seeded WAL");
+        Ok(())
     }
 
     /// Creates and initdb's the root branch on first start. An interrupted first start leaves
@@ -364,7 +419,7 @@ impl Computes {
             .store
             .create_root_branch(&name, self.user.uid, self.user.gid)?;
         let tl = self.store.branch_timeline(&info.name)?;
-        let mount = self.mount_view(&name, tl)?;
+        let mount = self.mount_view(&name, tl, false)?;
         let r = postgres::initdb(pg, &self.user, mount.path(), &self.log_path(&name)).await;
         tokio::task::spawn_blocking(move || mount.unmount()).await??;
         let _ = std::fs::remove_dir(self.run_dir.join("m").join(short(tl)));
@@ -466,7 +521,8 @@ impl Computes {
         }
         let tl = self.store.branch_timeline(name)?;
         let t0 = Instant::now();
-        let mount = self.mount_view(name, tl)?;
+        self.wal.prepare(&self.store, tl)?;
+        let mount = self.mount_view(name, tl, true)?;
         let pgdata = mount.path().to_path_buf();
         let version = std::fs::read_to_string(pgdata.join("PG_VERSION")).with_context(|| {
             format!("branch '{name}' holds no Postgres cluster (no PG_VERSION)")
@@ -490,15 +546,18 @@ impl Computes {
         std::os::unix::fs::chown(&sockdir, Some(self.user.uid), Some(self.user.gid))
             .context("handing the socket directory to the compute user")?;
         let log = self.log_path(name);
-        let mut pg = Postgres::spawn(&install, &self.user, &pgdata, &sockdir, &log, name)?;
         let pidfile = self.run_dir.join("p").join(short(tl));
-        std::fs::write(&pidfile, format!("{}\n{}\n", pg.pid, pgdata.display()))?;
-        if let Err(e) = pg.wait_ready(self.settings.start_timeout).await {
-            let _ = pg.stop(Duration::from_secs(1)).await;
-            let _ = std::fs::remove_file(&pidfile);
-            tokio::task::spawn_blocking(move || mount.unmount()).await??;
-            return Err(e.context(format!("starting the compute of branch '{name}'")));
-        }
+        let pg = match self
+            .spawn_ready(name, tl, &install, &pgdata, &sockdir, &log, &pidfile)
+            .await
+        {
+            Ok(pg) => pg,
+            Err(e) => {
+                let _ = std::fs::remove_file(&pidfile);
+                tokio::task::spawn_blocking(move || mount.unmount()).await??;
+                return Err(e.context(format!("starting the compute of branch '{name}'")));
+            }
+        };
         tracing::info!(branch = name, pid = pg.pid, elapsed = ?t0.elapsed(), "compute started");
         Ok(Running {
             pg,
@@ -508,6 +567,28 @@ impl Computes {
             last_active: Instant::now(),
             install,
         })
+    }
+
+    /// Starts the postmaster (archiving its WAL, wal.rs) and waits until it answers.
+    #[allow(clippy::too_many_arguments)]
+    async fn spawn_ready(
+        &self,
+        name: &str,
+        tl: TimelineId,
+        install: &PgInstall,
+        pgdata: &Path,
+        sockdir: &Path,
+        log: &Path,
+        pidfile: &Path,
+    ) -> Result<Postgres> {
+        let extra = self.wal.settings(tl);
+        let mut pg = Postgres::spawn(install, &self.user, pgdata, sockdir, log, name, &extra)?;
+        std::fs::write(pidfile, format!("{}\n{}\n", pg.pid, pgdata.display()))?;
+        if let Err(e) = pg.wait_ready(self.settings.start_timeout).await {
+            let _ = pg.stop(Duration::from_secs(1)).await;
+            return Err(e);
+        }
+        Ok(pg)
     }
 
     /// Stops the postmaster, unmounts the view, forgets the pid file.
@@ -606,6 +687,11 @@ impl Computes {
         let info = self
             .store
             .create_annotated(name, from, at, snapshot, &l.encode())?;
+        if let Err(e) = self.seed_wal(name, from, at) {
+            // Refused whole: the name goes again, nothing else was written.
+            let _ = self.store.delete_branch(name);
+            return Err(e.context(format!("copying the WAL of '{from}' for '{name}'")));
+        }
         self.store.sync()?;
         Ok(info)
     }
@@ -727,6 +813,12 @@ impl Computes {
             Some((from, at)) => self.store.restore_branch(name, from, at)?,
             None => self.store.reset_branch(name)?,
         };
+        let (from, at) = match restore {
+            Some((from, at)) => (from.to_string(), at),
+            None => (info.parent.clone().unwrap_or_default(), At::Head),
+        };
+        self.seed_wal(name, &from, at)
+            .with_context(|| format!("copying the WAL of '{from}' for '{name}'"))?;
         self.store.sync()?;
         if was_running {
             self.ensure_running_locked(name, &mut s).await?;
@@ -878,6 +970,7 @@ impl Computes {
                 self.teardown(r).await;
             }
         }
+        self.sweep_wal();
     }
 
     /// Stops every compute (concurrently) and unmounts every view.
@@ -895,6 +988,7 @@ impl Computes {
             });
         }
         while tasks.join_next().await.is_some() {}
+        self.wal.close();
         remove_run_dir(&self.run_dir);
     }
 
@@ -913,7 +1007,37 @@ impl Computes {
 
     /// Mounts the view of `name` (timeline `tl`) with no compute on it: imports write into it.
     pub fn mount_for_import(&self, name: &str, tl: TimelineId) -> Result<Mount> {
-        self.mount_view(name, tl)
+        self.mount_view(name, tl, false)
+    }
+
+    /// Removes the WAL of timelines no name points at any more, and archived WAL past the
+    /// retention window.
+    pub fn sweep_wal(&self) {
+        let named = self
+            .store
+            .branches()
+            .iter()
+            .filter_map(|b| b.timeline.parse().ok())
+            .collect();
+        if let Err(e) = self.wal.sweep(&named, self.store.retention_window()) {
+            tracing::warn!("sweeping WAL directories: {e:#}");
+        }
+    }
+
+    /// Makes the kernel push what a running compute of `name` wrote into the store (syncfs):
+    /// the daemon measures the store, and the writeback cache may still hold the newest pages.
+    pub async fn push_writes(&self, name: &str) -> Result<()> {
+        let slot = self.slot(name);
+        let s = slot.lock().await;
+        if let Some(r) = s.running.as_ref() {
+            r.mount.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of WAL kept for `name` (its pg_wal and archive, on local disk).
+    pub fn wal_bytes(&self, name: &str) -> Result<u64> {
+        Ok(self.wal.bytes(self.store.branch_timeline(name)?))
     }
 
     pub fn log_of(&self, name: &str) -> PathBuf {

@@ -11,6 +11,7 @@ pub mod pg;
 pub mod postgres;
 pub mod tree;
 pub mod user;
+pub mod wal;
 
 pub use lifecycle::Lifecycle;
 pub use manager::{

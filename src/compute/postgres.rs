@@ -116,8 +116,13 @@ impl Postgres {
         sockdir: &Path,
         log: &Path,
         name: &str,
+        extra: &[String],
     ) -> Result<Postgres> {
-        let child = command(pg, "postgres", user, log)?
+        let mut cmd = command(pg, "postgres", user, log)?;
+        for e in extra {
+            cmd.arg("-c").arg(e);
+        }
+        let child = cmd
             .arg("-D")
             .arg(pgdata)
             .arg("-p")
@@ -180,6 +185,32 @@ impl Postgres {
         }
         bail!(
             "postgres did not become ready within {timeout:?} (last error: {last_err}); see {}",
+            self.log.display()
+        )
+    }
+
+    /// Waits until an archive recovery finished and the server promoted itself (it accepts
+    /// read-only sessions before that, with `hot_standby`), it exits, or `timeout`.
+    pub async fn wait_promoted(&mut self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(st) = self.child.try_wait()? {
+                bail!(
+                    "postgres exited during recovery ({st}); last lines of {}:\n{}",
+                    self.log.display(),
+                    tail(&self.log, 15)
+                );
+            }
+            if let Ok(Some(v)) = query_one(&self.sockdir, "SELECT pg_is_in_recovery()::text").await
+            {
+                if v == "false" {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!(
+            "postgres did not finish recovery within {timeout:?}; see {}",
             self.log.display()
         )
     }

@@ -165,6 +165,52 @@ pub fn export(
     Ok(c)
 }
 
+/// Writes directory `name` of the root of timeline `tl` (at its head) out to `dest`, a new
+/// directory. `None` if the root has no directory of that name.
+pub fn export_root_dir(
+    store: &Store,
+    tl: TimelineId,
+    name: &[u8],
+    dest: &Path,
+) -> Result<Option<Copied>> {
+    let r = store.reader(tl, None)?;
+    let Some(ino) = r.lookup(ROOT_INO, name)? else {
+        return Ok(None);
+    };
+    let a = r.getattr(ino)?;
+    if a.kind != FileKind::Dir {
+        return Ok(None);
+    }
+    fs::create_dir(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let mut c = Copied::default();
+    export_dir(&r, ino, dest, &mut c, &mut |_| {})?;
+    finish_node(&a, dest)?;
+    Ok(Some(c))
+}
+
+/// Removes everything below directory `name` of the root of timeline `tl` (the directory
+/// stays). Returns how many entries went.
+pub fn empty_root_dir(store: &Store, tl: TimelineId, name: &[u8]) -> Result<usize> {
+    fn empty(store: &Store, tl: TimelineId, dir: Ino) -> Result<usize> {
+        let mut n = 0;
+        let entries = store.reader(tl, None)?.readdir(dir)?;
+        for (name, ino) in entries {
+            if store.reader(tl, None)?.getattr(ino)?.kind == FileKind::Dir {
+                n += empty(store, tl, ino)?;
+                store.rmdir(tl, dir, &name)?;
+            } else {
+                store.unlink(tl, dir, &name)?;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+    match store.reader(tl, None)?.lookup(ROOT_INO, name)? {
+        Some(ino) => empty(store, tl, ino),
+        None => Ok(0),
+    }
+}
+
 fn export_dir(
     r: &Reader<'_>,
     dir: Ino,

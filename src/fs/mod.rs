@@ -3,12 +3,14 @@
 //! `view.rs` maps each FUSE request to one storage call; this file mounts and unmounts views and
 //! clears mounts a killed daemon left behind. The layer keeps no durable state of its own.
 
+mod redirect;
 mod view;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use redirect::Redirect;
 pub use view::{TimelineView, ViewStats};
 
 use crate::storage::{Store, TimelineId};
@@ -34,6 +36,7 @@ pub fn mount(
     mountpoint: &Path,
     fsname: &str,
     threads: usize,
+    redirect: Option<Redirect>,
 ) -> io::Result<Mount> {
     // A mount left behind by a killed daemon answers ENOTCONN; clear it first.
     unmount_stale(mountpoint)?;
@@ -51,7 +54,7 @@ pub fn mount(
         }
     }
     let stats = Arc::new(ViewStats::default());
-    let view = TimelineView::new(store.clone(), tl, stats.clone());
+    let view = TimelineView::new(store.clone(), tl, stats.clone(), redirect);
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("lakelet:{fsname}")),

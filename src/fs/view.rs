@@ -35,7 +35,10 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::storage::{self, Attr, FileKind, Ino, NewNode, Removal, SetAttr, Store, TimelineId};
+use super::redirect::{Redirect, REDIRECT_INO};
+use crate::storage::{
+    self, Attr, FileKind, Ino, NewNode, Removal, SetAttr, Store, TimelineId, ROOT_INO,
+};
 
 /// How long the kernel may trust an entry or attributes we returned. Long, because nothing but
 /// this mount changes the timeline.
@@ -101,11 +104,18 @@ pub struct TimelineView {
     next_fh: AtomicU64,
     stats: Arc<ViewStats>,
     refs: Mutex<KernelRefs>,
+    redirect: Option<Redirect>,
 }
 
 impl TimelineView {
-    pub fn new(store: Arc<Store>, tl: TimelineId, stats: Arc<ViewStats>) -> TimelineView {
+    pub fn new(
+        store: Arc<Store>,
+        tl: TimelineId,
+        stats: Arc<ViewStats>,
+        redirect: Option<Redirect>,
+    ) -> TimelineView {
         TimelineView {
+            redirect,
             store,
             tl,
             dirs: Mutex::new(HashMap::new()),
@@ -113,6 +123,19 @@ impl TimelineView {
             stats,
             refs: Mutex::new(KernelRefs::default()),
         }
+    }
+
+    /// Whether `(parent, n)` is the redirect: the view's own symlink, which nothing may change.
+    fn redirected(&self, parent: INodeNo, n: &OsStr) -> bool {
+        self.redirect
+            .as_ref()
+            .is_some_and(|r| r.is(parent, name(n)))
+    }
+
+    /// The redirect's symlink attributes, owned like the root directory.
+    fn redirect_attr(&self, r: &Redirect) -> Result<FileAttr, storage::Error> {
+        let root = self.store.reader(self.tl, None)?.getattr(ROOT_INO)?;
+        Ok(r.attr((root.uid, root.gid)))
     }
 
     /// The kernel now holds one more lookup reference on `ino` (we replied an entry for it).
@@ -298,6 +321,12 @@ impl Filesystem for TimelineView {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         self.stats.metadata.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = self.redirect.as_ref().filter(|r| r.is(parent, name(n))) {
+            return match self.redirect_attr(r) {
+                Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+                Err(e) => reply.error(self.errno("lookup", e)),
+            };
+        }
         let r = (|| -> Result<(Ino, Attr), storage::Error> {
             let rd = self.store.reader(self.tl, None)?;
             let ino = rd.lookup(parent.0, name(n))?.ok_or_else(|| {
@@ -314,6 +343,12 @@ impl Filesystem for TimelineView {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.stats.metadata.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = self.redirect.as_ref().filter(|_| ino.0 == REDIRECT_INO) {
+            return match self.redirect_attr(r) {
+                Ok(a) => reply.attr(&TTL, &a),
+                Err(e) => reply.error(self.errno("getattr", e)),
+            };
+        }
         match self.attr_of(ino.0) {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(self.errno("getattr", e)),
@@ -339,6 +374,9 @@ impl Filesystem for TimelineView {
         reply: ReplyAttr,
     ) {
         self.stats.setattrs.fetch_add(1, Ordering::Relaxed);
+        if ino.0 == REDIRECT_INO {
+            return reply.error(Errno::EPERM);
+        }
         let set = SetAttr {
             mode,
             uid,
@@ -357,6 +395,9 @@ impl Filesystem for TimelineView {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        if let Some(r) = self.redirect.as_ref().filter(|_| ino.0 == REDIRECT_INO) {
+            return reply.data(r.target_bytes());
+        }
         match self
             .store
             .reader(self.tl, None)
@@ -377,6 +418,9 @@ impl Filesystem for TimelineView {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        if self.redirected(parent, n) {
+            return reply.error(Errno::EEXIST);
+        }
         // Only regular files: a data directory holds no devices, fifos or sockets.
         if mode & libc::S_IFMT != libc::S_IFREG {
             return reply.error(Errno::EPERM);
@@ -394,11 +438,17 @@ impl Filesystem for TimelineView {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        if self.redirected(parent, n) {
+            return reply.error(Errno::EEXIST);
+        }
         let r = self.make(req, parent, n, NewNode::Dir, mode & !umask);
         self.reply_entry("mkdir", r, reply)
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        if self.redirected(parent, n) {
+            return reply.error(Errno::EPERM);
+        }
         let r = self
             .store
             .unlink_as(self.tl, parent.0, name(n), &StillReferenced(self));
@@ -406,6 +456,9 @@ impl Filesystem for TimelineView {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        if self.redirected(parent, n) {
+            return reply.error(Errno::ENOTDIR);
+        }
         let r = self.store.rmdir(self.tl, parent.0, name(n));
         self.done("rmdir", r, reply)
     }
@@ -418,6 +471,9 @@ impl Filesystem for TimelineView {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        if self.redirected(parent, link_name) {
+            return reply.error(Errno::EEXIST);
+        }
         let target = NewNode::Symlink(target.as_os_str().as_bytes());
         let r = self.make(req, parent, link_name, target, 0o777);
         self.reply_entry("symlink", r, reply)
@@ -435,6 +491,9 @@ impl Filesystem for TimelineView {
     ) {
         if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
             return reply.error(Errno::EINVAL);
+        }
+        if self.redirected(parent, n) || self.redirected(newparent, newname) {
+            return reply.error(Errno::EPERM);
         }
         if flags.contains(RenameFlags::RENAME_NOREPLACE) {
             // Checked before the commit; the kernel holds the directory locks, so no other
@@ -541,6 +600,9 @@ impl Filesystem for TimelineView {
             let mut out = Vec::new();
             for (n, child) in rd.readdir(ino.0)? {
                 out.push((n, child, kind(rd.getattr(child)?.kind)));
+            }
+            if let Some(r) = self.redirect.as_ref().filter(|_| ino.0 == ROOT_INO) {
+                r.patch_root(&mut out);
             }
             Ok(out)
         })();
@@ -654,6 +716,9 @@ impl Filesystem for TimelineView {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        if self.redirected(parent, n) {
+            return reply.error(Errno::EEXIST);
+        }
         match self.make(req, parent, n, NewNode::File, mode & !umask) {
             Ok((ino, a)) => {
                 self.referenced(ino);

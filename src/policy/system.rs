@@ -111,6 +111,7 @@ impl SystemDb {
             &self.sockdir,
             &self.log,
             "lakelet-system",
+            &[],
         )?;
         std::fs::write(
             &self.pidfile,

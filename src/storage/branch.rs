@@ -433,6 +433,36 @@ impl Store {
         Some(entry(&it).map_or(last, |(_, first)| first - 1))
     }
 
+    /// When `lsn` was committed on branch `name`: a restore point's own time, else the end of
+    /// the millisecond the time index puts it in (so every commit at or before `lsn` is at or
+    /// before the answer). `None` if the index no longer reaches back to `lsn`.
+    pub fn time_of_lsn(&self, name: &str, lsn: Lsn) -> Option<Nanos> {
+        {
+            let st = self.state.read().unwrap();
+            let tl = st.branch(name).ok()?.timeline;
+            let e = st.tl(st.idx(tl).ok()?);
+            if let Some(&t) = e.restore_points.get(&lsn) {
+                return Some(t);
+            }
+        }
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_META));
+        it.seek_for_prev(meta::time_index(i64::MAX));
+        while it.valid() {
+            let k = it.key()?;
+            if k.len() != 9 || k[0] != meta::TIME_INDEX {
+                break;
+            }
+            let body = codec::unseal(k, it.value()?, String::new).ok()?;
+            let [first] = codec::decode_u64s::<1>(body, "time index").ok()?;
+            if first <= lsn {
+                let ms = i64::from_be_bytes(k[1..9].try_into().ok()?);
+                return Some((ms + 1) * 1_000_000 - 1);
+            }
+            it.prev();
+        }
+        None
+    }
+
     fn resolve_locked(
         &self,
         st: &State,

@@ -267,7 +267,7 @@ impl Drop for Daemon {
             self.force_cleanup();
         }
         // Never recursive: a leftover mount point would lead into branch data.
-        for sub in ["m", "s", "p"] {
+        for sub in ["m", "s", "p", "w"] {
             if let Ok(rd) = std::fs::read_dir(self.run_dir.join(sub)) {
                 for e in rd.flatten() {
                     let _ = std::fs::remove_dir(e.path());

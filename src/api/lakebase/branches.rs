@@ -576,6 +576,7 @@ pub(super) async fn usage(
     d.check_project(&p)?;
     query(q, &[])?;
     d.lakebase_branch(&b)?;
+    d.computes.push_writes(&b).await?;
     let u = d.computes.store().usage(&b)?;
     Ok(Json(BranchUsage {
         name: format!("projects/{p}/branches/{b}"),
