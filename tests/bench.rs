@@ -95,6 +95,8 @@ fn bench_measures_every_method_at_every_size_and_cleans_up() {
                 "1",
                 "--duration",
                 "1s",
+                "--rounds",
+                "2",
             ],
         )
         .output()
@@ -179,6 +181,19 @@ fn bench_measures_every_method_at_every_size_and_cleans_up() {
             }
             assert!((t.ratio_socket - t.branch_socket.tps / t.native.tps).abs() < 1e-9);
             assert!((t.ratio_proxy - t.branch_proxy.tps / t.native.tps).abs() < 1e-9);
+            // Two interleaved rounds; each side's run is one of them (the median's lower).
+            assert_eq!(t.rounds.len(), 2, "{t:?}");
+            for (i, side) in [&t.native, &t.branch_socket, &t.branch_proxy]
+                .into_iter()
+                .enumerate()
+            {
+                assert!(t.rounds.iter().any(|r| r[i] == side.tps), "{t:?}");
+                let c = side.cost.as_ref().expect("every steady run has its costs");
+                assert!(c.postgres_cpu_us > 0.0, "{t:?}");
+                // The daemon and the view are measured on the branch's sides only.
+                assert_eq!(c.daemon_cpu_us.is_some(), i > 0, "{t:?}");
+                assert_eq!(c.view.is_some(), i > 0, "{t:?}");
+            }
         }
     }
 

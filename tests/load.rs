@@ -99,18 +99,30 @@ fn branches_cut_under_pgbench_load_recover_and_pass_amcheck() {
     );
     let n = env_u64("LAKELET_LOAD_BRANCHES", 8);
     std::thread::sleep(Duration::from_secs(2));
-    // Half with a CHECKPOINT first (the default), half cut with no help at all.
+    // A third at the head with a CHECKPOINT first (the default); a third at an lsn, a third at
+    // a time: past cuts skip the checkpoint (raw crash-consistent pages) and end their WAL at
+    // the cut's time, so their recovery stops mid-load.
     for i in 0..n {
         let name = format!("child{i}");
-        if i % 2 == 0 {
-            d.run(&["branch", "create", &name]);
-        } else {
-            // Branching at an lsn skips the checkpoint: a raw crash-consistent cut.
-            let lsn = d.json(&["status"])["last_lsn"]
-                .as_u64()
-                .unwrap()
-                .to_string();
-            d.run(&["branch", "create", &name, "--at", &lsn]);
+        match i % 3 {
+            0 => {
+                d.run(&["branch", "create", &name]);
+            }
+            1 => {
+                let lsn = d.json(&["status"])["last_lsn"]
+                    .as_u64()
+                    .unwrap()
+                    .to_string();
+                d.run(&["branch", "create", &name, "--at", &lsn]);
+            }
+            _ => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as i64;
+                let t = lakelet::storage::format_time(now - 500_000_000);
+                d.run(&["branch", "create", &name, "--at", &t]);
+            }
         }
         std::thread::sleep(Duration::from_millis(secs * 1000 / (n + 2)));
     }
@@ -130,8 +142,65 @@ fn branches_cut_under_pgbench_load_recover_and_pass_amcheck() {
     amcheck(&d, "main");
 }
 
+/// SIGKILL of the daemon and of every compute process at once, as a power cut would leave
+/// them: what is durable is what an fsync acknowledged (the store's pages, each branch's WAL on
+/// local disk). `LAKELET_CRASH_ROUNDS` rounds (default 2).
+fn kill_everything(d: &Daemon) {
+    let pid = d.pid().unwrap();
+    let postmasters: Vec<u32> = std::fs::read_dir(d.run_dir.join("p"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            text.lines().next()?.parse().ok()
+        })
+        .collect();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    for pm in &postmasters {
+        lakelet::compute::postgres::kill_tree(*pm);
+    }
+    let t = std::time::Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && t.elapsed().as_secs() < 30 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A client that inserts ids from `first` on, one transaction each, and records the highest
+/// id whose COMMIT returned.
+fn acking_writer(
+    sock: String,
+    first: u64,
+    acked: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut cfg = tokio_postgres::Config::new();
+            cfg.host_path(&sock)
+                .port(5432)
+                .user("postgres")
+                .dbname("postgres");
+            let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            let mut id = first;
+            while !stop.load(Ordering::Relaxed) {
+                let q = format!("insert into acks values ({id})");
+                if client.simple_query(&q).await.is_err() {
+                    break;
+                }
+                acked.store(id, Ordering::SeqCst);
+                id += 1;
+            }
+        })
+    })
+}
+
 #[test]
-fn sigkill_of_the_daemon_under_load_loses_no_acknowledged_commit() {
+fn sigkill_of_the_daemon_and_computes_under_load_loses_no_acknowledged_commit() {
     let d = Daemon::up(&["--idle-stop", "0s"]);
     let ep = d.endpoint("main");
     let st = pgbench(&ep, &["-i", "-s", "1", "-q"]).output().unwrap();
@@ -142,92 +211,72 @@ fn sigkill_of_the_daemon_under_load_loses_no_acknowledged_commit() {
     );
     d.sql("main", "create table acks(id bigint primary key)");
     d.run(&["branch", "create", "side"]);
-    let side = d.endpoint("side");
+    let rounds = env_u64("LAKELET_CRASH_ROUNDS", 2);
+    let mut before = 0;
+    for round in 0..rounds {
+        let ep = d.endpoint("main");
+        let side = d.endpoint("side");
+        let acked = Arc::new(AtomicU64::new(before));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = acking_writer(
+            ep["socket_dir"].as_str().unwrap().to_string(),
+            before + 1,
+            acked.clone(),
+            stop.clone(),
+        );
+        let load_main = Bench(
+            pgbench(&ep, &["-c", "2", "-T", "60", "-n"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let load_side = Bench(
+            pgbench(&side, &["-c", "2", "-T", "60", "-n"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        // Vary the moment: 3 to 6 s in (checkpoints, writebacks, segment switches differ).
+        let after = env_u64("LAKELET_KILL_AFTER_SECS", 3) * 1000 + (round * 1237) % 3000;
+        std::thread::sleep(Duration::from_millis(after));
+        kill_everything(&d);
+        let acked_now = acked.load(Ordering::SeqCst);
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        drop((load_main, load_side));
+        assert!(
+            acked_now > before + 10,
+            "round {round}: the writer made too little progress ({before} -> {acked_now})"
+        );
 
-    // A writer that records the highest id whose COMMIT returned.
-    let acked = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (acked, stop) = (acked.clone(), stop.clone());
-        let sock = ep["socket_dir"].as_str().unwrap().to_string();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut cfg = tokio_postgres::Config::new();
-                cfg.host_path(&sock)
-                    .port(5432)
-                    .user("postgres")
-                    .dbname("postgres");
-                let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(conn);
-                let mut id = 1u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let q = format!("insert into acks values ({id})");
-                    if client.simple_query(&q).await.is_err() {
-                        break;
-                    }
-                    acked.store(id, Ordering::SeqCst);
-                    id += 1;
-                }
-            })
-        })
-    };
-    let load_main = Bench(
-        pgbench(&ep, &["-c", "2", "-T", "60", "-n"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let load_side = Bench(
-        pgbench(&side, &["-c", "2", "-T", "60", "-n"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_secs(env_u64("LAKELET_KILL_AFTER_SECS", 6)));
-    let pid = d.pid().unwrap();
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    // Reap it (the test is its parent's parent only through `up`; waitpid may fail, fine).
-    let t = std::time::Instant::now();
-    while std::path::Path::new(&format!("/proc/{pid}")).exists() && t.elapsed().as_secs() < 30 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let before = acked.load(Ordering::SeqCst);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
-    drop((load_main, load_side));
-    assert!(
-        before > 10,
-        "the writer made too little progress ({before}) to prove anything"
-    );
-
-    // Up again: stale computes and mounts are cleared, every branch starts by crash recovery.
-    d.run(&[
-        "up",
-        "--api-port",
-        "0",
-        "--idle-stop",
-        "0s",
-        "--gc-every",
-        "3600s",
-    ]);
-    let got = d.sql("main", "select count(*), coalesce(max(id), 0) from acks");
-    let (count, max): (u64, u64) = {
-        let mut it = got.split('|').map(|v| v.parse().unwrap());
-        (it.next().unwrap(), it.next().unwrap())
-    };
-    assert!(
-        max >= before,
-        "acknowledged commit {before} lost: the table ends at {max}"
-    );
-    assert_eq!(count, max, "ids 1..={max} are not all there");
-    for b in ["main", "side"] {
-        tpcb_consistent(&d, b);
-        amcheck(&d, b);
+        // Up again: stale computes and mounts are cleared, every branch starts by crash
+        // recovery from the store's pages and its own WAL.
+        d.run(&[
+            "up",
+            "--api-port",
+            "0",
+            "--idle-stop",
+            "0s",
+            "--gc-every",
+            "3600s",
+        ]);
+        let got = d.sql("main", "select count(*), coalesce(max(id), 0) from acks");
+        let (count, max): (u64, u64) = {
+            let mut it = got.split('|').map(|v| v.parse().unwrap());
+            (it.next().unwrap(), it.next().unwrap())
+        };
+        assert!(
+            max >= acked_now,
+            "round {round}: acknowledged commit {acked_now} lost: the table ends at {max}"
+        );
+        assert_eq!(count, max, "round {round}: ids 1..={max} are not all there");
+        for b in ["main", "side"] {
+            tpcb_consistent(&d, b);
+            amcheck(&d, b);
+        }
+        eprintln!("crash round {round}: {acked_now} acknowledged, {max} present");
+        before = max;
     }
 }

@@ -187,6 +187,7 @@ pub(super) async fn steady(
         tps,
         latency_avg_ms: field(&text, "latency average = "),
         transactions: field(&text, "number of transactions actually processed: ").map(|n| n as u64),
+        cost: None,
     })
 }
 

@@ -54,6 +54,11 @@ impl Native {
         self.dir.join("sock")
     }
 
+    /// The postmaster's pid while the cluster runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|p| p.pid)
+    }
+
     /// A session as the superuser on `db`.
     pub fn config(&self, db: &str) -> tokio_postgres::Config {
         let mut c = postgres::config(&self.sock());

@@ -18,8 +18,11 @@ use tokio::process::Command;
 use super::client::{
     cfg_url, client, ident, lit, pgbench, pipe, query, redact, socket_cfg, steady, Target,
 };
+use super::cost::{RunCost, Sample, Usage};
 use super::lab::{run, Lab, Native};
-use super::report::{human_us, LoadTimes, Method, MethodResult, Run, SizeResult, Throughput};
+use super::report::{
+    human_us, LoadTimes, Method, MethodResult, PgbenchRun, Run, SizeResult, Throughput,
+};
 use super::Progress;
 use crate::api::lakebase::client::Branches;
 use crate::api::lakebase::types::BranchSpec;
@@ -36,6 +39,7 @@ pub struct Plan {
     pub runs: usize,
     pub alt_runs: usize,
     pub duration: Duration,
+    pub rounds: usize,
     pub clients: u32,
     pub threads: u32,
 }
@@ -267,7 +271,9 @@ async fn import(lab: &Lab, branch: &str, url: &str) -> Result<()> {
 }
 
 /// Steady-state pgbench: a branch of the parent (its socket, then through the proxy) vs the
-/// native parent itself, which is written last.
+/// native parent itself, in `plan.rounds` interleaved rounds (native, socket, proxy, each after a
+/// CHECKPOINT), each run with its costs per transaction (cost.rs). Each side reports its median
+/// round.
 async fn steady_state(
     lab: &mut Lab,
     plan: &Plan,
@@ -278,39 +284,108 @@ async fn steady_state(
     let api = lab.api();
     let child = format!("{}-pgbench", parent.key);
     api.create(&child, from(&api, &parent.branch))?;
-    let ep: Endpoint = crate::api::client::Client::connect(&lab.data_dir)?.post(
+    let client = crate::api::client::Client::connect(&lab.data_dir)?;
+    let ep: Endpoint = client.post(
         &format!("/branches/{}/start", crate::api::client::seg(&child)),
         &serde_json::json!({}),
     )?;
+    let daemon: crate::api::DaemonInfo = serde_json::from_str(
+        &std::fs::read_to_string(lab.data_dir.join("daemon.json"))
+            .context("reading the bench daemon's daemon.json")?,
+    )?;
+    let native_pm = lab
+        .cluster(parent.nat)
+        .pid()
+        .context("the native parent is not running")?;
     let child_url = lab.url(&child, &parent.db)?;
     let admin = lab.cluster(parent.nat).config("postgres");
     let sock = lab.cluster(parent.nat).sock();
     let db = parent.db.as_str();
+    let view = |c: &crate::api::client::Client| -> Option<crate::compute::ViewCounters> {
+        let s: crate::api::Status = c.get("/status").ok()?;
+        s.branches
+            .into_iter()
+            .find(|b| b.info.name == child)?
+            .compute
+            .view
+    };
+    let sample = |branch: bool| Sample {
+        postgres: Usage::tree(if branch { ep.pid } else { native_pm }),
+        daemon: branch.then(|| Usage::process(daemon.pid)),
+        view: if branch { view(&client) } else { None },
+    };
     let mut out = Vec::new();
     for (workload, extra) in [("tpcb", None), ("select-only", Some("-S"))] {
         let secs = plan.duration.as_secs().max(1).to_string();
         let (c, j) = (plan.clients.to_string(), plan.threads.to_string());
         let mut args = vec!["-c", &c, "-j", &j, "-T", &secs];
         args.extend(extra);
-        let side = |on: &'static str| p.say(format!("{label}: pgbench {} on {on}", args.join(" ")));
-        side("native Postgres");
-        query(&admin, "CHECKPOINT").await?;
-        let native = steady(&lab.pg, Target::Socket(&sock, db), &args).await?;
-        side("the branch (its socket)");
-        query(&socket_cfg(&ep.socket_dir, "postgres"), "CHECKPOINT").await?;
-        let socket = steady(&lab.pg, Target::Socket(&ep.socket_dir, db), &args).await?;
-        side("the branch (through the proxy)");
-        query(&socket_cfg(&ep.socket_dir, "postgres"), "CHECKPOINT").await?;
-        let proxy = steady(&lab.pg, Target::Url(&child_url), &args).await?;
-        let t = Throughput::new(workload, native, socket, proxy);
+        let mut rounds: Vec<[PgbenchRun; 3]> = Vec::new();
+        for round in 1..=plan.rounds {
+            let side = |on: &str| {
+                p.say(format!(
+                    "{label}: pgbench {} on {on} (round {round}/{})",
+                    args.join(" "),
+                    plan.rounds
+                ))
+            };
+            side("native Postgres");
+            query(&admin, "CHECKPOINT").await?;
+            let native = costed(&sample, false, || {
+                steady(&lab.pg, Target::Socket(&sock, db), &args)
+            })
+            .await?;
+            side("the branch (its socket)");
+            query(&socket_cfg(&ep.socket_dir, "postgres"), "CHECKPOINT").await?;
+            let socket = costed(&sample, true, || {
+                steady(&lab.pg, Target::Socket(&ep.socket_dir, db), &args)
+            })
+            .await?;
+            side("the branch (through the proxy)");
+            query(&socket_cfg(&ep.socket_dir, "postgres"), "CHECKPOINT").await?;
+            let proxy = costed(&sample, true, || {
+                steady(&lab.pg, Target::Url(&child_url), &args)
+            })
+            .await?;
+            rounds.push([native, socket, proxy]);
+        }
+        let median = |i: usize| {
+            let mut runs: Vec<PgbenchRun> = rounds.iter().map(|r| r[i].clone()).collect();
+            runs.sort_by(|a, b| a.tps.total_cmp(&b.tps));
+            runs.swap_remove((runs.len() - 1) / 2)
+        };
+        let mut t = Throughput::new(workload, median(0), median(1), median(2));
+        t.rounds = rounds
+            .iter()
+            .map(|r| [r[0].tps, r[1].tps, r[2].tps])
+            .collect();
         p.say(format!(
-            "  {workload}: native {:.0} tps, branch {:.0} tps ({:.2}×), through the proxy {:.0} tps ({:.2}×)",
-            t.native.tps, t.branch_socket.tps, t.ratio_socket, t.branch_proxy.tps, t.ratio_proxy
+            "  {workload} (median of {}): native {:.0} tps, branch {:.0} tps ({:.2}×), through the proxy {:.0} tps ({:.2}×)",
+            plan.rounds, t.native.tps, t.branch_socket.tps, t.ratio_socket, t.branch_proxy.tps, t.ratio_proxy
         ));
         out.push(t);
     }
     api.delete(&child, true)?;
     Ok(out)
+}
+
+/// Runs `run` between two samples; the run carries their difference per transaction. The
+/// second sample waits a moment, so the postmaster has reaped the backends pgbench closed.
+async fn costed<F, Fut>(sample: &dyn Fn(bool) -> Sample, branch: bool, run: F) -> Result<PgbenchRun>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<PgbenchRun>>,
+{
+    let before = sample(branch);
+    let mut r = run().await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = sample(branch);
+    r.cost = Some(RunCost::between(
+        &before,
+        &after,
+        r.transactions.unwrap_or(0),
+    ));
+    Ok(r)
 }
 
 /// A branch of `parent` that never expires: the bench deletes what it made, and the whole

@@ -9,6 +9,7 @@
 //! are torn down at the end, on error and on SIGINT/SIGTERM alike (`Lab::cleanup`).
 
 mod client;
+pub mod cost;
 mod lab;
 mod measure;
 pub mod plot;
@@ -33,6 +34,8 @@ pub struct Config {
     pub alt_runs: usize,
     /// Each steady-state pgbench run.
     pub duration: Duration,
+    /// Interleaved rounds of each steady-state workload (native, branch socket, proxy).
+    pub rounds: usize,
     pub clients: u32,
     pub threads: u32,
     /// Where the work directory goes: the disk both sides are measured on.
@@ -141,6 +144,7 @@ pub fn run(mut cfg: Config, url: Box<UrlFn>) -> Result<(Report, Outputs)> {
             runs: cfg.runs,
             alt_runs: cfg.alt_runs,
             duration_s: cfg.duration.as_secs(),
+            pgbench_rounds: cfg.rounds.max(1),
             pgbench_clients: cfg.clients,
             pgbench_threads: cfg.threads,
         },
@@ -162,6 +166,7 @@ async fn measure_all(
         runs: cfg.runs,
         alt_runs: cfg.alt_runs,
         duration: cfg.duration,
+        rounds: cfg.rounds.max(1),
         clients: cfg.clients,
         threads: cfg.threads,
     };

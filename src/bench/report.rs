@@ -128,6 +128,9 @@ pub struct PgbenchRun {
     pub tps: f64,
     pub latency_avg_ms: Option<f64>,
     pub transactions: Option<u64>,
+    /// CPU, disk writes and view requests per transaction (steady-state runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::cost::RunCost>,
 }
 
 /// TPC-B or select-only at one size: native Postgres on local disk vs a branch, reached over
@@ -143,6 +146,10 @@ pub struct Throughput {
     pub ratio_socket: f64,
     /// branch_proxy.tps / native.tps.
     pub ratio_proxy: f64,
+    /// Every interleaved round's tps: native, branch (socket), branch (proxy). The runs above
+    /// are each side's median round.
+    #[serde(default)]
+    pub rounds: Vec<[f64; 3]>,
 }
 
 impl Throughput {
@@ -166,6 +173,7 @@ impl Throughput {
             native,
             branch_socket,
             branch_proxy,
+            rounds: vec![],
         }
     }
 }
@@ -221,6 +229,9 @@ pub struct Settings {
     pub runs: usize,
     pub alt_runs: usize,
     pub duration_s: u64,
+    /// Interleaved rounds of each steady-state workload.
+    #[serde(default)]
+    pub pgbench_rounds: usize,
     pub pgbench_clients: u32,
     pub pgbench_threads: u32,
 }
@@ -234,6 +245,46 @@ pub struct Report {
     pub machine: Machine,
     pub settings: Settings,
     pub sizes: Vec<SizeResult>,
+}
+
+/// Per-transaction costs of each side's median round: where a throughput ratio comes from.
+fn cost_section(r: &Report) -> String {
+    let mut o = format!(
+        "### Cost per transaction
+
+         Each side's median round of {} interleaved rounds. CPU: the Postgres processes          (postmaster and every child) and the lakelet daemon. Disk: bytes written to block          devices (`write_bytes`), by Postgres (native: WAL and data; branch: its WAL and          archive) and by the daemon (the page store). View: FUSE requests per transaction.\n\n\
+         | scale | workload | side | Postgres CPU µs | daemon CPU µs | Postgres disk B | daemon disk B | view writes | view fsyncs | view setattrs |\n\
+         | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        r.settings.pgbench_rounds.max(1)
+    );
+    let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}"));
+    let opt2 = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
+    for z in r.sizes.iter().filter(|z| z.scale > 0) {
+        for t in &z.pgbench {
+            for (side, run) in [
+                ("native", &t.native),
+                ("branch (socket)", &t.branch_socket),
+                ("branch (proxy)", &t.branch_proxy),
+            ] {
+                let Some(c) = &run.cost else { continue };
+                let v = c.view.as_ref();
+                o += &format!(
+                    "| {} | {} | {side} | {:.0} | {} | {:.0} | {} | {} | {} | {} |\n",
+                    z.scale,
+                    t.workload,
+                    c.postgres_cpu_us,
+                    opt(c.daemon_cpu_us),
+                    c.postgres_disk_bytes,
+                    opt(c.daemon_disk_bytes),
+                    opt2(v.map(|v| v.writes)),
+                    opt2(v.map(|v| v.syncs)),
+                    opt2(v.map(|v| v.setattrs)),
+                );
+            }
+        }
+    }
+    o += "\n";
+    o
 }
 
 pub fn human_us(us: u64) -> String {
@@ -387,6 +438,7 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     o += "\n![throughput of a branch relative to local disk](throughput-ratio.svg)\n\n";
+    o += &cost_section(r);
 
     o += "## What each method measures\n\n";
     for meth in Method::ALL {

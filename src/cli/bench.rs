@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// Length of each steady-state pgbench run (TPC-B and select-only, native and branch).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// Interleaved rounds of the steady-state runs (native, branch, proxy in turn); the report
+    /// gives each side's median round.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// pgbench clients (-c) and threads (-j) for the steady-state runs.
     #[arg(long, default_value_t = 4)]
     clients: u32,
@@ -76,6 +80,7 @@ pub fn run(json: bool, a: BenchArgs) -> Result<()> {
         runs: a.runs,
         alt_runs: a.alt_runs,
         duration: a.duration,
+        rounds: a.rounds,
         clients: a.clients,
         threads: a.threads,
         work: a.work.unwrap_or_else(std::env::temp_dir),

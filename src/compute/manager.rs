@@ -124,7 +124,18 @@ pub struct ViewCounters {
     pub writes: u64,
     pub bytes_written: u64,
     pub syncs: u64,
+    /// setattr requests: with the writeback cache, mostly the kernel sending times back.
+    #[serde(default)]
+    pub setattrs: u64,
+    /// Files unlinked while the kernel still held them, and how many of those were freed.
+    #[serde(default)]
+    pub orphaned: u64,
+    #[serde(default)]
+    pub orphans_freed: u64,
     pub errors: u64,
+    /// Whether the kernel granted the writeback cache.
+    #[serde(default)]
+    pub writeback_cache: bool,
 }
 
 struct Running {
@@ -929,7 +940,11 @@ impl Computes {
                         writes: v.writes.load(Relaxed),
                         bytes_written: v.bytes_written.load(Relaxed),
                         syncs: v.syncs.load(Relaxed),
+                        setattrs: v.setattrs.load(Relaxed),
+                        orphaned: v.orphaned.load(Relaxed),
+                        orphans_freed: v.orphans_freed.load(Relaxed),
                         errors: v.errors.load(Relaxed),
+                        writeback_cache: v.writeback_cache.load(Relaxed),
                     }
                 }),
             },

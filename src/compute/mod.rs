@@ -16,5 +16,5 @@ pub mod wal;
 pub use lifecycle::Lifecycle;
 pub use manager::{
     clear_stale, remove_run_dir, run_dir, ComputeStatus, Computes, Conflict, Endpoint, Refused,
-    Settings,
+    Settings, ViewCounters,
 };

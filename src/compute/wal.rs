@@ -59,6 +59,8 @@ pub struct WalDirs {
     visible: PathBuf,
     uid: u32,
     gid: u32,
+    /// Whether the bind mount at `visible` is still ours to undo.
+    mounted: std::sync::atomic::AtomicBool,
 }
 
 /// What a seed copied.
@@ -84,17 +86,23 @@ impl WalDirs {
         } else {
             root.clone()
         };
+        let mounted = (visible != root).into();
         Ok(WalDirs {
             root,
             visible,
             uid: user.uid,
             gid: user.gid,
+            mounted,
         })
     }
 
-    /// Undoes the bind mount (daemon shutdown).
+    /// Undoes the bind mount (daemon shutdown, or a daemon that failed to start: dropping the
+    /// computes does it). Only once no compute runs: theirs is the path it removes.
     pub fn close(&self) {
-        if self.visible != self.root {
+        if self
+            .mounted
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
             if let Err(e) = crate::fs::detach(&self.visible) {
                 tracing::warn!("detaching {}: {e}", self.visible.display());
             }
@@ -330,6 +338,12 @@ impl WalDirs {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for WalDirs {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
