@@ -75,6 +75,13 @@ fn branches_see_only_their_own_changes_and_the_past_stays_the_past() {
 fn deleting_a_branch_frees_what_it_wrote() {
     let d = Daemon::up(&["--idle-stop", "0s"]);
     d.run(&["branch", "create", "big"]);
+    d.sql("big", "select 1");
+    let wal_bytes = || {
+        d.json(&["branch", "usage", "big"])["wal_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let wal0 = wal_bytes();
     d.sql(
         "big",
         "create table filler as select g, repeat('x', 500) as pad from generate_series(1, 40000) g",
@@ -82,10 +89,16 @@ fn deleting_a_branch_frees_what_it_wrote() {
     let own = d.json(&["branch", "usage", "big"])["own_bytes"]
         .as_u64()
         .unwrap();
-    // Its pages (the WAL that wrote them is beside the store, not in it).
+    // Its pages (the WAL that wrote them is beside the store, not in it, and counted apart).
     assert!(
         own > 15 << 20,
         "the branch should own its ~20 MiB table: {own}"
+    );
+    // (Less than the table: what no point in time needs any more is pruned from the archive.)
+    let wal = wal_bytes() - wal0;
+    assert!(
+        wal > 5 << 20,
+        "the table's WAL is kept beside the store: {wal}"
     );
     let main_before = d.json(&["branch", "usage", "main"])["own_bytes"]
         .as_u64()
@@ -216,4 +229,61 @@ fn import_of_a_live_server_becomes_an_independent_root_branch() {
     ]);
     assert!(err.contains("import into 'ghost' failed"), "{err}");
     assert!(!d.run(&["branch", "list"]).contains("ghost"));
+}
+
+/// The archived WAL beside the store keeps what a point-in-time branch can still need, and
+/// drops the rest: a restore point's window (its checkpoint's redo point to its time) and the
+/// fine window, not every segment since the restore point.
+#[test]
+fn archived_wal_keeps_what_point_in_time_needs_and_no_more() {
+    let d = Daemon::up(&["--idle-stop", "0s", "--fine-window", "2s"]);
+    d.sql("main", "create table marks(n int)");
+    d.sql("main", "insert into marks values (1)");
+    let at = d.json(&["branch", "restore-point", "main"])["lsn"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    // Ten finished segments after it (and after the second its time names), each with a
+    // write and a checkpoint in it.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for i in 2..=11 {
+        d.sql(
+            "main",
+            &format!("insert into marks values ({i}); checkpoint; select pg_switch_wal()"),
+        );
+    }
+    let archive = || -> usize {
+        std::fs::read_dir(d.dir.join("wal"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_dir(e.path().join("archive")).ok())
+            .map(|rd| rd.flatten().filter(|f| f.file_name().len() == 24).count())
+            .max()
+            .unwrap_or(0)
+    };
+    let t = std::time::Instant::now();
+    while archive() < 10 && t.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let before = archive();
+    assert!(
+        before >= 10,
+        "the archiver kept up with only {before} segments"
+    );
+    // Out of the fine window, then prune (gc prunes the archives too).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    d.sql("main", "insert into marks values (100)");
+    d.run(&["gc"]);
+    let after = archive();
+    assert!(
+        after < before / 2,
+        "pruning kept {after} of {before} archived segments"
+    );
+    // What the restore point needs is still there: a branch at it is exact.
+    d.run(&["branch", "create", "back", "--at", &at]);
+    assert_eq!(
+        d.sql("back", "select string_agg(n::text, ',') from marks"),
+        "1"
+    );
+    assert_eq!(d.sql("main", "select count(*) from marks"), "12");
 }

@@ -37,6 +37,8 @@ pub struct DaemonConfig {
     pub project: String,
     /// How long history is kept (the project's `history_retention_duration`, the GC window).
     pub history_retention: Duration,
+    /// The store's fine point-in-time window.
+    pub fine_window: Duration,
     /// The lakelet.toml whose policy the daemon enforces (`lakelet policy apply` re-reads it).
     pub policy: Option<PathBuf>,
 }
@@ -130,6 +132,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             data_dir.join("store"),
             Options {
                 retention_window: cfg.history_retention,
+                fine_window: cfg.fine_window,
                 ..Options::default()
             },
         )
@@ -614,9 +617,14 @@ async fn gc(
         &Ok(()),
     );
     let c = d.computes.clone();
-    let r = tokio::task::spawn_blocking(move || c.store().gc())
-        .await
-        .map_err(|e| anyhow::anyhow!("gc task: {e}"))??;
+    let r = tokio::task::spawn_blocking(move || {
+        let r = c.store().gc();
+        // The WAL kept beside the store is history too (compute/archive.rs).
+        c.sweep_wal_now();
+        r
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("gc task: {e}"))??;
     Ok(Json(r))
 }
 

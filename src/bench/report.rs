@@ -250,9 +250,12 @@ pub struct Report {
 /// Per-transaction costs of each side's median round: where a throughput ratio comes from.
 fn cost_section(r: &Report) -> String {
     let mut o = format!(
-        "### Cost per transaction
-
-         Each side's median round of {} interleaved rounds. CPU: the Postgres processes          (postmaster and every child) and the lakelet daemon. Disk: bytes written to block          devices (`write_bytes`), by Postgres (native: WAL and data; branch: its WAL and          archive) and by the daemon (the page store). View: FUSE requests per transaction.\n\n\
+        "### Cost per transaction\n\n\
+         Each side's median round of {} interleaved rounds. CPU: the Postgres processes \
+         (postmaster and every child) and the lakelet daemon. Disk: bytes written to block \
+         devices (`write_bytes`), by Postgres (native: WAL and data; branch: its WAL, its WAL \
+         archive and, as the kernel counts them, pages dirtied through the view) and by the \
+         daemon (the page store). View: FUSE requests per transaction.\n\n\
          | scale | workload | side | Postgres CPU µs | daemon CPU µs | Postgres disk B | daemon disk B | view writes | view fsyncs | view setattrs |\n\
          | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         r.settings.pgbench_rounds.max(1)

@@ -77,6 +77,10 @@ pub struct DaemonArgs {
     /// project's history_retention_duration).
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     history_retention: Duration,
+    /// Every state newer than this can be a point-in-time branch point (the store's fine
+    /// window); older ones only at restore points.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    fine_window: Duration,
     /// The lakelet.toml whose policy (tiers, roles, masking) the daemon enforces. Default: the
     /// nearest lakelet.toml, if it declares one. The root tier names the root branch.
     #[arg(long)]
@@ -104,6 +108,7 @@ impl DaemonArgs {
             ),
             format!("--proxy-start-wait={}ms", self.proxy_start_wait.as_millis()),
             format!("--history-retention={}s", self.history_retention.as_secs()),
+            format!("--fine-window={}ms", self.fine_window.as_millis()),
         ];
         if let Some(p) = &self.api_project {
             v.push(format!("--api-project={p}"));
@@ -156,6 +161,7 @@ impl DaemonArgs {
             reap_every: self.reap_every,
             project: self.api_project.clone().unwrap_or_else(|| "local".into()),
             history_retention: self.history_retention,
+            fine_window: self.fine_window,
             proxy: ProxyConfig {
                 listen: std::net::SocketAddr::new(self.proxy_host, self.proxy_port),
                 auth: self.auth,

@@ -165,6 +165,9 @@ pub struct Computes {
     slots: Mutex<HashMap<String, SlotRef>>,
     /// Every timeline's WAL on local disk (wal.rs).
     wal: WalDirs,
+    /// When archives were last pruned (at most once a minute: it reads pg_control at every
+    /// retained point).
+    pruned_at: Mutex<Option<Instant>>,
 }
 
 /// Leaves no trace in the runtime directory once nothing runs from it: a clean shutdown, or
@@ -292,6 +295,7 @@ impl Computes {
             settings,
             slots: Mutex::new(HashMap::new()),
             wal,
+            pruned_at: Mutex::new(None),
         })
     }
 
@@ -1025,17 +1029,31 @@ impl Computes {
         self.mount_view(name, tl, false)
     }
 
-    /// Removes the WAL of timelines no name points at any more, and archived WAL past the
-    /// retention window.
+    /// Removes the WAL of timelines no name points at any more, and archived WAL no retained
+    /// point can need (archive.rs).
     pub fn sweep_wal(&self) {
-        let named = self
-            .store
-            .branches()
+        let branches = self.store.branches();
+        let named = branches
             .iter()
             .filter_map(|b| b.timeline.parse().ok())
             .collect();
-        if let Err(e) = self.wal.sweep(&named, self.store.retention_window()) {
+        if let Err(e) = self.wal.sweep(&named) {
             tracing::warn!("sweeping WAL directories: {e:#}");
+        }
+        {
+            let mut at = self.pruned_at.lock().unwrap();
+            if at.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+                return;
+            }
+            *at = Some(Instant::now());
+        }
+        for b in branches.iter().filter(|b| !b.snapshot) {
+            let Ok(tl) = b.timeline.parse() else { continue };
+            match super::archive::prune(&self.wal, &self.store, &b.name, tl) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(branch = b.name, segments = n, "pruned archived WAL"),
+                Err(e) => tracing::warn!(branch = b.name, "pruning archived WAL: {e:#}"),
+            }
         }
     }
 
@@ -1048,6 +1066,12 @@ impl Computes {
             r.mount.sync()?;
         }
         Ok(())
+    }
+
+    /// `sweep_wal` now, archives included (an explicit `lakelet gc`).
+    pub fn sweep_wal_now(&self) {
+        *self.pruned_at.lock().unwrap() = None;
+        self.sweep_wal();
     }
 
     /// Bytes of WAL kept for `name` (its pg_wal and archive, on local disk).

@@ -5,6 +5,7 @@
 //! checkpoint a compute). `tree.rs` copies a directory tree into a branch and out (import and
 //! export of stopped clusters). This layer never reads or writes pages itself.
 
+mod archive;
 pub mod lifecycle;
 mod manager;
 pub mod pg;

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! pg_wal/            the compute's pg_wal: the view shows `pg_wal` as a symlink to it
-//! archive/           segments Postgres finished, copied by its archive_command (fsynced)
+//! archive/           segments Postgres finished, hard-linked by its archive_command
 //! ```
 //!
 //! A root daemon bind-mounts `DATA/wal` at `RUN/w`, so the compute user reaches its directory
@@ -40,7 +40,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
@@ -143,10 +142,11 @@ impl WalDirs {
         let a = a.display();
         vec![
             "archive_mode=on".into(),
-            // Copy, fsync, then rename: a segment is in the archive whole or not at all.
-            format!(
-                "archive_command=cp %p '{a}/%f.tmp' && sync '{a}/%f.tmp' && mv -f '{a}/%f.tmp' '{a}/%f'"
-            ),
+            // A hard link, not a copy: a finished segment is never written again (wal_recycle
+            // is off), Postgres fsynced it before archiving, and pg_wal and the archive share one
+            // file system. So archiving costs a directory entry (made durable by the directory's
+            // fsync), not a second write of the WAL.
+            format!("archive_command=ln -f %p '{a}/%f' && sync '{a}'"),
         ]
     }
 
@@ -282,10 +282,9 @@ impl WalDirs {
         }
     }
 
-    /// Removes the WAL of timelines no branch name points at, and archived segments older than
-    /// `keep` (the store's retention window: no point-in-time branch can start before it).
-    pub fn sweep(&self, named: &HashSet<TimelineId>, keep: Duration) -> Result<()> {
-        let cutoff = SystemTime::now() - keep;
+    /// Removes the WAL of timelines no branch name points at. (What the archive of a named
+    /// one keeps is `archive::prune`'s.)
+    pub fn sweep(&self, named: &HashSet<TimelineId>) -> Result<()> {
         for e in std::fs::read_dir(&self.root)?.flatten() {
             let Ok(tl) = e.file_name().to_string_lossy().parse::<TimelineId>() else {
                 continue;
@@ -293,35 +292,22 @@ impl WalDirs {
             if !named.contains(&tl) {
                 tracing::info!(timeline = %tl, "removing the WAL of a timeline no branch names");
                 std::fs::remove_dir_all(e.path())?;
-                continue;
-            }
-            if let Ok(rd) = std::fs::read_dir(self.archive(tl)) {
-                for s in rd.flatten() {
-                    let old = s
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| t < cutoff);
-                    if old && Segment::parse(&s.file_name().to_string_lossy()).is_some() {
-                        std::fs::remove_file(s.path())?;
-                    }
-                }
             }
         }
         Ok(())
     }
 
-    /// Bytes of WAL kept for `tl` (live and archived).
+    /// Bytes of WAL kept for `tl` (live and archived; a segment in both is one file).
     pub fn bytes(&self, tl: TimelineId) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let mut seen = HashSet::new();
         [self.live(tl), self.archive(tl)]
             .iter()
             .filter_map(|d| std::fs::read_dir(d).ok())
             .flat_map(|rd| rd.flatten())
             .filter_map(|e| e.metadata().ok())
-            .filter(|m| m.is_file())
-            .map(|m| {
-                use std::os::unix::fs::MetadataExt;
-                m.blocks() * 512
-            })
+            .filter(|m| m.is_file() && seen.insert((m.dev(), m.ino())))
+            .map(|m| m.blocks() * 512)
             .sum()
     }
 
@@ -349,13 +335,13 @@ impl Drop for WalDirs {
 
 /// A WAL segment file name: timeline, then the segment number as two 32-bit halves.
 #[derive(Debug, Clone, Copy)]
-struct Segment {
+pub(super) struct Segment {
     log: u32,
     seg: u32,
 }
 
 impl Segment {
-    fn parse(name: &str) -> Option<Segment> {
+    pub(super) fn parse(name: &str) -> Option<Segment> {
         if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
@@ -366,7 +352,7 @@ impl Segment {
     }
 
     /// The WAL position the segment starts at, for segments of `size` bytes.
-    fn start(&self, size: u64) -> u64 {
+    pub(super) fn start(&self, size: u64) -> u64 {
         ((self.log as u64) << 32) + self.seg as u64 * size
     }
 
@@ -397,7 +383,12 @@ fn segment_size(files: &BTreeMap<String, PathBuf>) -> u64 {
 /// starts there, so the WAL a cut needs starts there. (ControlFileData: `checkPointCopy.redo`
 /// is at byte 40 in every supported major version.)
 fn redo_of(store: &Store, tl: TimelineId) -> Result<Option<u64>> {
-    let r = store.reader(tl, None)?;
+    redo_at(store, tl, None)
+}
+
+/// The redo point of `tl`'s `pg_control` at `lsn` (its head if `None`).
+pub(super) fn redo_at(store: &Store, tl: TimelineId, lsn: Option<Lsn>) -> Result<Option<u64>> {
+    let r = store.reader(tl, lsn)?;
     let Some(global) = r.lookup(ROOT_INO, b"global")? else {
         return Ok(None);
     };

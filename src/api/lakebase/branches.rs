@@ -585,6 +585,7 @@ pub(super) async fn usage(
         shared_bytes: u.shared_bytes,
         logical_size_bytes: u.logical_size,
         files: u.files,
+        wal_bytes: d.computes.wal_bytes(&b).unwrap_or(0),
     }))
 }
 

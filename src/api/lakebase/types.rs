@@ -372,4 +372,7 @@ pub struct BranchUsage {
     pub shared_bytes: u64,
     pub logical_size_bytes: u64,
     pub files: u64,
+    /// The branch's WAL kept beside the store (its pg_wal and archive, on local disk).
+    #[serde(default)]
+    pub wal_bytes: u64,
 }
