@@ -243,7 +243,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Export { dest, branch, lsn } => {
             let s = open_offline(dd)?;
             let tl = s.branch_timeline(&branch)?;
-            let c = tree::export(&s, tl, lsn, &dest, &mut |_| {})?;
+            let mut c = tree::export(&s, tl, lsn, &dest, &mut |_| {})?;
+            // Once a compute ran, the branch's WAL lives beside the store (compute/wal.rs): a
+            // data directory needs it to start. (At a past --lsn this is the newest WAL, so
+            // recovery replays past that lsn.)
+            c.bytes += crate::compute::wal::export_live(dd, tl, &dest.join("pg_wal"))?;
             print(json, &c, |c| {
                 format!(
                     "exported '{branch}' to {}: {} files, {} bytes",

@@ -1032,12 +1032,14 @@ impl Computes {
     /// Removes the WAL of timelines no name points at any more, and archived WAL no retained
     /// point can need (archive.rs).
     pub fn sweep_wal(&self) {
-        let branches = self.store.branches();
-        let named = branches
-            .iter()
-            .filter_map(|b| b.timeline.parse().ok())
-            .collect();
-        if let Err(e) = self.wal.sweep(&named) {
+        let named = || {
+            self.store
+                .branches()
+                .iter()
+                .filter_map(|b| b.timeline.parse().ok())
+                .collect()
+        };
+        if let Err(e) = self.wal.sweep(named) {
             tracing::warn!("sweeping WAL directories: {e:#}");
         }
         {
@@ -1047,7 +1049,7 @@ impl Computes {
             }
             *at = Some(Instant::now());
         }
-        for b in branches.iter().filter(|b| !b.snapshot) {
+        for b in self.store.branches().iter().filter(|b| !b.snapshot) {
             let Ok(tl) = b.timeline.parse() else { continue };
             match super::archive::prune(&self.wal, &self.store, &b.name, tl) {
                 Ok(0) => {}

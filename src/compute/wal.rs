@@ -270,13 +270,22 @@ impl WalDirs {
 
     /// Copies one file of `parent`'s WAL; a segment archived and removed since it was listed
     /// comes from the archive.
+    ///
+    /// A segment gone from both was pruned meanwhile: no retained point needed it, so it lies
+    /// past what this cut replays (archive.rs keeps every cut's range), and it is skipped.
     fn copy_in(&self, parent: TimelineId, name: &str, src: &Path, dst: &Path) -> Result<u64> {
         match std::fs::copy(src, dst) {
             Ok(n) => Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let archived = self.archive(parent).join(name);
-                std::fs::copy(&archived, dst)
-                    .with_context(|| format!("copying {}", archived.display()))
+                match std::fs::copy(&archived, dst) {
+                    Ok(n) => Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::debug!(segment = name, "pruned while seeding; skipped");
+                        Ok(0)
+                    }
+                    Err(e) => Err(e).with_context(|| format!("copying {}", archived.display())),
+                }
             }
             Err(e) => Err(e).with_context(|| format!("copying {}", src.display())),
         }
@@ -284,8 +293,14 @@ impl WalDirs {
 
     /// Removes the WAL of timelines no branch name points at. (What the archive of a named
     /// one keeps is `archive::prune`'s.)
-    pub fn sweep(&self, named: &HashSet<TimelineId>) -> Result<()> {
-        for e in std::fs::read_dir(&self.root)?.flatten() {
+    ///
+    /// `named` is asked after the directories are listed: a branch names its timeline before
+    /// its WAL directory is made, so a directory being seeded right now is either not listed
+    /// or already named.
+    pub fn sweep(&self, named: impl FnOnce() -> HashSet<TimelineId>) -> Result<()> {
+        let dirs: Vec<_> = std::fs::read_dir(&self.root)?.flatten().collect();
+        let named = named();
+        for e in dirs {
             let Ok(tl) = e.file_name().to_string_lossy().parse::<TimelineId>() else {
                 continue;
             };
@@ -331,6 +346,29 @@ impl Drop for WalDirs {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Copies timeline `tl`'s WAL from data directory `data_dir` into `dest` (an exported data
+/// directory's `pg_wal`), replacing what is there; 0 if its WAL is still in the store.
+pub fn export_live(data_dir: &Path, tl: TimelineId, dest: &Path) -> Result<u64> {
+    let src = data_dir.join("wal").join(tl.to_string()).join("pg_wal");
+    if !src.is_dir() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for e in std::fs::read_dir(dest).into_iter().flatten().flatten() {
+        if e.path().is_file() {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    std::fs::create_dir_all(dest.join("archive_status"))?;
+    for e in std::fs::read_dir(&src)?.flatten() {
+        if e.path().is_file() {
+            n += std::fs::copy(e.path(), dest.join(e.file_name()))
+                .with_context(|| format!("copying {}", e.path().display()))?;
+        }
+    }
+    Ok(n)
 }
 
 /// A WAL segment file name: timeline, then the segment number as two 32-bit halves.
