@@ -255,10 +255,10 @@ fn archived_wal_keeps_what_point_in_time_needs_and_no_more() {
         .as_u64()
         .unwrap()
         .to_string();
-    // Ten finished segments after it (and after the second its time names), each with a
+    // Sixteen finished segments after it (and after the second its time names), each with a
     // write and a checkpoint in it.
     std::thread::sleep(std::time::Duration::from_secs(2));
-    for i in 2..=11 {
+    for i in 2..=17 {
         d.sql(
             "main",
             &format!("insert into marks values ({i}); checkpoint; select pg_switch_wal()"),
@@ -274,7 +274,7 @@ fn archived_wal_keeps_what_point_in_time_needs_and_no_more() {
             .unwrap_or(0)
     };
     let t = std::time::Instant::now();
-    while archive() < 10 && t.elapsed().as_secs() < 60 {
+    while archive() < 16 && t.elapsed().as_secs() < 60 {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let before = archive();
@@ -297,5 +297,5 @@ fn archived_wal_keeps_what_point_in_time_needs_and_no_more() {
         d.sql("back", "select string_agg(n::text, ',') from marks"),
         "1"
     );
-    assert_eq!(d.sql("main", "select count(*) from marks"), "12");
+    assert_eq!(d.sql("main", "select count(*) from marks"), "18");
 }

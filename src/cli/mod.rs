@@ -245,9 +245,11 @@ pub fn run(cli: Cli) -> Result<()> {
             let tl = s.branch_timeline(&branch)?;
             let mut c = tree::export(&s, tl, lsn, &dest, &mut |_| {})?;
             // Once a compute ran, the branch's WAL lives beside the store (compute/wal.rs): a
-            // data directory needs it to start. (At a past --lsn this is the newest WAL, so
-            // recovery replays past that lsn.)
-            c.bytes += crate::compute::wal::export_live(dd, tl, &dest.join("pg_wal"))?;
+            // data directory needs it to start. A past --lsn gets what the store held then (the
+            // WAL beside it is newer than that lsn).
+            if lsn.is_none() {
+                c.bytes += crate::compute::wal::export_live(dd, tl, &dest.join("pg_wal"))?;
+            }
             print(json, &c, |c| {
                 format!(
                     "exported '{branch}' to {}: {} files, {} bytes",

@@ -361,11 +361,23 @@ pub fn export_live(data_dir: &Path, tl: TimelineId, dest: &Path) -> Result<u64> 
             std::fs::remove_file(e.path())?;
         }
     }
-    std::fs::create_dir_all(dest.join("archive_status"))?;
+    // Owned like the exported pg_wal (the compute user, as the store recorded it).
+    let owner = {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(dest)?;
+        (m.uid(), m.gid())
+    };
+    let status = dest.join("archive_status");
+    if !status.is_dir() {
+        mkdir(&status, 0o700)?;
+        std::os::unix::fs::chown(&status, Some(owner.0), Some(owner.1))?;
+    }
     for e in std::fs::read_dir(&src)?.flatten() {
         if e.path().is_file() {
-            n += std::fs::copy(e.path(), dest.join(e.file_name()))
+            let to = dest.join(e.file_name());
+            n += std::fs::copy(e.path(), &to)
                 .with_context(|| format!("copying {}", e.path().display()))?;
+            std::os::unix::fs::chown(&to, Some(owner.0), Some(owner.1))?;
         }
     }
     Ok(n)
