@@ -620,4 +620,5 @@ fn a_taken_proxy_port_is_a_clear_error() {
     assert!(!tmp.path().join("daemon.json").exists());
     let run_dir = lakelet::compute::run_dir(&tmp.path().canonicalize().unwrap());
     assert!(common::mounts_under(&run_dir).is_empty());
+    assert!(!run_dir.exists(), "{} was left behind", run_dir.display());
 }

@@ -272,6 +272,15 @@ fn fmt_time(t: SystemTime) -> String {
     storage::format_time(ns)
 }
 
+/// A daemon that failed after opening its computes (a taken port) leaves no bind mount and no
+/// runtime directory; after `shutdown` this finds nothing left to do.
+impl Drop for Computes {
+    fn drop(&mut self) {
+        self.wal.close();
+        remove_run_dir(&self.run_dir);
+    }
+}
+
 impl Computes {
     /// Prepares the runtime directory, clears what a killed daemon left (postmasters, mounts),
     /// finds Postgres and the compute user. Does not start any compute.
