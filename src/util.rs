@@ -66,3 +66,9 @@ pub fn throwaway_name(prefix: &str, source: &str) -> String {
         hex(&random_bytes::<3>())
     )
 }
+
+/// An lsn as Postgres writes one (`16/B374D848`: high and low 32 bits in hex). Postgres's own
+/// WAL positions and the page store's lsns are written in this form.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}

@@ -257,7 +257,8 @@ fn short(tl: TimelineId) -> String {
     tl.to_string()[..16].to_string()
 }
 
-fn mkdir(p: &Path, mode: u32) -> Result<()> {
+/// Creates `p` (and its parents) and sets its mode.
+pub(super) fn mkdir(p: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
@@ -545,17 +546,13 @@ impl Computes {
         }
         let tl = self.store.branch_timeline(name)?;
         let t0 = Instant::now();
+        let install = self
+            .install_of(tl)
+            .with_context(|| format!("branch '{name}'"))?
+            .clone();
         self.wal.prepare(&self.store, tl)?;
         let mount = self.mount_view(name, tl, true)?;
         let pgdata = mount.path().to_path_buf();
-        let version = std::fs::read_to_string(pgdata.join("PG_VERSION")).with_context(|| {
-            format!("branch '{name}' holds no Postgres cluster (no PG_VERSION)")
-        })?;
-        let major: u32 = version
-            .trim()
-            .parse()
-            .with_context(|| format!("PG_VERSION of branch '{name}' says {version:?}"))?;
-        let install = pg::for_major(&self.installs, major)?.clone();
         // A branch inherits its parent's postmaster.pid; the pid in it may be the parent's live
         // postmaster, which would make this one refuse to start. No postmaster runs on this
         // timeline (we hold its slot), so the file is stale by construction.
@@ -571,17 +568,16 @@ impl Computes {
             .context("handing the socket directory to the compute user")?;
         let log = self.log_path(name);
         let pidfile = self.run_dir.join("p").join(short(tl));
-        let pg = match self
-            .spawn_ready(name, tl, &install, &pgdata, &sockdir, &log, &pidfile)
-            .await
-        {
-            Ok(pg) => pg,
-            Err(e) => {
-                let _ = std::fs::remove_file(&pidfile);
-                tokio::task::spawn_blocking(move || mount.unmount()).await??;
-                return Err(e.context(format!("starting the compute of branch '{name}'")));
-            }
-        };
+        // Every compute archives its WAL (wal.rs).
+        let extra = self.wal.settings(tl);
+        let mut pg = Postgres::spawn(&install, &self.user, &pgdata, &sockdir, &log, name, &extra)?;
+        std::fs::write(&pidfile, format!("{}\n{}\n", pg.pid, pgdata.display()))?;
+        if let Err(e) = pg.wait_ready(self.settings.start_timeout).await {
+            let _ = pg.stop(Duration::from_secs(1)).await;
+            let _ = std::fs::remove_file(&pidfile);
+            tokio::task::spawn_blocking(move || mount.unmount()).await??;
+            return Err(e.context(format!("starting the compute of branch '{name}'")));
+        }
         tracing::info!(branch = name, pid = pg.pid, elapsed = ?t0.elapsed(), "compute started");
         Ok(Running {
             pg,
@@ -591,28 +587,6 @@ impl Computes {
             last_active: Instant::now(),
             install,
         })
-    }
-
-    /// Starts the postmaster (archiving its WAL, wal.rs) and waits until it answers.
-    #[allow(clippy::too_many_arguments)]
-    async fn spawn_ready(
-        &self,
-        name: &str,
-        tl: TimelineId,
-        install: &PgInstall,
-        pgdata: &Path,
-        sockdir: &Path,
-        log: &Path,
-        pidfile: &Path,
-    ) -> Result<Postgres> {
-        let extra = self.wal.settings(tl);
-        let mut pg = Postgres::spawn(install, &self.user, pgdata, sockdir, log, name, &extra)?;
-        std::fs::write(pidfile, format!("{}\n{}\n", pg.pid, pgdata.display()))?;
-        if let Err(e) = pg.wait_ready(self.settings.start_timeout).await {
-            let _ = pg.stop(Duration::from_secs(1)).await;
-            return Err(e);
-        }
-        Ok(pg)
     }
 
     /// Stops the postmaster, unmounts the view, forgets the pid file.

@@ -189,32 +189,6 @@ impl Postgres {
         )
     }
 
-    /// Waits until an archive recovery finished and the server promoted itself (it accepts
-    /// read-only sessions before that, with `hot_standby`), it exits, or `timeout`.
-    pub async fn wait_promoted(&mut self, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Some(st) = self.child.try_wait()? {
-                bail!(
-                    "postgres exited during recovery ({st}); last lines of {}:\n{}",
-                    self.log.display(),
-                    tail(&self.log, 15)
-                );
-            }
-            if let Ok(Some(v)) = query_one(&self.sockdir, "SELECT pg_is_in_recovery()::text").await
-            {
-                if v == "false" {
-                    return Ok(());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        bail!(
-            "postgres did not finish recovery within {timeout:?}; see {}",
-            self.log.display()
-        )
-    }
-
     /// Whether the postmaster has exited (and reaps it if so).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()

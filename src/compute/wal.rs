@@ -38,14 +38,15 @@
 //! store's `pg_wal`, then removed there.
 
 use std::collections::{BTreeMap, HashSet};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::manager::mkdir;
 use super::tree;
 use super::user::ComputeUser;
 use crate::storage::{self, Lsn, Nanos, Store, TimelineId, ROOT_INO};
+use crate::util::format_lsn;
 
 /// The name the view redirects.
 pub const PG_WAL: &[u8] = b"pg_wal";
@@ -526,16 +527,6 @@ fn truncate_at(dir: &Path, end: u64, size: u64) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn format_lsn(l: u64) -> String {
-    format!("{:X}/{:X}", l >> 32, l & 0xffff_ffff)
-}
-
-fn mkdir(p: &Path, mode: u32) -> Result<()> {
-    std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", p.display()))
 }
 
 fn bind(src: &Path, dst: &Path) -> Result<()> {

@@ -96,6 +96,10 @@ impl Mount {
     /// replying), then the store syncs.
     pub fn sync(&self) -> io::Result<()> {
         syncfs(&self.path)?;
+        self.sync_store()
+    }
+
+    fn sync_store(&self) -> io::Result<()> {
         self.store
             .sync()
             .map_err(|e| io::Error::other(format!("syncing the page store: {e}")))
@@ -118,9 +122,7 @@ impl Mount {
                 tracing::warn!(mount = %self.path.display(), "unmount: {e}; detaching");
                 detach(&self.path)?;
             }
-            self.store
-                .sync()
-                .map_err(|e| io::Error::other(format!("syncing the page store: {e}")))?;
+            self.sync_store()?;
         }
         Ok(())
     }

@@ -416,21 +416,11 @@ impl Store {
     /// `None` when the index does not reach back to `t` (no commit then, or pruned by GC).
     pub(crate) fn lsn_at_time(&self, t: Nanos, last: Lsn) -> Option<Lsn> {
         let ms = t.div_euclid(1_000_000);
-        let entry =
-            |it: &rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>| -> Option<(i64, Lsn)> {
-                let k = it.key()?;
-                if k.len() != 9 || k[0] != meta::TIME_INDEX {
-                    return None;
-                }
-                let body = codec::unseal(k, it.value()?, String::new).ok()?;
-                let [first] = codec::decode_u64s::<1>(body, "time index").ok()?;
-                Some((i64::from_be_bytes(k[1..9].try_into().ok()?), first))
-            };
         let mut it = self.db.raw_iterator_cf(self.cf(CF_META));
         it.seek_for_prev(meta::time_index(ms));
-        entry(&it)?;
+        time_index_entry(&it)?;
         it.seek(meta::time_index(ms.saturating_add(1)));
-        Some(entry(&it).map_or(last, |(_, first)| first - 1))
+        Some(time_index_entry(&it).map_or(last, |(_, first)| first - 1))
     }
 
     /// When `lsn` was committed on branch `name`: a restore point's own time, else the end of
@@ -447,15 +437,8 @@ impl Store {
         }
         let mut it = self.db.raw_iterator_cf(self.cf(CF_META));
         it.seek_for_prev(meta::time_index(i64::MAX));
-        while it.valid() {
-            let k = it.key()?;
-            if k.len() != 9 || k[0] != meta::TIME_INDEX {
-                break;
-            }
-            let body = codec::unseal(k, it.value()?, String::new).ok()?;
-            let [first] = codec::decode_u64s::<1>(body, "time index").ok()?;
+        while let Some((ms, first)) = time_index_entry(&it) {
             if first <= lsn {
-                let ms = i64::from_be_bytes(k[1..9].try_into().ok()?);
                 return Some((ms + 1) * 1_000_000 - 1);
             }
             it.prev();
@@ -539,4 +522,17 @@ impl Store {
             .insert(lsn, now);
         Ok(lsn)
     }
+}
+
+/// The time index entry (millisecond, first lsn committed in it) under `it`, if it is on one.
+fn time_index_entry(
+    it: &rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
+) -> Option<(i64, Lsn)> {
+    let k = it.key()?;
+    if k.len() != 9 || k[0] != meta::TIME_INDEX {
+        return None;
+    }
+    let body = codec::unseal(k, it.value()?, String::new).ok()?;
+    let [first] = codec::decode_u64s::<1>(body, "time index").ok()?;
+    Some((i64::from_be_bytes(k[1..9].try_into().ok()?), first))
 }

@@ -72,12 +72,9 @@ pub fn timestamp(ns: Nanos) -> String {
     format_time(ns)
 }
 
-/// An lsn as Postgres writes one (`16/B374D848`: high and low 32 bits in hex). lakelet's lsn
-/// is the page store's write sequence number, written in the same form; plain decimal is also
-/// accepted.
-pub fn format_lsn(lsn: Lsn) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
-}
+/// lakelet's lsn is the page store's write sequence number, written as Postgres writes one
+/// (`16/B374D848`); `parse_lsn` also accepts plain decimal.
+pub use crate::util::format_lsn;
 
 pub fn parse_lsn(field: &str, s: &str) -> Result<Lsn, Invalid> {
     let bad = || format!("{field} {s:?} is not an lsn like \"0/1A2B\"");
