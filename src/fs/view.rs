@@ -688,8 +688,12 @@ impl Filesystem for TimelineView {
         )
     }
 
+    /// No extended attributes. ENOSYS, not ENOTSUP: the kernel then remembers that this file
+    /// system has none (callers still see EOPNOTSUPP) and stops asking. With ENOTSUP every
+    /// `write(2)` cost a GETXATTR round trip: the kernel looks up `security.capability` to
+    /// decide whether the write must clear set-uid bits, and a FUSE inode never caches "none".
     fn getxattr(&self, _req: &Request, _ino: INodeNo, _n: &OsStr, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::from_i32(libc::ENOTSUP))
+        reply.error(Errno::ENOSYS)
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
