@@ -406,7 +406,7 @@ impl Computes {
         let s = self
             .wal
             .seed(&self.store, parent, child, lsn, stop_at, &waldump)?;
-        tracing::debug!(branch = name, segments = s.segments, bytes = s.bytes, elapsed = ?t.elapsed(), "seeded WAL");
+        tracing::debug!(branch = name, segments = s.segments, linked = s.linked, bytes = s.bytes, elapsed = ?t.elapsed(), "seeded WAL");
         Ok(())
     }
 

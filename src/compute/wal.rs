@@ -20,7 +20,11 @@
 //! from the parent's: every segment from the redo point of the cut's `pg_control` on, from the
 //! parent's `pg_wal` or, for segments Postgres already archived and removed, its archive. The
 //! copy comes after the page cut, so its WAL is at least as new as its pages; Postgres removes a
-//! segment only after archiving it, so nothing the cut needs can vanish in between.
+//! segment only after archiving it, so nothing the cut needs can vanish in between. A finished
+//! (archived) segment is hard-linked, not copied: `wal_recycle = off` means Postgres never
+//! writes a finished segment again, so parent and child can share it, and a seed costs one copy
+//! of the unfinished tail whatever the WAL since the redo point. The segment the child's
+//! recovery ends in is always a copy: its Postgres writes on there.
 //!
 //! **Point in time.** A cut at a past lsn gets pages as of then but WAL as of now. So the seed
 //! ends its WAL at the cut's time: `pg_waldump` finds the first commit or abort record stamped
@@ -66,8 +70,29 @@ pub struct WalDirs {
 /// What a seed copied.
 #[derive(Debug, Default)]
 pub struct Seeded {
+    /// Segments the child got, linked or copied.
     pub segments: usize,
+    /// Of those, how many share the parent's archived file.
+    pub linked: usize,
+    /// Bytes copied.
     pub bytes: u64,
+}
+
+/// Whether the child may share segment `name` with its parent (a hard link) instead of a copy:
+/// only a finished one (archived: Postgres never writes it again) that the child's recovery
+/// reads past, because its successor is there too. The child's Postgres writes on where its
+/// replay ends, and that segment must be its own; so must one a point-in-time cut zeroes
+/// (`truncate_at` breaks the link first anyway).
+fn shareable(
+    name: &str,
+    finished: &HashSet<String>,
+    files: &BTreeMap<String, PathBuf>,
+    size: u64,
+) -> bool {
+    let Some(seg) = Segment::parse(name) else {
+        return false;
+    };
+    finished.contains(name) && files.contains_key(&seg.next(size).name(&name[..8]))
 }
 
 impl WalDirs {
@@ -219,9 +244,11 @@ impl WalDirs {
         let staging = dir.join("pg_wal.seeding");
         mkdir(&staging.join("archive_status"), 0o700)?;
         mkdir(&self.archive(child), 0o700)?;
-        // Archive first, then the live directory: a segment in both is newer in the latter.
+        // The live directory first, then the archive: a segment in both is the same file
+        // (archive_command hard-links it), and one in the archive is finished.
         let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
-        for src in [self.archive(parent), self.live(parent)] {
+        let mut finished: HashSet<String> = HashSet::new();
+        for (src, archived) in [(self.live(parent), false), (self.archive(parent), true)] {
             for e in std::fs::read_dir(&src)
                 .with_context(|| format!("reading {}", src.display()))?
                 .flatten()
@@ -232,6 +259,9 @@ impl WalDirs {
                 } else if let Some(seg) = Segment::parse(&name) {
                     let size = e.metadata().map(|m| m.len()).unwrap_or(0);
                     if redo.is_none_or(|r| seg.at_or_after(r, size)) {
+                        if archived {
+                            finished.insert(name.clone());
+                        }
                         files.insert(name, e.path());
                     }
                 }
@@ -240,7 +270,19 @@ impl WalDirs {
         let size = segment_size(&files);
         let mut out = Seeded::default();
         for (name, src) in &files {
-            out.bytes += self.copy_in(parent, name, src, &staging.join(name))?;
+            let dst = staging.join(name);
+            if shareable(name, &finished, &files, size) {
+                match std::fs::hard_link(src, &dst) {
+                    Ok(()) => {
+                        out.segments += 1;
+                        out.linked += 1;
+                        continue;
+                    }
+                    // Pruned meanwhile, or a file system without links: copy as below.
+                    Err(e) => tracing::debug!(segment = %name, "linking: {e}; copying"),
+                }
+            }
+            out.bytes += self.copy_in(parent, name, src, &dst)?;
             out.segments += usize::from(!name.ends_with(".history"));
         }
         if let Some(r) = redo {
@@ -402,6 +444,21 @@ impl Segment {
         })
     }
 
+    /// The segment after this one, for segments of `size` bytes.
+    fn next(&self, size: u64) -> Segment {
+        let per_log = ((1u64 << 32) / size.max(1)) as u32;
+        if self.seg + 1 >= per_log {
+            Segment { log: self.log + 1, seg: 0 }
+        } else {
+            Segment { log: self.log, seg: self.seg + 1 }
+        }
+    }
+
+    /// The file name of this segment on Postgres timeline `tli` (8 hex digits).
+    fn name(&self, tli: &str) -> String {
+        format!("{tli}{:08X}{:08X}", self.log, self.seg)
+    }
+
     /// The WAL position the segment starts at, for segments of `size` bytes.
     pub(super) fn start(&self, size: u64) -> u64 {
         ((self.log as u64) << 32) + self.seg as u64 * size
@@ -519,12 +576,25 @@ fn truncate_at(dir: &Path, end: u64, size: u64) -> Result<()> {
         if start > end {
             std::fs::remove_file(e.path())?;
         } else if seg.contains(end, size) {
+            unshare(&e.path())?;
             let f = std::fs::OpenOptions::new().write(true).open(e.path())?;
             let off = end - start;
             let zeros = vec![0u8; (size - off) as usize];
             f.write_all_at(&zeros, off)?;
             f.sync_all()?;
         }
+    }
+    Ok(())
+}
+
+/// Makes `p` a file of its own if it is a hard link shared with another timeline's WAL: a
+/// copy renamed over it.
+fn unshare(p: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(p)?.nlink() > 1 {
+        let tmp = p.with_extension("unshare");
+        std::fs::copy(p, &tmp).with_context(|| format!("copying {}", p.display()))?;
+        std::fs::rename(&tmp, p)?;
     }
     Ok(())
 }
