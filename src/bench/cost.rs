@@ -119,6 +119,14 @@ pub struct Sample {
 }
 
 impl RunCost {
+    /// Bytes that reached a disk per transaction. A branch's Postgres is charged (by the
+    /// kernel, when it dirties them) for pages it writes through the view, which reach a disk
+    /// only as the store's writes, already counted for the daemon: they are taken out.
+    pub fn disk_bytes(&self) -> f64 {
+        let through_view = self.view.as_ref().map_or(0.0, |v| v.bytes_written);
+        (self.postgres_disk_bytes - through_view).max(0.0) + self.daemon_disk_bytes.unwrap_or(0.0)
+    }
+
     /// The difference of two samples, per transaction.
     pub fn between(a: &Sample, b: &Sample, transactions: u64) -> RunCost {
         let n = transactions.max(1) as f64;

@@ -255,9 +255,12 @@ fn cost_section(r: &Report) -> String {
          (postmaster and every child) and the lakelet daemon. Disk: bytes written to block \
          devices (`write_bytes`), by Postgres (native: WAL and data; branch: its WAL, its WAL \
          archive and, as the kernel counts them, pages dirtied through the view) and by the \
-         daemon (the page store). View: FUSE requests per transaction.\n\n\
-         | scale | workload | side | Postgres CPU µs | daemon CPU µs | Postgres disk B | daemon disk B | view writes | view fsyncs | view setattrs |\n\
-         | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+         daemon (the page store). View: FUSE requests per transaction, and the bytes its writes \
+         carried. *Disk B* is what reached a disk: Postgres's bytes less those the view carried \
+         (the kernel charges Postgres for dirtying them, but they reach a disk only as the \
+         store's writes), plus the daemon's; *× native* compares it with native's.\n\n\
+         | scale | workload | side | Postgres CPU µs | daemon CPU µs | Postgres disk B | daemon disk B | view B | disk B | × native | view writes | view fsyncs | view setattrs |\n\
+         | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         r.settings.pgbench_rounds.max(1)
     );
     let opt = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}"));
@@ -271,14 +274,20 @@ fn cost_section(r: &Report) -> String {
             ] {
                 let Some(c) = &run.cost else { continue };
                 let v = c.view.as_ref();
+                let native = t.native.cost.as_ref().map(|n| n.disk_bytes());
+                let ratio = native
+                    .filter(|&n| n >= 1.0)
+                    .map_or("–".to_string(), |n| format!("{:.2}×", c.disk_bytes() / n));
                 o += &format!(
-                    "| {} | {} | {side} | {:.0} | {} | {:.0} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {side} | {:.0} | {} | {:.0} | {} | {} | {:.0} | {ratio} | {} | {} | {} |\n",
                     z.scale,
                     t.workload,
                     c.postgres_cpu_us,
                     opt(c.daemon_cpu_us),
                     c.postgres_disk_bytes,
                     opt(c.daemon_disk_bytes),
+                    opt(v.map(|v| v.bytes_written)),
+                    c.disk_bytes(),
                     opt2(v.map(|v| v.writes)),
                     opt2(v.map(|v| v.syncs)),
                     opt2(v.map(|v| v.setattrs)),

@@ -328,6 +328,15 @@ pub enum PageRec {
     Zero,
 }
 
+/// Page record tags: the first body byte.
+const PAGE_RAW: u8 = 1;
+const PAGE_ZERO: u8 = 2;
+const PAGE_LZ4: u8 = 3;
+
+/// A page is stored compressed only if that saves at least an eighth of it (RocksDB's own rule
+/// for a block): below that, decompressing on every read costs more than the bytes save.
+const WORTH_COMPRESSING: usize = PAGE_SIZE - PAGE_SIZE / 8;
+
 impl PageRec {
     pub fn from_page(page: &[u8; PAGE_SIZE]) -> PageRec {
         if page.iter().all(|&b| b == 0) {
@@ -336,27 +345,45 @@ impl PageRec {
             PageRec::Data(Box::new(*page))
         }
     }
+    /// The record as stored. A page is LZ4-compressed on its own when that pays, before it
+    /// reaches RocksDB: its log then carries the compressed page too (RocksDB compresses only
+    /// the blocks it flushes, so a raw page cost a full 8 KiB in the log per write).
     pub fn encode(&self, key: &[u8]) -> Vec<u8> {
         match self {
             PageRec::Data(p) => {
-                let mut body = Vec::with_capacity(1 + PAGE_SIZE);
-                body.push(1);
-                body.extend_from_slice(&p[..]);
+                let mut body = vec![0u8; 1 + lz4_flex::block::get_maximum_output_size(PAGE_SIZE)];
+                match lz4_flex::block::compress_into(&p[..], &mut body[1..]) {
+                    Ok(n) if n <= WORTH_COMPRESSING => {
+                        body[0] = PAGE_LZ4;
+                        body.truncate(1 + n);
+                    }
+                    _ => {
+                        body.clear();
+                        body.push(PAGE_RAW);
+                        body.extend_from_slice(&p[..]);
+                    }
+                }
                 seal(key, &body)
             }
-            PageRec::Zero => seal(key, &[2]),
+            PageRec::Zero => seal(key, &[PAGE_ZERO]),
         }
     }
     pub fn decode(body: &[u8]) -> Result<PageRec> {
+        let bad = |what: String| Error::corrupt("page", what);
         match body.first() {
-            Some(1) if body.len() == 1 + PAGE_SIZE => {
+            Some(&PAGE_RAW) if body.len() == 1 + PAGE_SIZE => {
                 Ok(PageRec::Data(Box::new(body[1..].try_into().unwrap())))
             }
-            Some(2) if body.len() == 1 => Ok(PageRec::Zero),
-            _ => Err(Error::corrupt(
-                "page",
-                format!("bad page record ({} bytes)", body.len()),
-            )),
+            Some(&PAGE_ZERO) if body.len() == 1 => Ok(PageRec::Zero),
+            Some(&PAGE_LZ4) => {
+                let mut page = Box::new([0u8; PAGE_SIZE]);
+                match lz4_flex::block::decompress_into(&body[1..], &mut page[..]) {
+                    Ok(PAGE_SIZE) => Ok(PageRec::Data(page)),
+                    Ok(n) => Err(bad(format!("compressed page expands to {n} bytes"))),
+                    Err(e) => Err(bad(format!("compressed page: {e}"))),
+                }
+            }
+            _ => Err(bad(format!("bad page record ({} bytes)", body.len()))),
         }
     }
 }
@@ -591,8 +618,21 @@ mod tests {
     #[test]
     fn seal_detects_any_flipped_bit() {
         let key = page_key(TimelineId(7), 3, 9, 42);
-        let v = PageRec::Data(Box::new([0xAB; PAGE_SIZE])).encode(&key);
-        for i in [0usize, 1, 4, 5, 100, v.len() - 1] {
+        // A page that does not compress (a raw record) and one that does.
+        let mut noise = [0u8; PAGE_SIZE];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for b in noise.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let raw = PageRec::Data(Box::new(noise)).encode(&key);
+        assert_eq!(raw.len(), 5 + 1 + PAGE_SIZE);
+        let packed = PageRec::Data(Box::new([0xAB; PAGE_SIZE])).encode(&key);
+        assert!(packed.len() < 100, "{} bytes", packed.len());
+        for v in [&raw, &packed] {
+            for i in [0usize, 1, 4, 5, 6, v.len() / 2, v.len() - 1] {
             let mut bad = v.clone();
             bad[i] ^= 0x10;
             assert!(
@@ -601,11 +641,27 @@ mod tests {
                     .is_err(),
                 "byte {i}"
             );
+            }
+            // The same value under another key is caught too.
+            let other = page_key(TimelineId(7), 3, 10, 42);
+            assert!(unseal(&other, v, || "p".into()).is_err());
+            let back = unseal(&key, v, || "p".into()).and_then(PageRec::decode);
+            assert!(back.is_ok());
         }
-        // The same value under another key is caught too.
-        let other = page_key(TimelineId(7), 3, 10, 42);
-        assert!(unseal(&other, &v, || "p".into()).is_err());
-        assert!(unseal(&key, &v, || "p".into()).is_ok());
+        let body = |v: &[u8]| unseal(&key, v, || "p".into()).and_then(PageRec::decode).unwrap();
+        assert_eq!(body(&raw), PageRec::Data(Box::new(noise)));
+        assert_eq!(body(&packed), PageRec::Data(Box::new([0xAB; PAGE_SIZE])));
+    }
+
+    #[test]
+    fn a_compressed_page_must_expand_to_exactly_a_page() {
+        let short = lz4_flex::block::compress(&[7u8; PAGE_SIZE - 1]);
+        let long = lz4_flex::block::compress(&[7u8; PAGE_SIZE + 1]);
+        for c in [short, long, vec![0xFF; 40]] {
+            let mut body = vec![PAGE_LZ4];
+            body.extend_from_slice(&c);
+            assert!(PageRec::decode(&body).is_err());
+        }
     }
 
     #[test]

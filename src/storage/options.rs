@@ -30,7 +30,8 @@ pub struct Options {
     pub fine_window: Duration,
     /// RocksDB block cache. Default 256 MiB.
     pub cache_bytes: usize,
-    /// Compress stored pages (LZ4). Default on.
+    /// Compress the page column family's deeper levels (LZ4). Default on. (Each page is also
+    /// compressed on its own when written, whatever this says: see `codec::PageRec::encode`.)
     pub compress: bool,
 }
 

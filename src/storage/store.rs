@@ -161,11 +161,15 @@ impl Store {
                 b.set_whole_key_filtering(false);
             }
             o.set_block_based_table_factory(&b);
-            o.set_compression_type(if compress {
-                DBCompressionType::Lz4
+            if compress {
+                // Pages arrive compressed one by one (codec::PageRec::encode): the first two
+                // levels, where fresh pages churn, do not compress them again. Deeper levels
+                // still do, for raw pages (written before, or that barely compress alone).
+                use DBCompressionType::{Lz4, None as Raw};
+                o.set_compression_per_level(&[Raw, Raw, Lz4, Lz4, Lz4, Lz4, Lz4]);
             } else {
-                DBCompressionType::None
-            });
+                o.set_compression_type(DBCompressionType::None);
+            }
             ColumnFamilyDescriptor::new(name, o)
         };
         let cfs = vec![
