@@ -5,17 +5,35 @@ use lakelet::storage::{Error, NewNode, Options, Store, TimelineId, PAGE_SIZE, RO
 
 #[test]
 fn flipped_byte_on_disk_is_a_checksum_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        compress: false,
-        ..Options::default()
-    };
+    // A page that does not compress is stored raw; this one is stored LZ4-compressed.
+    let mut noise = vec![0u8; PAGE_SIZE];
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
     let pattern: Vec<u8> = b"lakelet-corruption-pattern-"
         .iter()
         .cycle()
         .take(PAGE_SIZE)
         .copied()
         .collect();
+    let packed = lz4_flex::block::compress(&pattern);
+    assert!(packed.len() < PAGE_SIZE / 2);
+    flip_and_read(&noise, &noise[..64]);
+    flip_and_read(&pattern, &packed[..packed.len().min(32)]);
+}
+
+/// Writes `page` as block 1 of a file, flips one bit of the stored bytes found by `needle`
+/// in the SST files, and reads the block back.
+fn flip_and_read(page: &[u8], needle: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        compress: false,
+        ..Options::default()
+    };
     let (tl, ino) = {
         let s = Store::open(dir.path(), opts.clone()).unwrap();
         let tl: TimelineId = s
@@ -28,7 +46,7 @@ fn flipped_byte_on_disk_is_a_checksum_error() {
             .create(tl, ROOT_INO, b"16384", NewNode::File, 0o600, 0, 0)
             .unwrap();
         s.write(tl, ino, 0, &vec![1u8; PAGE_SIZE]).unwrap();
-        s.write(tl, ino, PAGE_SIZE as u64, &pattern).unwrap();
+        s.write(tl, ino, PAGE_SIZE as u64, page).unwrap();
         s.flush().unwrap();
         (tl, ino)
     };
@@ -38,8 +56,8 @@ fn flipped_byte_on_disk_is_a_checksum_error() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "sst") {
             let mut bytes = std::fs::read(&p).unwrap();
-            if let Some(pos) = bytes.windows(64).position(|w| w == &pattern[..64]) {
-                bytes[pos + 4000] ^= 0x01;
+            if let Some(pos) = bytes.windows(needle.len()).position(|w| w == needle) {
+                bytes[pos + needle.len() / 2] ^= 0x01;
                 std::fs::write(&p, &bytes).unwrap();
                 flipped = true;
             }
