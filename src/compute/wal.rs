@@ -245,9 +245,11 @@ impl WalDirs {
         mkdir(&staging.join("archive_status"), 0o700)?;
         mkdir(&self.archive(child), 0o700)?;
         // The live directory first, then the archive: a segment in both is the same file
-        // (archive_command hard-links it), and one in the archive is finished.
+        // (archive_command hard-links it). A segment is finished once archived, or once
+        // Postgres marked it for the archiver (archive_status/NAME.ready, then .done).
         let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut finished: HashSet<String> = HashSet::new();
+        let status = self.live(parent).join("archive_status");
         for (src, archived) in [(self.live(parent), false), (self.archive(parent), true)] {
             for e in std::fs::read_dir(&src)
                 .with_context(|| format!("reading {}", src.display()))?
@@ -259,7 +261,10 @@ impl WalDirs {
                 } else if let Some(seg) = Segment::parse(&name) {
                     let size = e.metadata().map(|m| m.len()).unwrap_or(0);
                     if redo.is_none_or(|r| seg.at_or_after(r, size)) {
-                        if archived {
+                        if archived
+                            || status.join(format!("{name}.ready")).exists()
+                            || status.join(format!("{name}.done")).exists()
+                        {
                             finished.insert(name.clone());
                         }
                         files.insert(name, e.path());
@@ -317,11 +322,11 @@ impl WalDirs {
     /// A segment gone from both was pruned meanwhile: no retained point needed it, so it lies
     /// past what this cut replays (archive.rs keeps every cut's range), and it is skipped.
     fn copy_in(&self, parent: TimelineId, name: &str, src: &Path, dst: &Path) -> Result<u64> {
-        match std::fs::copy(src, dst) {
+        match copy_sparse(src, dst) {
             Ok(n) => Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let archived = self.archive(parent).join(name);
-                match std::fs::copy(&archived, dst) {
+                match copy_sparse(&archived, dst) {
                     Ok(n) => Ok(n),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         tracing::debug!(segment = name, "pruned while seeding; skipped");
@@ -587,6 +592,50 @@ fn truncate_at(dir: &Path, end: u64, size: u64) -> Result<()> {
     Ok(())
 }
 
+/// Copies `src` to a new file `dst` of the same length and mode, skipping its holes; returns
+/// the bytes copied. With `wal_init_zero = off` a new segment is a hole with one byte written
+/// at its end, and Postgres fills it from the front: the segment being written is mostly hole,
+/// and the next one, made in advance, entirely. A plain copy wrote (and the seed then fsynced)
+/// 16 MiB of zeros for each.
+fn copy_sparse(src: &Path, dst: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::io::AsRawFd;
+    let from = std::fs::File::open(src)?;
+    let meta = from.metadata()?;
+    let len = meta.len();
+    let to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(meta.permissions().mode() & 0o7777)
+        .open(dst)?;
+    let fd = from.as_raw_fd();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut pos, mut copied) = (0u64, 0u64);
+    while pos < len {
+        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole is left
+            }
+            return Err(e);
+        }
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        let end = if hole < 0 { len } else { (hole as u64).min(len) };
+        let mut at = data as u64;
+        while at < end {
+            let n = ((end - at) as usize).min(buf.len());
+            from.read_exact_at(&mut buf[..n], at)?;
+            to.write_all_at(&buf[..n], at)?;
+            at += n as u64;
+        }
+        copied += end - data as u64;
+        pos = end;
+    }
+    to.set_len(len)?;
+    Ok(copied)
+}
+
 /// Makes `p` a file of its own if it is a hard link shared with another timeline's WAL: a
 /// copy renamed over it.
 fn unshare(p: &Path) -> Result<()> {
@@ -642,4 +691,59 @@ fn sync_dir_tree(p: &Path) -> Result<()> {
         }
     }
     sync_dir(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    #[test]
+    fn a_sparse_copy_has_the_same_bytes_and_skips_the_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("000000010000000000000003");
+        let f = std::fs::File::create(&src).unwrap();
+        // A segment as Postgres starts one: its last byte, then records from the front.
+        let size = 16u64 << 20;
+        f.write_all_at(&[0], size - 1).unwrap();
+        f.write_all_at(&[7u8; 300_000], 0).unwrap();
+        f.sync_all().unwrap();
+        let dst = dir.path().join("copy");
+        let copied = copy_sparse(&src, &dst).unwrap();
+        assert!(copied < 2 << 20, "copied {copied} bytes");
+        assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&dst).unwrap());
+        let m = std::fs::metadata(&dst).unwrap();
+        assert_eq!(m.len(), size);
+        assert!(m.blocks() * 512 < 2 << 20, "{} blocks", m.blocks());
+        // An existing destination is never overwritten.
+        assert!(copy_sparse(&src, &dst).is_err());
+    }
+
+    #[test]
+    fn only_a_finished_segment_with_its_successor_is_shared() {
+        let size = 16u64 << 20;
+        let names = [
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000005",
+        ];
+        let files: BTreeMap<String, PathBuf> =
+            names.iter().map(|n| (n.to_string(), PathBuf::from(n))).collect();
+        let finished: HashSet<String> = names[..2].iter().map(|n| n.to_string()).collect();
+        assert!(shareable(names[0], &finished, &files, size));
+        assert!(shareable(names[1], &finished, &files, size));
+        // Not finished: the parent may still write it.
+        assert!(!shareable(names[2], &finished, &files, size));
+        // Finished, but the child's recovery would end in it and write on there.
+        let mut gap = files.clone();
+        gap.remove(names[2]);
+        assert!(!shareable(names[1], &finished, &gap, size));
+        // The last segment of a log file is followed by the first of the next.
+        let last = "0000000100000000000000FF";
+        let first = "000000010000000100000000";
+        let files: BTreeMap<String, PathBuf> =
+            [last, first].iter().map(|n| (n.to_string(), PathBuf::from(n))).collect();
+        let finished: HashSet<String> = [last.to_string()].into();
+        assert!(shareable(last, &finished, &files, size));
+    }
 }
