@@ -62,3 +62,18 @@ for r in $(seq "$R"); do
   "$L" "${D[@]}" branch delete "q$r" --purge >/dev/null
   "$L" "${D[@]}" branch delete "w$r" --purge >/dev/null
 done
+
+# 4. (SOAK=seconds) The store's size after a long TPC-B run on the branch, before and after a
+#    GC pass, against what native Postgres would keep for the same point-in-time reach: ratio =
+#    (page store + the WAL beside it) / (the live databases + that same WAL).
+if [ -n "${SOAK:-}" ]; then
+  echo "# 4. store size after ${SOAK}s of TPC-B on the branch"
+  "$bindir/pgbench" -h "$sock" -c 4 -j 2 -T "$SOAK" 2>&1 | grep -E '^tps'
+  size() { du -sb "$1" | cut -f1; }
+  live=$(q "$sock" "select sum(pg_database_size(oid)) from pg_database")
+  for when in before_gc after_gc; do
+    [ $when = after_gc ] && "$L" "${D[@]}" gc >/dev/null
+    store=$(size "$work/data/store"); wal=$(size "$work/data/wal")
+    echo "$when: store_B=$store wal_kept_B=$wal live_db_B=$live ratio=$(python3 -c "print(round(($store + $wal) / ($live + $wal), 2))")"
+  done
+fi
