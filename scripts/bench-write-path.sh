@@ -22,29 +22,31 @@ native_start $conf
 "$L" "${D[@]}" up --api-port 0 --proxy-port 0 --idle-stop 0s ${UPARGS:-} >/dev/null
 sock=$("$L" "${D[@]}" --json branch start main |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["socket_dir"])')
-export PGUSER=postgres PGDATABASE=postgres
+export PGDATABASE=postgres
+# native_start's superuser is the compute user; a branch's is postgres.
+host() { if [ "$1" = native ]; then echo "$work/sock"; else echo "$sock"; fi; }
+user() { if [ "$1" = native ]; then echo lakelet; else echo postgres; fi; }
 dev=$(lsblk -no PKNAME "$(df --output=source "$work" | tail -1)" 2>/dev/null || true)
 dev=${dev:-$(basename "$(df --output=source "$work" | tail -1)")}
 sectors() { awk '{print $7}' "/sys/block/$dev/stat"; }
-q() { "$bindir/psql" -h "$1" -XAtq -c "$2"; }
+q() { "$bindir/psql" -h "$(host "$1")" -U "$(user "$1")" -XAtq -c "$2"; }
+pgbench() { local s=$1; shift; "$bindir/pgbench" -h "$(host "$s")" -U "$(user "$s")" "$@"; }
 
 echo "# 1. pgbench -i -s $S"
 for r in $(seq "$R"); do
   for side in native branch; do
-    h=$work/sock; [ $side = branch ] && h=$sock
-    echo "round $r $side: $("$bindir/pgbench" -h "$h" -i -s "$S" -q 2>&1 | grep 'done in')"
+    echo "round $r $side: $(pgbench $side -i -s "$S" -q 2>&1 | grep 'done in')"
   done
 done
 
 echo "# 2. TPC-B bytes per transaction (device $dev)"
 for r in $(seq "$R"); do
   for side in native branch; do
-    h=$work/sock; [ $side = branch ] && h=$sock
-    q "$h" checkpoint; sync; s0=$(sectors); a=$(q "$h" "select pg_current_wal_lsn()")
-    tx=$("$bindir/pgbench" -h "$h" -c 4 -j 2 -T 20 2>&1 | awk '/actually processed/ {print $NF}' | cut -d/ -f1)
-    b=$(q "$h" "select pg_current_wal_lsn()")
-    q "$h" checkpoint; sync; s1=$(sectors)
-    wal=$(q "$h" "select pg_wal_lsn_diff('$b', '$a')")
+    q $side checkpoint; sync; s0=$(sectors); a=$(q $side "select pg_current_wal_lsn()")
+    tx=$(pgbench $side -c 4 -j 2 -T 20 2>&1 | awk '/actually processed/ {print $NF}' | cut -d/ -f1)
+    b=$(q $side "select pg_current_wal_lsn()")
+    q $side checkpoint; sync; s1=$(sectors)
+    wal=$(q $side "select pg_wal_lsn_diff('$b', '$a')")
     echo "round $r $side: tps=$((tx / 20)) wal_B_per_tx=$(( ${wal%.*} / tx )) disk_B_per_tx=$(( (s1 - s0) * 512 / tx ))"
   done
 done
@@ -68,9 +70,9 @@ done
 #    (page store + the WAL beside it) / (the live databases + that same WAL).
 if [ -n "${SOAK:-}" ]; then
   echo "# 4. store size after ${SOAK}s of TPC-B on the branch"
-  "$bindir/pgbench" -h "$sock" -c 4 -j 2 -T "$SOAK" 2>&1 | grep -E '^tps'
+  pgbench branch -c 4 -j 2 -T "$SOAK" 2>&1 | grep -E '^tps'
   size() { du -sb "$1" | cut -f1; }
-  live=$(q "$sock" "select sum(pg_database_size(oid)) from pg_database")
+  live=$(q branch "select sum(pg_database_size(oid)) from pg_database")
   for when in before_gc after_gc; do
     [ $when = after_gc ] && "$L" "${D[@]}" gc >/dev/null
     store=$(size "$work/data/store"); wal=$(size "$work/data/wal")
