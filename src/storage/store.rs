@@ -185,6 +185,11 @@ impl Store {
         dbo.increase_parallelism(2);
         dbo.set_max_background_jobs(2);
         dbo.set_keep_log_file_num(4);
+        // RocksDB keeps a log file until every column family it holds writes for has flushed.
+        // Pages fill their memtable in seconds; attrs, dirents and markers may take hours, and
+        // by default (4 × all write buffers, 2.5 GiB here) the logs then grew to several times
+        // the database under TPC-B. Past this total, the laggards are flushed instead.
+        dbo.set_max_total_wal_size(256 << 20);
         let db = DB::open_cf_descriptors(&dbo, &path, cfs).map_err(Error::db(format!(
             "opening page store at {}",
             path.display()
