@@ -164,11 +164,20 @@ fn drop_table_with_pages_still_in_the_kernel_is_no_error() {
     let view = &main["compute"]["view"];
     assert_eq!(view["writeback_cache"], true, "{view}");
     assert_eq!(view["errors"], 0, "the view refused requests: {view}");
+    // The path this test is about was taken: files unlinked while the kernel held them.
+    let orphaned = view["orphaned"].as_u64().unwrap();
+    assert!(orphaned >= 1, "{view}");
     assert!(
-        view["orphans_freed"].as_u64() <= view["orphaned"].as_u64(),
+        view["orphans_freed"].as_u64().unwrap() <= orphaned,
         "{view}"
     );
-    assert_eq!(d.sql("main", "select count(*) from pg_class where relname like 't_'"), "0");
+    assert_eq!(
+        d.sql(
+            "main",
+            "select count(*) from pg_class where relname like 't_'"
+        ),
+        "0"
+    );
 }
 
 #[test]

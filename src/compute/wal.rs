@@ -453,9 +453,15 @@ impl Segment {
     fn next(&self, size: u64) -> Segment {
         let per_log = ((1u64 << 32) / size.max(1)) as u32;
         if self.seg + 1 >= per_log {
-            Segment { log: self.log + 1, seg: 0 }
+            Segment {
+                log: self.log + 1,
+                seg: 0,
+            }
         } else {
-            Segment { log: self.log, seg: self.seg + 1 }
+            Segment {
+                log: self.log,
+                seg: self.seg + 1,
+            }
         }
     }
 
@@ -621,7 +627,11 @@ fn copy_sparse(src: &Path, dst: &Path) -> std::io::Result<u64> {
             return Err(e);
         }
         let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        let end = if hole < 0 { len } else { (hole as u64).min(len) };
+        let end = if hole < 0 {
+            len
+        } else {
+            (hole as u64).min(len)
+        };
         let mut at = data as u64;
         while at < end {
             let n = ((end - at) as usize).min(buf.len());
@@ -727,8 +737,10 @@ mod tests {
             "000000010000000000000004",
             "000000010000000000000005",
         ];
-        let files: BTreeMap<String, PathBuf> =
-            names.iter().map(|n| (n.to_string(), PathBuf::from(n))).collect();
+        let files: BTreeMap<String, PathBuf> = names
+            .iter()
+            .map(|n| (n.to_string(), PathBuf::from(n)))
+            .collect();
         let finished: HashSet<String> = names[..2].iter().map(|n| n.to_string()).collect();
         assert!(shareable(names[0], &finished, &files, size));
         assert!(shareable(names[1], &finished, &files, size));
@@ -741,8 +753,10 @@ mod tests {
         // The last segment of a log file is followed by the first of the next.
         let last = "0000000100000000000000FF";
         let first = "000000010000000100000000";
-        let files: BTreeMap<String, PathBuf> =
-            [last, first].iter().map(|n| (n.to_string(), PathBuf::from(n))).collect();
+        let files: BTreeMap<String, PathBuf> = [last, first]
+            .iter()
+            .map(|n| (n.to_string(), PathBuf::from(n)))
+            .collect();
         let finished: HashSet<String> = [last.to_string()].into();
         assert!(shareable(last, &finished, &files, size));
     }

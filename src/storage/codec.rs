@@ -633,14 +633,14 @@ mod tests {
         assert!(packed.len() < 100, "{} bytes", packed.len());
         for v in [&raw, &packed] {
             for i in [0usize, 1, 4, 5, 6, v.len() / 2, v.len() - 1] {
-            let mut bad = v.clone();
-            bad[i] ^= 0x10;
-            assert!(
-                unseal(&key, &bad, || "p".into())
-                    .and_then(PageRec::decode)
-                    .is_err(),
-                "byte {i}"
-            );
+                let mut bad = v.clone();
+                bad[i] ^= 0x10;
+                assert!(
+                    unseal(&key, &bad, || "p".into())
+                        .and_then(PageRec::decode)
+                        .is_err(),
+                    "byte {i}"
+                );
             }
             // The same value under another key is caught too.
             let other = page_key(TimelineId(7), 3, 10, 42);
@@ -648,7 +648,11 @@ mod tests {
             let back = unseal(&key, v, || "p".into()).and_then(PageRec::decode);
             assert!(back.is_ok());
         }
-        let body = |v: &[u8]| unseal(&key, v, || "p".into()).and_then(PageRec::decode).unwrap();
+        let body = |v: &[u8]| {
+            unseal(&key, v, || "p".into())
+                .and_then(PageRec::decode)
+                .unwrap()
+        };
         assert_eq!(body(&raw), PageRec::Data(Box::new(noise)));
         assert_eq!(body(&packed), PageRec::Data(Box::new([0xAB; PAGE_SIZE])));
     }
