@@ -256,9 +256,12 @@ fn cost_section(r: &Report) -> String {
          devices (`write_bytes`), by Postgres (native: WAL and data; branch: its WAL, its WAL \
          archive and, as the kernel counts them, pages dirtied through the view) and by the \
          daemon (the page store). View: FUSE requests per transaction, and the bytes its writes \
-         carried. *Disk B* is what reached a disk: Postgres's bytes less those the view carried \
-         (the kernel charges Postgres for dirtying them, but they reach a disk only as the \
-         store's writes), plus the daemon's; *× native* compares it with native's.\n\n\
+         carried. *Disk B*: Postgres's bytes less those the view carried (the kernel charges \
+         Postgres for dirtying them, but they reach a disk only as the store's writes), plus the \
+         daemon's; *× native* compares it with native's. For a branch it is an upper bound: the \
+         kernel charges for pages dirtied through FUSE more than the view then receives (about \
+         3× under TPC-B on Linux 6.18). The disk's own counters, the closing CHECKPOINT \
+         included, are in `scripts/bench-write-path.sh`.\n\n\
          | scale | workload | side | Postgres CPU µs | daemon CPU µs | Postgres disk B | daemon disk B | view B | disk B | × native | view writes | view fsyncs | view setattrs |\n\
          | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         r.settings.pgbench_rounds.max(1)
