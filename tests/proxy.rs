@@ -414,8 +414,9 @@ async fn cancel_by_protocol_and_by_function_and_wake_from_zero() {
     assert_eq!(code(&e), SqlState::QUERY_CANCELED.code(), "{e}");
     drop(killer);
 
-    // psycopg2: the client sees the proxy's key, not the compute's; a CancelRequest with the
-    // right pid but a wrong secret cancels nothing, the right one cancels.
+    // psycopg2: the client sees its backend's real pid (only the secret is the proxy's); a
+    // CancelRequest with that pid but a wrong secret cancels nothing, the right one cancels;
+    // LISTEN/NOTIFY names the sender by that pid; pg_terminate_backend of it ends the session.
     let host_port = d.proxy_addr();
     let out = run_python(
         r#"
@@ -427,7 +428,14 @@ cur = c.cursor()
 cur.execute('select pg_backend_pid()')
 real = cur.fetchone()[0]
 key_pid = c.get_backend_pid()
-assert key_pid != real, (key_pid, real)
+assert key_pid == real, (key_pid, real)
+c.rollback()
+c.autocommit = True
+cur.execute('listen lakelet_pids')
+cur.execute("notify lakelet_pids, 'hi'")
+c.poll()
+assert [(n.pid, n.payload) for n in c.notifies] == [(key_pid, 'hi')], c.notifies
+c.autocommit = False
 def forged():
     time.sleep(0.3)
     s = socket.create_connection((host, int(port)))
@@ -444,10 +452,23 @@ try:
     print('not cancelled')
 except psycopg2.errors.QueryCanceled:
     print('cancelled')
+c.rollback()
+other = psycopg2.connect(url)
+other.autocommit = True
+oc = other.cursor()
+oc.execute('select pg_terminate_backend(%s, 5000)', (key_pid,))
+assert oc.fetchone()[0] is True
+try:
+    cur.execute('select 1')
+    print('not terminated')
+except (psycopg2.OperationalError, psycopg2.InterfaceError):
+    print('terminated')
+oc.execute('select count(*) from pg_stat_activity where pid = %s', (key_pid,))
+print('gone' if oc.fetchone()[0] == 0 else 'still there')
 "#,
         &[&url, &host_port],
     );
-    assert_eq!(out, "cancelled");
+    assert_eq!(out, "cancelled\nterminated\ngone");
 
     // Wake from zero: once idle-stopped, the next connection starts the compute.
     wait_for("the idle compute to stop", || {

@@ -15,6 +15,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::auth::{self, AuthError, AuthMode, Scram};
 use super::startup::{self, First, Invalid, Route};
+use super::CancelKey;
 use super::Proxy;
 use crate::storage;
 
@@ -520,7 +521,7 @@ impl Proxy {
     }
 
     /// Sends the startup packet to the compute and relays its answer up to ReadyForQuery,
-    /// swapping BackendKeyData for a proxy key. Returns that key's pid and any bytes the
+    /// swapping BackendKeyData's secret for a proxy one. Returns the client's key and any bytes the
     /// compute sent after ReadyForQuery.
     async fn relay_backend_startup(
         &self,
@@ -529,7 +530,7 @@ impl Proxy {
         startup: &Startup,
         socket: &std::path::Path,
         branch: &str,
-    ) -> Result<(i32, BytesMut), Fail> {
+    ) -> Result<(CancelKey, BytesMut), Fail> {
         be.write_all(&encode(startup)).await.map_err(|e| {
             fatal(
                 "57P03",
@@ -592,14 +593,14 @@ impl Proxy {
                 b'K' if len >= 12 => {
                     let pid = i32::from_be_bytes(msg[5..9].try_into().unwrap());
                     let secret = msg[9..].to_vec();
-                    let (ppid, psecret) = self.register_cancel(socket.to_path_buf(), pid, secret);
-                    if let Some(old) = cancel_pid.replace(ppid) {
+                    let key = self.register_cancel(socket.to_path_buf(), pid, secret);
+                    if let Some(old) = cancel_pid.replace(key) {
                         self.unregister_cancel(old);
                     }
                     out.put_u8(b'K');
                     out.put_u32(12);
-                    out.put_i32(ppid);
-                    out.put_slice(&psecret);
+                    out.put_i32(key.pid);
+                    out.put_slice(&key.secret);
                 }
                 b'E' => {
                     out.put_slice(&msg);

@@ -4,9 +4,9 @@
 //! proxy runs the startup phase itself: TLS (SSLRequest or direct), protocol version, the branch
 //! from `options=branch=NAME` (or the `DB@BRANCH` fallback), authentication against lakelet's
 //! own credentials. Then it starts the branch's compute if it is stopped, opens the compute's
-//! private unix socket, replays the client's startup parameters to it, swaps the compute's
-//! cancel key for one of its own, and from then on copies bytes both ways without looking at
-//! them.
+//! private unix socket, replays the client's startup parameters to it, gives the client the
+//! compute's real backend pid with a secret of its own, and from then on copies bytes both ways
+//! without looking at them.
 //!
 //! Reading order: `startup.rs` (pure decoding, fuzzed), `auth.rs` (credentials, SCRAM),
 //! `conn.rs` (one connection, start to end), `tls.rs`, `metrics.rs`, and `Proxy` below (the
@@ -15,8 +15,10 @@
 //! Invariants:
 //! - No byte reaches a compute before the client has authenticated; computes listen on no TCP
 //!   port, so the proxy is the only way in.
-//! - A cancel key handed out maps to exactly one live session's backend, and is removed when the
-//!   session ends; a wrong secret cancels nothing.
+//! - A client sees its backend's real pid (`PQbackendPID() == pg_backend_pid()`), so
+//!   `pg_terminate_backend`, LISTEN/NOTIFY's sender pid and `pg_stat_activity` agree with it.
+//!   Only the secret is the proxy's: a cancel key handed out maps to exactly one live session's
+//!   backend, and is removed when the session ends; a wrong secret cancels nothing.
 //! - Every connection task is bounded in time before authentication (`handshake_timeout`) and
 //!   in memory always (startup-phase packets ≤ 10,000 bytes); a bad client costs one task.
 
@@ -69,6 +71,13 @@ impl ProxyConfig {
             max_connections: 1000,
         }
     }
+}
+
+/// The cancel key a client is given: its backend's real pid and a secret of the proxy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CancelKey {
+    pid: i32,
+    secret: [u8; 4],
 }
 
 /// Where a proxy cancel key leads.
@@ -200,37 +209,47 @@ impl Proxy {
         }
     }
 
-    /// Registers a session's backend key and returns the key the client is given.
+    /// Registers a session's backend key and returns the key the client is given: the same pid,
+    /// a new secret (the compute's never leaves the proxy).
+    ///
+    /// Keyed by pid alone, as Postgres does: every compute is the daemon's child in the
+    /// daemon's pid namespace, so two live backends never share a pid, and an entry already
+    /// there belongs to a session whose backend has exited (its pid reused) and that has not
+    /// unregistered yet. It is replaced; its late `unregister_cancel` then finds another secret
+    /// and leaves the new entry alone.
     fn register_cancel(
         &self,
         socket: PathBuf,
         backend_pid: i32,
         backend_secret: Vec<u8>,
-    ) -> (i32, [u8; 4]) {
-        let mut map = self.cancels.lock().unwrap();
-        loop {
-            let r = auth::random_bytes::<8>();
-            // A positive "pid", as clients print it.
-            let pid = i32::from_be_bytes(r[..4].try_into().unwrap()) & 0x7fff_ffff;
-            if pid == 0 || map.contains_key(&pid) {
-                continue;
-            }
-            let secret: [u8; 4] = r[4..].try_into().unwrap();
-            map.insert(
-                pid,
-                CancelTarget {
-                    secret,
-                    socket,
-                    backend_pid,
-                    backend_secret,
-                },
+    ) -> CancelKey {
+        let secret = auth::random_bytes::<4>();
+        let stale = self.cancels.lock().unwrap().insert(
+            backend_pid,
+            CancelTarget {
+                secret,
+                socket,
+                backend_pid,
+                backend_secret,
+            },
+        );
+        if stale.is_some() {
+            tracing::debug!(
+                pid = backend_pid,
+                "replaced the cancel key of an ended session"
             );
-            return (pid, secret);
+        }
+        CancelKey {
+            pid: backend_pid,
+            secret,
         }
     }
 
-    fn unregister_cancel(&self, pid: i32) {
-        self.cancels.lock().unwrap().remove(&pid);
+    fn unregister_cancel(&self, key: CancelKey) {
+        let mut map = self.cancels.lock().unwrap();
+        if map.get(&key.pid).is_some_and(|t| t.secret == key.secret) {
+            map.remove(&key.pid);
+        }
     }
 
     /// Forwards a CancelRequest to the compute that runs the session, if the key is right.
