@@ -488,6 +488,68 @@ print('gone' if oc.fetchone()[0] == 0 else 'still there')
     );
 }
 
+/// The proxy's TLS records are no bigger than Postgres's (OpenSSL writes its 8 KiB send buffer
+/// as one record). libpq keeps 8 KiB free before each read, so such a record is always read
+/// whole; half of a 16 KiB one could stay decrypted inside libpq's TLS layer while a client
+/// that waits on the socket itself (psycopg 3, asyncpg-style loops) waits forever.
+#[test]
+fn tls_records_are_no_bigger_than_postgres_sends() {
+    let d = Daemon::up(&[]);
+    let out = run_python(
+        r#"
+import io, socket, sys, threading, psycopg2
+url, hp = sys.argv[1], sys.argv[2]
+host, port = hp.rsplit(':', 1)
+lsock = socket.socket()
+lsock.bind(('127.0.0.1', 0))
+lsock.listen(1)
+sizes, answered = [], [False]
+def pump(src, dst, parse):
+    buf = b''
+    while True:
+        b = src.recv(65536)
+        if not b:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            return
+        dst.sendall(b)
+        if not parse:
+            continue
+        buf += b
+        if not answered[0]:
+            assert buf[:1] == b'S', buf[:1]   # the answer to SSLRequest, then TLS records
+            buf, answered[0] = buf[1:], True
+        while len(buf) >= 5 and len(buf) >= 5 + int.from_bytes(buf[3:5], 'big'):
+            n = int.from_bytes(buf[3:5], 'big')
+            sizes.append(n)
+            buf = buf[5 + n:]
+def serve():
+    c, _ = lsock.accept()
+    s = socket.create_connection((host, int(port)))
+    threading.Thread(target=pump, args=(c, s, False), daemon=True).start()
+    pump(s, c, True)
+threading.Thread(target=serve, daemon=True).start()
+u = url.replace(hp, '127.0.0.1:%d' % lsock.getsockname()[1])
+conn = psycopg2.connect(u + '&sslmode=require&gssencmode=disable')
+cur = conn.cursor()
+out = io.StringIO()
+cur.copy_expert("copy (select g, md5(g::text), repeat('y', 300) from generate_series(1, 20000) g) to stdout", out)
+assert len(out.getvalue()) > 5000000, len(out.getvalue())
+conn.close()
+print(len(sizes), max(sizes))
+"#,
+        &[&d.url("main"), &d.proxy_addr()],
+    );
+    let (records, largest) = out.split_once(' ').unwrap();
+    let records: usize = records.parse().unwrap();
+    let largest: usize = largest.parse().unwrap();
+    assert!(records > 300, "{out}");
+    // 8 KiB of plaintext, plus the AEAD tag and TLS 1.3's content type byte.
+    assert!(largest <= 8192 + 64, "a TLS record of {largest} bytes");
+}
+
 /// Sends `bytes` on a fresh connection and returns what comes back before the proxy closes
 /// (or after 20 s).
 fn poke(addr: &str, bytes: &[u8]) -> Vec<u8> {

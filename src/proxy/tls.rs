@@ -13,6 +13,9 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
+/// The most plaintext Postgres puts in one TLS record: its send buffer (PQ_SEND_BUFFER_SIZE).
+const POSTGRES_RECORD: usize = 8192;
+
 pub struct Tls {
     pub acceptor: TlsAcceptor,
     /// tls-server-end-point channel-binding data (RFC 5929): the certificate's hash. Only for
@@ -70,6 +73,12 @@ pub fn load_or_generate(data_dir: &Path, configured: Option<(PathBuf, PathBuf)>)
         })?;
     // Postgres 17 clients send ALPN "postgresql" and require it for direct TLS.
     cfg.alpn_protocols = vec![b"postgresql".to_vec()];
+    // Records of at most 8 KiB of plaintext, as Postgres sends them (OpenSSL writes its 8 KiB
+    // send buffer as one record). libpq keeps 8 KiB free before each read, so it always reads
+    // such a record whole. rustls's default 16 KiB records could be read in part, and the rest
+    // then waited, decrypted, inside libpq's TLS layer while a client that polls the socket
+    // itself (psycopg 3) waited for the socket: an intermittent hang after a COPY.
+    cfg.max_fragment_size = Some(POSTGRES_RECORD + 5);
     Ok(Tls {
         acceptor: TlsAcceptor::from(Arc::new(cfg)),
         cert_hash,
