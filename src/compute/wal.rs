@@ -423,8 +423,10 @@ pub fn export_live(data_dir: &Path, tl: TimelineId, dest: &Path) -> Result<u64> 
     for e in std::fs::read_dir(&src)?.flatten() {
         if e.path().is_file() {
             let to = dest.join(e.file_name());
-            n += std::fs::copy(e.path(), &to)
+            copy_sparse(&e.path(), &to)
                 .with_context(|| format!("copying {}", e.path().display()))?;
+            // The files' lengths, as the rest of the export counts them.
+            n += e.metadata()?.len();
             std::os::unix::fs::chown(&to, Some(owner.0), Some(owner.1))?;
         }
     }
@@ -652,7 +654,8 @@ fn unshare(p: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     if std::fs::metadata(p)?.nlink() > 1 {
         let tmp = p.with_extension("unshare");
-        std::fs::copy(p, &tmp).with_context(|| format!("copying {}", p.display()))?;
+        let _ = std::fs::remove_file(&tmp);
+        copy_sparse(p, &tmp).with_context(|| format!("copying {}", p.display()))?;
         std::fs::rename(&tmp, p)?;
     }
     Ok(())
