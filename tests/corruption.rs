@@ -1,19 +1,14 @@
 //! One byte flipped in a stored page, on disk, is reported as a checksum error naming the file
 //! and block; the damaged bytes are never returned as data.
 
+mod common;
+
 use lakelet::storage::{Error, NewNode, Options, Store, TimelineId, PAGE_SIZE, ROOT_INO};
 
 #[test]
 fn flipped_byte_on_disk_is_a_checksum_error() {
     // A page that does not compress is stored raw; this one is stored LZ4-compressed.
-    let mut noise = vec![0u8; PAGE_SIZE];
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    for b in noise.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    let noise = common::noise(1, PAGE_SIZE);
     let pattern: Vec<u8> = b"lakelet-corruption-pattern-"
         .iter()
         .cycle()

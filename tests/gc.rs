@@ -2,9 +2,12 @@
 //! pages outside every retained point, deleted branches, unlinked files, restore points past the
 //! retention window; and the background thread does it on its own.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::noise;
 use lakelet::storage::{
     At, Durability, ManualClock, NewNode, Options, Store, TimelineId, PAGE_SIZE, ROOT_INO,
 };
@@ -25,20 +28,6 @@ fn tl(s: &Store, b: &str) -> TimelineId {
 
 fn page(v: u8) -> Vec<u8> {
     noise(v, PAGE_SIZE)
-}
-
-/// `len` bytes that do not compress, different for each `seed`: the store compresses pages, and
-/// these tests count the bytes GC frees.
-fn noise(seed: u8, len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (seed as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -5,6 +5,20 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// `len` bytes that do not compress, different for each `seed` (xorshift64): the store
+/// compresses pages, so a test that counts or finds stored bytes needs data like this.
+pub fn noise(seed: u8, len: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (seed as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn lakelet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lakelet"))
 }
