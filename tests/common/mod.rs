@@ -304,3 +304,38 @@ pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
         .filter(|p| p.starts_with(root))
         .collect()
 }
+
+/// A tool scripts/test.sh installs into a cache (`LAKELET_TEST_*` names it; else the cache's
+/// default place); failing the test with what to run if it is missing.
+fn test_tool(var: &str, default: &str, what: &str) -> PathBuf {
+    let p = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or("/root".into()))
+            .join(".cache/lakelet")
+            .join(default)
+    });
+    assert!(
+        p.exists(),
+        "{} does not exist: scripts/test.sh installs {what} there (or point {var} at one)",
+        p.display()
+    );
+    p
+}
+
+/// The Python venv scripts/test.sh makes: databricks-sdk, schemathesis, psycopg 3 and
+/// psycopg_pool (pure Python, on the system's libpq), psycopg2-binary.
+pub fn test_python() -> PathBuf {
+    test_tool(
+        "LAKELET_TEST_PYTHON",
+        "venv/bin/python",
+        "a venv with databricks-sdk, schemathesis and psycopg",
+    )
+}
+
+/// The node_modules scripts/test.sh fills from npm: node-postgres (`pg`) and pg-copy-streams.
+pub fn test_node_modules() -> PathBuf {
+    test_tool(
+        "LAKELET_TEST_NODE_MODULES",
+        "node/node_modules",
+        "node-postgres and pg-copy-streams",
+    )
+}
