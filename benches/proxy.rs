@@ -29,6 +29,8 @@
 //!
 //! Sizes come from the environment (defaults in brackets): `LAKELET_BENCH_PROXY_SECS` [20],
 //! `LAKELET_BENCH_PROXY_ROUNDS` [3], `LAKELET_BENCH_PROXY_SCALE` [10],
+//! `LAKELET_BENCH_PROXY_RELAY` [auto] (the daemon's `--proxy-relay`: `user` measures the
+//! daemon's own copy for plain sessions instead of the kernel relay),
 //! `LAKELET_BENCH_PROXY_CONNECTS` [50], `LAKELET_BENCH_PROXY_COLD` [10]. A quick run:
 //!
 //! ```sh
@@ -81,6 +83,12 @@ impl Config {
     }
 }
 
+/// `LAKELET_BENCH_PROXY_RELAY` [auto]: the daemon's `--proxy-relay`: `auto` relays plain
+/// sessions in the kernel (sockmap) where it can, `user` copies them in the daemon.
+fn relay_mode() -> String {
+    std::env::var("LAKELET_BENCH_PROXY_RELAY").unwrap_or_else(|_| "auto".into())
+}
+
 /// The daemon of this run, stopped by `Drop` whatever happened, then the temporary directory.
 struct Lab {
     exe: PathBuf,
@@ -129,6 +137,8 @@ impl Lab {
             "0",
             "--idle-stop",
             "0s",
+            "--proxy-relay",
+            &relay_mode(),
         ])?;
         Ok(())
     }
@@ -930,7 +940,7 @@ fn run(lab: &mut Lab, cfg: &Config) -> Result<Value> {
             "connects": cfg.connects, "cold": cfg.cold,
             "pgbench_clients": CLIENTS, "pgbench_threads": THREADS,
             "lakelet": lab.exe, "pg_bindir": t.ep.pg_bindir, "tmp": lab.tmp.path(),
-            "cpus": cpus(),
+            "cpus": cpus(), "proxy_relay": relay_mode(),
         },
         "init": { "scale": cfg.scale, "wall_s": init_wall.as_secs_f64(),
                   "pgbench": init_text.lines().find(|l| l.starts_with("done in")) },

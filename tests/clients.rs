@@ -62,8 +62,16 @@ const CHECKS: &[&str] = &[
 #[test]
 fn psycopg3_sees_a_postgres_server_over_tls_and_without() {
     let d = Daemon::up(&[]);
+    run_psycopg3(&d, &["require", "disable"]);
+    assert_kernel_relayed(&d);
+    // The daemon's own copy, for plain sessions too.
+    let u = Daemon::up(&["--proxy-relay", "user"]);
+    run_psycopg3(&u, &["disable"]);
+}
+
+fn run_psycopg3(d: &Daemon, modes: &[&str]) {
     let url = d.url("main");
-    for mode in ["require", "disable"] {
+    for &mode in modes {
         let mut cmd = Command::new(test_python());
         cmd.arg(script("psycopg3_client.py"))
             .args([&url, mode, &loops()]);
@@ -112,4 +120,19 @@ fn node_postgres_sees_a_postgres_server_over_tls_and_without() {
         assert_checks(&out, CHECKS, &what);
         assert!(out.contains(&format!("ssl={}", ca != "-")), "{out}");
     }
+    assert_kernel_relayed(&d);
+}
+
+/// As root (how the suite runs) the plain runs went through the kernel relay, so these clients
+/// tested it; TLS runs and the runs under `--proxy-relay user` test the daemon's copy.
+fn assert_kernel_relayed(d: &Daemon) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let proxy = d.json(&["status"])["proxy"].clone();
+    assert!(
+        proxy["kernel_sessions"].as_u64().unwrap() > 0,
+        "no session went through the kernel relay: {proxy}"
+    );
 }

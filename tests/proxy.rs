@@ -575,6 +575,90 @@ fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
     p
 }
 
+/// A plain session is relayed inside the kernel (sockmap) when the daemon may set that up (as
+/// root on Linux ≥ 5.15, which is how the suite runs); a TLS session, and a client that
+/// pipelines a query behind its startup packet, are copied by the daemon; both give the same
+/// answers, and the kernel-relayed session's bytes are still counted. `--proxy-relay user`
+/// sends nothing to the kernel.
+#[test]
+fn the_kernel_relay_carries_plain_sessions_and_steps_aside_for_the_rest() {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let d = Daemon::up(&["--auth", "trust"]);
+    let proxy = |d: &Daemon| d.json(&["status"])["proxy"].clone();
+    let kernel = |d: &Daemon| proxy(d)["kernel_sessions"].as_u64().unwrap();
+    assert_eq!(proxy(&d)["kernel_relay"], root, "{}", proxy(&d));
+    let url = d.url("main");
+    assert_eq!(
+        psql(&format!("{url}&sslmode=disable"), "select 40 + 2"),
+        (true, "42".into())
+    );
+    let k = kernel(&d);
+    assert_eq!(k, root as u64, "one plain session, relayed in the kernel");
+    let copied = psql(
+        &format!("{url}&sslmode=disable"),
+        "copy (select repeat('k', 1000) from generate_series(1, 3000)) to stdout",
+    );
+    assert!(
+        copied.0 && copied.1.len() == 3000 * 1001 - 1,
+        "{}",
+        copied.1.len()
+    );
+    assert!(
+        branch_stats(&d, "main")["connections"]["bytes_to_clients"]
+            .as_u64()
+            .unwrap()
+            > 3_000_000,
+        "the kernel relay's bytes are counted"
+    );
+    let k = kernel(&d);
+    assert_eq!(k, 2 * root as u64);
+    assert_eq!(
+        psql(&format!("{url}&sslmode=require"), "select 1"),
+        (true, "1".into())
+    );
+    assert_eq!(kernel(&d), k, "TLS sessions stay in the daemon");
+
+    // Startup, a query and Terminate in one write: the query arrives with the startup packet,
+    // before the session could be joined, so the daemon copies this one, in order.
+    let mut s = TcpStream::connect(d.proxy_addr()).unwrap();
+    let mut bytes = startup_packet(&[
+        ("user", "postgres"),
+        ("database", "postgres"),
+        ("options", "branch=main"),
+    ]);
+    let q = b"select 'piped'\0";
+    bytes.push(b'Q');
+    bytes.extend_from_slice(&((q.len() + 4) as u32).to_be_bytes());
+    bytes.extend_from_slice(q);
+    bytes.extend_from_slice(&[b'X', 0, 0, 0, 4]);
+    s.write_all(&bytes).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = vec![];
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("piped"), "{text:?}");
+    let mut types = vec![];
+    let mut rest = &out[..];
+    while rest.len() >= 5 {
+        let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
+        types.push(rest[0]);
+        rest = &rest[(1 + len).min(rest.len())..];
+    }
+    // Authentication, parameters, key, ready; then the row and ready again.
+    assert_eq!(types.iter().filter(|&&t| t == b'Z').count(), 2, "{text:?}");
+    assert!(types.contains(&b'D') && types.contains(&b'C'), "{text:?}");
+    assert_eq!(kernel(&d), k, "a pipelined session stays in the daemon");
+
+    let u = Daemon::up(&["--proxy-relay", "user"]);
+    assert_eq!(proxy(&u)["kernel_relay"], false);
+    assert_eq!(
+        psql(&format!("{}&sslmode=disable", u.url("main")), "select 7"),
+        (true, "7".into())
+    );
+    assert_eq!(kernel(&u), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_slowloris_and_disconnects_leave_it_serving() {
     let d = Daemon::up(&["--proxy-handshake-timeout", "2s"]);

@@ -116,6 +116,11 @@ async fn text(d: &Daemon) -> String {
             "Connections that negotiated TLS.",
             t.tls_sessions,
         ),
+        (
+            "lakelet_proxy_kernel_sessions_total",
+            "Plain sessions relayed inside the kernel (sockmap) instead of by the daemon.",
+            t.kernel_sessions,
+        ),
     ] {
         family(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {v}");

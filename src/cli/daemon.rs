@@ -12,7 +12,7 @@ use crate::api::client::{alive, running_daemon, Client};
 use crate::api::server::DaemonConfig;
 use crate::api::{ImportRequest, Operation};
 use crate::compute::Settings;
-use crate::proxy::{AuthMode, ProxyConfig};
+use crate::proxy::{AuthMode, ProxyConfig, Relay};
 
 fn auth_name(m: AuthMode) -> &'static str {
     match m {
@@ -63,6 +63,11 @@ pub struct DaemonArgs {
     /// How long a client may take from connecting to being authenticated.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     proxy_handshake_timeout: Duration,
+    /// Where the proxy copies a plain (non-TLS) session's bytes once it has started: `auto`
+    /// relays them inside the kernel (eBPF sockmap) where the kernel and privileges allow,
+    /// else in the daemon; `user` always in the daemon.
+    #[arg(long, value_enum, default_value_t = Relay::Auto)]
+    proxy_relay: Relay,
     /// How long a connecting client waits for its branch's compute to start.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     proxy_start_wait: Duration,
@@ -107,6 +112,13 @@ impl DaemonArgs {
                 self.proxy_handshake_timeout.as_millis()
             ),
             format!("--proxy-start-wait={}ms", self.proxy_start_wait.as_millis()),
+            format!(
+                "--proxy-relay={}",
+                match self.proxy_relay {
+                    Relay::Auto => "auto",
+                    Relay::User => "user",
+                }
+            ),
             format!("--history-retention={}s", self.history_retention.as_secs()),
             format!("--fine-window={}ms", self.fine_window.as_millis()),
         ];
@@ -168,6 +180,7 @@ impl DaemonArgs {
                 tls: self.tls_cert.clone().zip(self.tls_key.clone()),
                 handshake_timeout: self.proxy_handshake_timeout,
                 start_wait: self.proxy_start_wait,
+                relay: self.proxy_relay,
                 ..ProxyConfig::local(self.proxy_port)
             },
         }

@@ -3,6 +3,7 @@
 //! backend startup (key swap) → copy both ways.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -19,8 +20,8 @@ use super::CancelKey;
 use super::Proxy;
 use crate::storage;
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + std::any::Any {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 type Client = Box<dyn Io>;
 
 /// How a connection ends early.
@@ -475,7 +476,7 @@ impl Proxy {
             self.relay_backend_startup(&mut io, &mut be, &startup, &socket, branch),
         )
         .await;
-        let (cancel_pid, leftover) = match r {
+        let (cancel_pid, ready, leftover) = match r {
             Ok(Ok(x)) => x,
             Ok(Err(f)) => return Err((Some(io), f)),
             Err(_) => {
@@ -490,6 +491,32 @@ impl Proxy {
         };
         let _session = counters.session();
         tracing::debug!(branch, user = %route.user, "session started");
+        let plain = (&*io as &dyn std::any::Any).is::<TcpStream>();
+        let mut be = be;
+        if let (true, Some(map), true, true) = (
+            plain,
+            self.sockmap.as_ref(),
+            buf.is_empty(),
+            leftover.is_empty(),
+        ) {
+            match self.relay_in_kernel(map, io, be, &ready).await {
+                Ok(Kernel::Done(from_client, from_backend)) => {
+                    self.unregister_cancel(cancel_pid);
+                    counters.transferred(from_client, from_backend);
+                    return Ok(());
+                }
+                Ok(Kernel::Declined(i, b)) => (io, be) = (i, b),
+                Err(e) => {
+                    self.unregister_cancel(cancel_pid);
+                    tracing::debug!(branch, "session ended: {e}");
+                    return Ok(());
+                }
+            }
+        }
+        if io.write_all(&ready).await.is_err() {
+            self.unregister_cancel(cancel_pid);
+            return Ok(());
+        }
         let mut client = Counted::new(io);
         let mut backend = Counted::new(be);
         let result = async {
@@ -520,6 +547,61 @@ impl Proxy {
         Ok(())
     }
 
+    /// Hands a started plain session to the kernel relay (`sockmap.rs`) and waits for its end.
+    /// `ready` (the startup answer up to ReadyForQuery) goes to the client only once both
+    /// sockets are joined, so nothing the client sends in answer can arrive before the join.
+    /// If the join fails, or either socket already holds unread bytes, the session is handed
+    /// back undone (nothing redirected yet), `ready` unsent, to be copied in user space.
+    async fn relay_in_kernel(
+        &self,
+        map: &super::sockmap::Sockmap,
+        io: Client,
+        be: UnixStream,
+        ready: &[u8],
+    ) -> std::io::Result<Kernel> {
+        let any: Box<dyn std::any::Any + Send> = io;
+        let mut tcp = *any
+            .downcast::<TcpStream>()
+            .expect("relay_in_kernel is given plain TCP clients only");
+        let (client_fd, be_fd) = (tcp.as_raw_fd(), be.as_raw_fd());
+        let joined = match map.join(client_fd, be_fd) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::debug!("the kernel relay refused a session: {e}");
+                return Ok(Kernel::Declined(Box::new(tcp), be));
+            }
+        };
+        if unread(client_fd)? > 0 || unread(be_fd)? > 0 {
+            drop(joined);
+            return Ok(Kernel::Declined(Box::new(tcp), be));
+        }
+        let before = super::sockmap::tcp_bytes(client_fd)?;
+        self.metrics.kernel_sessions.fetch_add(1, Relaxed);
+        tcp.write_all(ready).await?;
+        // Out of the runtime's epoll: every buffer the kernel relays would wake it otherwise.
+        let (tcp, be) = (tcp.into_std()?, be.into_std()?);
+        let hangup = super::sockmap::Hangup::new(&[client_fd, be_fd])?;
+        let gone = hangup.wait().await?;
+        if gone.contains(&be_fd) {
+            // The backend ended the session (a FATAL, then exit). The kernel sends what it
+            // redirected from a work queue: let it send those last words before closing the
+            // client's socket would drop them.
+            super::sockmap::drain(client_fd).await;
+        } else {
+            // The client left (Terminate, then close). Give the backend the Terminate the
+            // kernel is relaying and the time to exit, as it would with a direct client.
+            hangup.forget(client_fd);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), hangup.wait()).await;
+        }
+        let after = super::sockmap::tcp_bytes(client_fd)?;
+        drop(joined);
+        drop((tcp, be));
+        Ok(Kernel::Done(
+            after.0.saturating_sub(before.0),
+            after.1.saturating_sub(before.1 + ready.len() as u64),
+        ))
+    }
+
     /// Sends the startup packet to the compute and relays its answer up to ReadyForQuery,
     /// swapping BackendKeyData's secret for a proxy one. Returns the client's key and any bytes the
     /// compute sent after ReadyForQuery.
@@ -530,7 +612,7 @@ impl Proxy {
         startup: &Startup,
         socket: &std::path::Path,
         branch: &str,
-    ) -> Result<(CancelKey, BytesMut), Fail> {
+    ) -> Result<(CancelKey, BytesMut, BytesMut), Fail> {
         be.write_all(&encode(startup)).await.map_err(|e| {
             fatal(
                 "57P03",
@@ -612,16 +694,33 @@ impl Proxy {
                 }
                 b'Z' => {
                     out.put_slice(&msg);
-                    io.write_all(&out).await?;
                     let Some(p) = cancel_pid else {
                         return Err(fatal("08P01", "the compute sent no BackendKeyData"));
                     };
-                    return Ok((p, rbuf));
+                    return Ok((p, out, rbuf));
                 }
                 _ => out.put_slice(&msg),
             }
         }
     }
+}
+
+/// How a session offered to the kernel relay came back.
+enum Kernel {
+    /// It ran there and has ended: bytes from the client, bytes from the backend.
+    Done(u64, u64),
+    /// Not joined; nothing was redirected and ReadyForQuery is still to be sent.
+    Declined(Client, UnixStream),
+}
+
+/// Bytes waiting to be read on a socket (FIONREAD).
+fn unread(fd: RawFd) -> std::io::Result<i32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n)
 }
 
 /// Maps a failed `ensure_running` to what a client is told.

@@ -4,7 +4,7 @@
 //! ended), never per message: the copy loop stays free of bookkeeping.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +42,12 @@ pub struct ProxyStats {
     /// Closed during the startup phase: garbage, timeouts, disconnects.
     pub bad_startups: u64,
     pub tls_sessions: u64,
+    /// Plain sessions are relayed in the kernel (sockmap), not copied by the daemon.
+    #[serde(default)]
+    pub kernel_relay: bool,
+    /// Sessions the kernel relayed (the rest were copied by the daemon).
+    #[serde(default)]
+    pub kernel_sessions: u64,
 }
 
 #[derive(Default)]
@@ -51,6 +57,8 @@ pub struct Metrics {
     pub cancel_requests: AtomicU64,
     pub bad_startups: AtomicU64,
     pub tls_sessions: AtomicU64,
+    pub kernel_relay: AtomicBool,
+    pub kernel_sessions: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +84,8 @@ impl Metrics {
             cancel_requests: self.cancel_requests.load(Relaxed),
             bad_startups: self.bad_startups.load(Relaxed),
             tls_sessions: self.tls_sessions.load(Relaxed),
+            kernel_relay: self.kernel_relay.load(Relaxed),
+            kernel_sessions: self.kernel_sessions.load(Relaxed),
         }
     }
 

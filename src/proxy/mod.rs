@@ -26,6 +26,7 @@ mod admit;
 pub mod auth;
 mod conn;
 pub mod metrics;
+mod sockmap;
 pub mod startup;
 pub mod tls;
 
@@ -43,6 +44,7 @@ use tokio::net::TcpListener;
 use crate::compute::Computes;
 use crate::policy::Governor;
 pub use auth::{AuthMode, LOCAL_USER};
+
 pub use metrics::{ConnectionStats, ProxyStats};
 
 /// How the proxy listens and whom it lets in.
@@ -58,6 +60,17 @@ pub struct ProxyConfig {
     pub start_wait: Duration,
     /// Client connections at once; more are refused with 53300.
     pub max_connections: usize,
+    /// Where plain sessions' bytes are copied.
+    pub relay: Relay,
+}
+
+/// Where the proxy copies a started plain session's bytes (TLS sessions: always the daemon).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Relay {
+    /// In the kernel (`sockmap.rs`) when it can be set up, else in the daemon.
+    Auto,
+    /// In the daemon.
+    User,
 }
 
 impl ProxyConfig {
@@ -69,6 +82,7 @@ impl ProxyConfig {
             handshake_timeout: Duration::from_secs(60),
             start_wait: Duration::from_secs(120),
             max_connections: 1000,
+            relay: Relay::Auto,
         }
     }
 }
@@ -97,6 +111,8 @@ pub struct Proxy {
     pub metrics: metrics::Metrics,
     cancels: Mutex<HashMap<i32, CancelTarget>>,
     slots: Arc<tokio::sync::Semaphore>,
+    /// The kernel relay for plain sessions, where the kernel and privileges allow it.
+    sockmap: Option<sockmap::Sockmap>,
 }
 
 impl Proxy {
@@ -112,14 +128,31 @@ impl Proxy {
         if cfg.auth == AuthMode::Trust {
             tracing::warn!("the proxy runs with --auth trust: anyone who can reach it gets in");
         }
+        let sockmap = if cfg.relay == Relay::User {
+            None
+        } else {
+            match sockmap::Sockmap::new() {
+                Ok(m) => {
+                    tracing::info!("plain sessions are relayed in the kernel (sockmap)");
+                    Some(m)
+                }
+                Err(e) => {
+                    tracing::info!("the kernel relay is unavailable ({e}); copying in user space");
+                    None
+                }
+            }
+        };
+        let metrics = metrics::Metrics::default();
+        metrics.kernel_relay.store(sockmap.is_some(), Relaxed);
         Ok(Arc::new(Proxy {
+            sockmap,
             computes,
             gov,
             creds,
             tls,
             slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
             cfg,
-            metrics: Default::default(),
+            metrics,
             cancels: Mutex::new(HashMap::new()),
         }))
     }
