@@ -16,6 +16,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::auth::{self, AuthError, AuthMode, Scram};
 use super::startup::{self, First, Invalid, Route};
+use super::tls_relay;
 use super::CancelKey;
 use super::Proxy;
 use crate::storage;
@@ -23,6 +24,8 @@ use crate::storage;
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + std::any::Any {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 type Client = Box<dyn Io>;
+/// A client after the TLS handshake.
+type TlsClient = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// How a connection ends early.
 pub(super) enum Fail {
@@ -517,6 +520,18 @@ impl Proxy {
             self.unregister_cancel(cancel_pid);
             return Ok(());
         }
+        if (&*io as &dyn std::any::Any).is::<TlsClient>() {
+            let r = self.relay_tls(io, be, &leftover, &buf).await;
+            self.unregister_cancel(cancel_pid);
+            match r {
+                Ok((from_client, from_backend)) => counters.transferred(
+                    from_client + buf.len() as u64,
+                    from_backend + leftover.len() as u64,
+                ),
+                Err(e) => tracing::debug!(branch, "session ended: {e}"),
+            }
+            return Ok(());
+        }
         let mut client = Counted::new(io);
         let mut backend = Counted::new(be);
         let result = async {
@@ -545,6 +560,34 @@ impl Proxy {
             tracing::debug!(branch, "session ended: {e}");
         }
         Ok(())
+    }
+
+    /// Relays a started TLS session on a thread of its own (`tls_relay.rs`) until it ends.
+    async fn relay_tls(
+        &self,
+        mut io: Client,
+        mut be: UnixStream,
+        leftover: &[u8],
+        early: &[u8],
+    ) -> std::io::Result<tls_relay::Moved> {
+        io.write_all(leftover).await?;
+        be.write_all(early).await?;
+        let any: Box<dyn std::any::Any + Send> = io;
+        let tls = *any
+            .downcast::<TlsClient>()
+            .expect("relay_tls is given TLS clients only");
+        let (tcp, conn) = tls.into_inner();
+        // Out of the runtime's epoll: the relay thread polls them itself.
+        let (tcp, be) = (tcp.into_std()?, be.into_std()?);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("lakelet-tls-relay".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _ = tx.send(tls_relay::run(tcp, conn, be));
+            })?;
+        rx.await
+            .unwrap_or_else(|_| Err(std::io::Error::other("the TLS relay thread panicked")))
     }
 
     /// Hands a started plain session to the kernel relay (`sockmap.rs`) and waits for its end.

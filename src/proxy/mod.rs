@@ -29,6 +29,7 @@ pub mod metrics;
 mod sockmap;
 pub mod startup;
 pub mod tls;
+mod tls_relay;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

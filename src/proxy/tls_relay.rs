@@ -1,0 +1,171 @@
+//! The relay for a started TLS session: one thread of its own, poll(2) on the two sockets,
+//! rustls driven by hand.
+//!
+//! Why not the runtime: a TLS session's bytes must pass through the daemon (the kernel here
+//! has no kTLS), and through tokio each small round trip costs a reactor wake-up, a task poll
+//! and a read that ends in EAGAIN on each side. A thread blocked in poll(2) on exactly its
+//! two sockets wakes once per arriving buffer and does only the reads, the crypto and the
+//! writes. Both sockets stay non-blocking and nothing is read from a side whose destination
+//! is still full, so a client and a backend that both write at once (pipelining, COPY with
+//! notices) never deadlock the relay.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+
+use tokio_rustls::rustls::ServerConnection;
+
+/// Reads from a side stop while this much is waiting for the other side.
+const HIGH_WATER: usize = 64 * 1024;
+const CHUNK: usize = 32 * 1024;
+
+/// Bytes each way: (from the client, from the backend).
+pub type Moved = (u64, u64);
+
+/// Relays until either side ends. `tcp` and `be` must be non-blocking.
+pub fn run(
+    mut tcp: std::net::TcpStream,
+    mut conn: ServerConnection,
+    mut be: UnixStream,
+) -> io::Result<Moved> {
+    let mut to_backend: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut buf = vec![0u8; CHUNK];
+    let mut moved: Moved = (0, 0);
+    let mut client_eof = false;
+    loop {
+        // Plaintext rustls holds for the backend, up to the high-water mark.
+        while to_backend.len() < HIGH_WATER {
+            match conn.reader().read(&mut buf) {
+                Ok(0) => {
+                    client_eof = true; // close_notify
+                    break;
+                }
+                Ok(n) => {
+                    moved.0 += n as u64;
+                    to_backend.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        flush_plain(&mut be, &mut to_backend)?;
+        flush_tls(&mut conn, &mut tcp)?;
+        if client_eof && to_backend.is_empty() {
+            return Ok(moved);
+        }
+        let tls_pending = conn.wants_write();
+        let mut fds = [
+            libc::pollfd {
+                fd: tcp.as_raw_fd(),
+                events: (if to_backend.len() < HIGH_WATER && !client_eof {
+                    libc::POLLIN
+                } else {
+                    0
+                }) | if tls_pending { libc::POLLOUT } else { 0 },
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: be.as_raw_fd(),
+                events: (if tls_pending { 0 } else { libc::POLLIN })
+                    | if to_backend.is_empty() {
+                        0
+                    } else {
+                        libc::POLLOUT
+                    },
+                revents: 0,
+            },
+        ];
+        // SAFETY: poll on two pollfds we own, no timeout.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let gone = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
+        // A hang-up on a side not being read (its destination is full): nothing more will
+        // move; end rather than spin.
+        for p in &fds {
+            if p.events & libc::POLLIN == 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                return Ok(moved);
+            }
+        }
+        if fds[0].revents & gone != 0 && fds[0].events & libc::POLLIN != 0 {
+            match conn.read_tls(&mut tcp) {
+                Ok(0) => client_eof = true,
+                Ok(_) => {
+                    if let Err(e) = conn.process_new_packets() {
+                        // Tell the client why (an alert), as a TLS server would.
+                        let _ = flush_tls(&mut conn, &mut tcp);
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if fds[1].revents & gone != 0 && fds[1].events & libc::POLLIN != 0 {
+            match be.read(&mut buf) {
+                Ok(0) => {
+                    // The backend ended the session: its last words, then close_notify.
+                    conn.send_close_notify();
+                    finish_tls(&mut conn, &mut tcp);
+                    return Ok(moved);
+                }
+                Ok(n) => {
+                    moved.1 += n as u64;
+                    conn.writer().write_all(&buf[..n])?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Writes what it can of `pending` to the backend; keeps the rest.
+fn flush_plain(be: &mut UnixStream, pending: &mut Vec<u8>) -> io::Result<()> {
+    while !pending.is_empty() {
+        match be.write(pending) {
+            Ok(n) => {
+                pending.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes what it can of rustls's records to the client.
+fn flush_tls(conn: &mut ServerConnection, tcp: &mut std::net::TcpStream) -> io::Result<()> {
+    while conn.wants_write() {
+        match conn.write_tls(tcp) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends the last records, waiting for room (at most 5 s, as a backend's last words are
+/// small) so that a FATAL reaches the client before the close.
+fn finish_tls(conn: &mut ServerConnection, tcp: &mut std::net::TcpStream) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while conn.wants_write() && std::time::Instant::now() < deadline {
+        if flush_tls(conn, tcp).is_err() {
+            return;
+        }
+        if conn.wants_write() {
+            let mut p = libc::pollfd {
+                fd: tcp.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: poll on one pollfd we own, bounded wait.
+            unsafe { libc::poll(&mut p, 1, 100) };
+        }
+    }
+}
