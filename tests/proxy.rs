@@ -550,6 +550,58 @@ print(len(sizes), max(sizes))
     assert!(largest <= 8192 + 64, "a TLS record of {largest} bytes");
 }
 
+/// TLS ends at the proxy, so a compute's `pg_stat_ssl` says `false` for a TLS client; the
+/// `lakelet` database's `sessions` says what the client negotiated, keyed by the backend pid
+/// `pg_stat_activity` shows, and which relay carries each session.
+#[test]
+fn the_lakelet_database_shows_each_sessions_tls_and_relay() {
+    let d = Daemon::up(&[]);
+    let out = run_python(
+        r#"
+import json, sys, psycopg2
+url = sys.argv[1]
+tls = psycopg2.connect(url + '&sslmode=require')
+plain = psycopg2.connect(url + '&sslmode=disable')
+c = tls.cursor()
+c.execute('select ssl from pg_stat_ssl where pid = pg_backend_pid()')
+compute_says = c.fetchone()[0]
+sys_db = psycopg2.connect(url.replace('/postgres?', '/lakelet?') + '&sslmode=disable')
+s = sys_db.cursor()
+s.execute("""select pid, branch, usename, datname, host(client_addr), ssl, ssl_version,
+                    ssl_cipher, relay, backend_start is not null
+             from sessions where pid in (%s, %s) order by ssl""",
+          [tls.info.backend_pid, plain.info.backend_pid])
+rows = s.fetchall()
+print(json.dumps({"compute_says": compute_says, "tls_pid": tls.info.backend_pid,
+                  "plain_pid": plain.info.backend_pid, "rows": rows}))
+"#,
+        &[&d.url("main")],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["compute_says"], false, "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    let (plain, tls) = (&rows[0], &rows[1]);
+    assert_eq!(plain[0], v["plain_pid"]);
+    assert_eq!(tls[0], v["tls_pid"]);
+    for r in rows {
+        assert_eq!(r[1], "main");
+        assert_eq!(r[2], "postgres");
+        assert_eq!(r[3], "postgres");
+        assert_eq!(r[4], "127.0.0.1");
+        assert_eq!(r[9], true);
+    }
+    assert_eq!(tls[5], true);
+    assert_eq!(tls[6], "TLSv1.3", "{v}");
+    assert!(tls[7].as_str().unwrap().starts_with("TLS_AES_"), "{v}");
+    assert_eq!(tls[8], "daemon");
+    assert_eq!(plain[5], false);
+    assert!(plain[6].is_null() && plain[7].is_null(), "{v}");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert_eq!(plain[8], if root { "kernel" } else { "daemon" }, "{v}");
+}
+
 /// Sends `bytes` on a fresh connection and returns what comes back before the proxy closes
 /// (or after 20 s).
 fn poke(addr: &str, bytes: &[u8]) -> Vec<u8> {

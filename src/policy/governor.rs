@@ -375,9 +375,13 @@ impl Governor {
             .is_ok_and(|l| l.masking.is_some_and(|m| !m.done))
     }
 
-    /// The `lakelet` database (audit, branches, usage), started and brought up to date.
-    pub async fn system_endpoint(&self) -> Result<crate::compute::Endpoint> {
-        self.system.endpoint(self).await
+    /// The `lakelet` database (audit, branches, usage, the proxy's `sessions` as given),
+    /// started and brought up to date.
+    pub async fn system_endpoint(
+        &self,
+        sessions: serde_json::Value,
+    ) -> Result<crate::compute::Endpoint> {
+        self.system.endpoint(self, sessions).await
     }
 
     /// Stops what the governor runs (the system database).

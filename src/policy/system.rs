@@ -4,8 +4,13 @@
 //! A small Postgres cluster of its own in DATA/system (plain local disk, not a branch: it holds
 //! no user data and must not appear among the branches), started on first use. Its tables are
 //! copies: the audit log file stays the record of truth, and each connection first brings the
-//! tables up to date (new audit records appended by sequence number, branches and usage
-//! replaced) before the session starts as `lakelet_reader`, which can only read.
+//! tables up to date (new audit records appended by sequence number, branches, usage and the
+//! proxy's live sessions replaced) before the session starts as `lakelet_reader`, which can
+//! only read.
+//!
+//! `sessions` is where a client's TLS shows: TLS ends at the proxy, so a compute's
+//! `pg_stat_ssl` sees a unix socket; the proxy's rows (keyed by the backend's pid, the one
+//! `pg_stat_activity` shows) say what the client negotiated and which relay carries it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,9 +35,13 @@ CREATE TABLE IF NOT EXISTS branches (
 CREATE TABLE IF NOT EXISTS usage (
   branch text PRIMARY KEY, own_bytes bigint, own_versions bigint, shared_bytes bigint,
   logical_size_bytes bigint, files bigint);
+CREATE TABLE IF NOT EXISTS sessions (
+  pid int PRIMARY KEY, branch text NOT NULL, usename text, datname text, client_addr inet,
+  client_port int, ssl bool NOT NULL, ssl_version text, ssl_cipher text, relay text,
+  backend_start timestamptz);
 DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lakelet_reader') THEN
   CREATE ROLE lakelet_reader LOGIN; END IF; END$$;
-GRANT SELECT ON audit, branches, usage TO lakelet_reader;
+GRANT SELECT ON audit, branches, usage, sessions TO lakelet_reader;
 ";
 
 pub struct SystemDb {
@@ -59,7 +68,12 @@ impl SystemDb {
     }
 
     /// Starts the server if needed, brings the tables up to date, and returns where to connect.
-    pub async fn endpoint(&self, gov: &super::Governor) -> Result<Endpoint> {
+    /// `sessions`: the proxy's live sessions, rows shaped like the `sessions` table.
+    pub async fn endpoint(
+        &self,
+        gov: &super::Governor,
+        sessions: serde_json::Value,
+    ) -> Result<Endpoint> {
         let mut pg = self.pg.lock().await;
         if pg.as_mut().is_some_and(|p| p.exited().is_some()) {
             *pg = None;
@@ -68,7 +82,7 @@ impl SystemDb {
             *pg = Some(self.start().await?);
         }
         let pid = pg.as_ref().unwrap().pid;
-        self.refresh(gov)
+        self.refresh(gov, sessions)
             .await
             .context("bringing the lakelet database up to date")?;
         Ok(Endpoint {
@@ -137,7 +151,7 @@ impl SystemDb {
         Ok(pg)
     }
 
-    async fn refresh(&self, gov: &super::Governor) -> Result<()> {
+    async fn refresh(&self, gov: &super::Governor, sessions: serde_json::Value) -> Result<()> {
         let c = super::connect(&self.sockdir, DATABASE).await?;
         let last: i64 = c
             .query_one("SELECT coalesce(max(seq), 0) FROM audit", &[])
@@ -178,6 +192,7 @@ impl SystemDb {
         let audit = serde_json::to_string(&new)?;
         let branches = serde_json::Value::Array(branches).to_string();
         let usage = serde_json::Value::Array(usage).to_string();
+        let sessions = sessions.to_string();
         c.batch_execute("BEGIN").await?;
         let r = async {
             c.execute(
@@ -196,6 +211,12 @@ impl SystemDb {
             c.execute(
                 "INSERT INTO usage SELECT * FROM jsonb_populate_recordset(NULL::usage, $1::text::jsonb)",
                 &[&usage],
+            )
+            .await?;
+            c.execute("DELETE FROM sessions", &[]).await?;
+            c.execute(
+                "INSERT INTO sessions SELECT * FROM jsonb_populate_recordset(NULL::sessions, $1::text::jsonb)",
+                &[&sessions],
             )
             .await?;
             Ok::<_, tokio_postgres::Error>(())

@@ -170,7 +170,7 @@ impl Proxy {
             Err(f) => return self.fail_startup(Some(io), f, peer).await,
         };
         match self
-            .connect(io, buf, &route, access, counters.as_ref())
+            .connect(io, buf, &route, access, counters.as_ref(), peer)
             .await
         {
             Ok(()) => {}
@@ -408,13 +408,15 @@ impl Proxy {
         route: &Route,
         access: crate::policy::Access,
         counters: Option<&Arc<super::metrics::BranchCounters>>,
+        peer: SocketAddr,
     ) -> Result<(), (Option<Client>, Fail)> {
         let branch = route.branch.as_str();
+        let (ssl_version, ssl_cipher) = tls_names(&io);
         // The `lakelet` database is the system database's, whatever the branch.
         let system = route.database == crate::policy::system::DATABASE;
         let started = tokio::time::timeout(self.cfg.start_wait, async {
             if system {
-                self.gov.system_endpoint().await
+                self.gov.system_endpoint(self.sessions()).await
             } else {
                 self.computes.ensure_running(branch).await
             }
@@ -494,6 +496,21 @@ impl Proxy {
         };
         let _session = counters.session();
         tracing::debug!(branch, user = %route.user, "session started");
+        self.describe(cancel_pid, |s| {
+            *s = Some(super::Session {
+                branch: branch.to_string(),
+                usename: route.user.clone(),
+                datname: route.database.clone(),
+                client_addr: peer.ip().to_string(),
+                client_port: peer.port(),
+                ssl: ssl_version.is_some(),
+                ssl_version,
+                ssl_cipher,
+                relay: Some("daemon"),
+                backend_start: humantime::format_rfc3339_micros(std::time::SystemTime::now())
+                    .to_string(),
+            })
+        });
         let plain = (&*io as &dyn std::any::Any).is::<TcpStream>();
         let mut be = be;
         if let (true, Some(map), true, true) = (
@@ -502,7 +519,7 @@ impl Proxy {
             buf.is_empty(),
             leftover.is_empty(),
         ) {
-            match self.relay_in_kernel(map, io, be, &ready).await {
+            match self.relay_in_kernel(map, io, be, &ready, cancel_pid).await {
                 Ok(Kernel::Done(from_client, from_backend)) => {
                     self.unregister_cancel(cancel_pid);
                     counters.transferred(from_client, from_backend);
@@ -601,6 +618,7 @@ impl Proxy {
         io: Client,
         be: UnixStream,
         ready: &[u8],
+        key: CancelKey,
     ) -> std::io::Result<Kernel> {
         let any: Box<dyn std::any::Any + Send> = io;
         let mut tcp = *any
@@ -620,6 +638,11 @@ impl Proxy {
         }
         let before = super::sockmap::tcp_bytes(client_fd)?;
         self.metrics.kernel_sessions.fetch_add(1, Relaxed);
+        self.describe(key, |s| {
+            if let Some(s) = s {
+                s.relay = Some("kernel");
+            }
+        });
         tcp.write_all(ready).await?;
         // Out of the runtime's epoll: every buffer the kernel relays would wake it otherwise.
         let (tcp, be) = (tcp.into_std()?, be.into_std()?);
@@ -746,6 +769,28 @@ impl Proxy {
             }
         }
     }
+}
+
+/// What `pg_stat_ssl` would say of a client: its TLS version and cipher suite, with
+/// OpenSSL's version names and the IANA suite names (what Postgres shows).
+fn tls_names(io: &Client) -> (Option<String>, Option<String>) {
+    let Some(t) = (&**io as &dyn std::any::Any).downcast_ref::<TlsClient>() else {
+        return (None, None);
+    };
+    let c = t.get_ref().1;
+    let version = c.protocol_version().map(|v| match v {
+        tokio_rustls::rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+        tokio_rustls::rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+        other => format!("{other:?}"),
+    });
+    let cipher = c.negotiated_cipher_suite().map(|s| {
+        let name = s
+            .suite()
+            .as_str()
+            .map_or_else(|| format!("{:?}", s.suite()), str::to_string);
+        name.replacen("TLS13_", "TLS_", 1)
+    });
+    (Some(version.unwrap_or_default()), cipher)
 }
 
 /// How a session offered to the kernel relay came back.

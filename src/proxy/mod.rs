@@ -95,12 +95,29 @@ struct CancelKey {
     secret: [u8; 4],
 }
 
-/// Where a proxy cancel key leads.
+/// Where a proxy cancel key leads, and what the `lakelet` database's `sessions` shows of it.
 struct CancelTarget {
     secret: [u8; 4],
     socket: PathBuf,
     backend_pid: i32,
     backend_secret: Vec<u8>,
+    session: Option<Session>,
+}
+
+/// A live session as a `sessions` row shows it: what the compute cannot see.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Session {
+    branch: String,
+    usename: String,
+    datname: String,
+    client_addr: String,
+    client_port: u16,
+    ssl: bool,
+    ssl_version: Option<String>,
+    ssl_cipher: Option<String>,
+    /// `kernel` (sockmap), `daemon` (copied by the daemon); set once the session is relayed.
+    relay: Option<&'static str>,
+    backend_start: String,
 }
 
 pub struct Proxy {
@@ -265,6 +282,7 @@ impl Proxy {
                 socket,
                 backend_pid,
                 backend_secret,
+                session: None,
             },
         );
         if stale.is_some() {
@@ -277,6 +295,28 @@ impl Proxy {
             pid: backend_pid,
             secret,
         }
+    }
+
+    /// Records what `sessions` shows of a registered session (or updates it).
+    fn describe(&self, key: CancelKey, f: impl FnOnce(&mut Option<Session>)) {
+        let mut map = self.cancels.lock().unwrap();
+        if let Some(t) = map.get_mut(&key.pid).filter(|t| t.secret == key.secret) {
+            f(&mut t.session);
+        }
+    }
+
+    /// The live sessions, as rows of the `lakelet` database's `sessions` table.
+    fn sessions(&self) -> serde_json::Value {
+        let map = self.cancels.lock().unwrap();
+        let rows = map
+            .values()
+            .filter_map(|t| {
+                let mut row = serde_json::to_value(t.session.as_ref()?).ok()?;
+                row["pid"] = t.backend_pid.into();
+                Some(row)
+            })
+            .collect();
+        serde_json::Value::Array(rows)
     }
 
     fn unregister_cancel(&self, key: CancelKey) {
