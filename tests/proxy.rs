@@ -602,6 +602,60 @@ print(json.dumps({"compute_says": compute_says, "tls_pid": tls.info.backend_pid,
     assert_eq!(plain[8], if root { "kernel" } else { "daemon" }, "{v}");
 }
 
+/// The proxy changes no message and no order: psql's whole output (stdout and stderr in one
+/// stream) for a script whose notices come right before and during a COPY FROM STDIN is the
+/// same through the proxy, with TLS and without, as on the compute's own socket.
+#[test]
+fn notices_around_copy_reach_psql_as_from_the_compute() {
+    let d = Daemon::up(&[]);
+    d.sql(
+        "main",
+        "create table nt(a int); \
+         create function nt_note() returns trigger language plpgsql as \
+           $$ begin raise notice 'row %', new.a; return new; end $$; \
+         create trigger nt_t before insert on nt for each row execute function nt_note()",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("notices.sql");
+    std::fs::write(
+        &script,
+        "begin;\ndo $$ begin raise notice 'before copy'; end $$;\ncopy nt from stdin;\n1\n2\n\\.\n\
+         select count(*) from nt;\nrollback;\n",
+    )
+    .unwrap();
+    let ep = d.endpoint("main");
+    let run = |conn: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "'{}' -X -d \"$1\" -f '{}' 2>&1",
+                pg_bindir().join("psql").display(),
+                script.display()
+            ))
+            .arg("sh")
+            .arg(conn)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let direct = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        ep["socket_dir"].as_str().unwrap(),
+        ep["port"]
+    );
+    let url = d.url("main");
+    for _ in 0..3 {
+        let want = run(&direct);
+        assert!(want.contains("NOTICE:  before copy"), "{want}");
+        assert!(want.contains("NOTICE:  row 2"), "{want}");
+        for mode in ["disable", "require"] {
+            let got = run(&format!("{url}&sslmode={mode}"));
+            assert_eq!(got, want, "sslmode={mode}");
+        }
+    }
+}
+
 /// Sends `bytes` on a fresh connection and returns what comes back before the proxy closes
 /// (or after 20 s).
 fn poke(addr: &str, bytes: &[u8]) -> Vec<u8> {
