@@ -59,6 +59,8 @@ const CHECKS: &[&str] = &[
     "loop",
 ];
 
+const PIPELINE: &[&str] = &["pipeline"];
+
 #[test]
 fn psycopg3_sees_a_postgres_server_over_tls_and_without() {
     let d = Daemon::up(&[]);
@@ -78,6 +80,7 @@ fn run_psycopg3(d: &Daemon, modes: &[&str]) {
         let what = format!("psycopg 3, sslmode={mode}");
         let out = run(cmd, &what);
         assert_checks(&out, CHECKS, &what);
+        assert_checks(&out, PIPELINE, &what);
         assert!(out.contains(&format!("ssl={}", mode == "require")), "{out}");
     }
 }

@@ -16,7 +16,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::auth::{self, AuthError, AuthMode, Scram};
 use super::startup::{self, First, Invalid, Route};
-use super::tls_relay;
+use super::thread_relay;
 use super::CancelKey;
 use super::Proxy;
 use crate::storage;
@@ -537,74 +537,58 @@ impl Proxy {
             self.unregister_cancel(cancel_pid);
             return Ok(());
         }
-        if (&*io as &dyn std::any::Any).is::<TlsClient>() {
-            let r = self.relay_tls(io, be, &leftover, &buf).await;
-            self.unregister_cancel(cancel_pid);
-            match r {
-                Ok((from_client, from_backend)) => counters.transferred(
-                    from_client + buf.len() as u64,
-                    from_backend + leftover.len() as u64,
-                ),
-                Err(e) => tracing::debug!(branch, "session ended: {e}"),
-            }
-            return Ok(());
-        }
-        let mut client = Counted::new(io);
-        let mut backend = Counted::new(be);
-        let result = async {
-            if !leftover.is_empty() {
-                client.inner.write_all(&leftover).await?;
-            }
-            if !buf.is_empty() {
-                backend.inner.write_all(&buf).await?;
-            }
-            tokio::io::copy_bidirectional_with_sizes(
-                &mut client,
-                &mut backend,
-                32 * 1024,
-                32 * 1024,
-            )
-            .await
-        }
-        .await;
+        let r = self.relay_on_thread(io, be, &leftover, &buf).await;
         self.unregister_cancel(cancel_pid);
-        // Counted whether the session ended cleanly or by a reset.
-        counters.transferred(
-            client.read + buf.len() as u64,
-            backend.read + leftover.len() as u64,
-        );
-        if let Err(e) = result {
-            tracing::debug!(branch, "session ended: {e}");
+        match r {
+            // Counted whether the session ended cleanly or by a reset.
+            Ok((from_client, from_backend)) => counters.transferred(
+                from_client + buf.len() as u64,
+                from_backend + leftover.len() as u64,
+            ),
+            Err(e) => tracing::debug!(branch, "session ended: {e}"),
         }
         Ok(())
     }
 
-    /// Relays a started TLS session on a thread of its own (`tls_relay.rs`) until it ends.
-    async fn relay_tls(
+    /// Relays a started session on a thread of its own (`thread_relay.rs`) until it ends,
+    /// after the bytes each side sent early: the compute's beyond ReadyForQuery, the client's
+    /// beyond its startup packet.
+    async fn relay_on_thread(
         &self,
         mut io: Client,
         mut be: UnixStream,
         leftover: &[u8],
         early: &[u8],
-    ) -> std::io::Result<tls_relay::Moved> {
+    ) -> std::io::Result<thread_relay::Moved> {
         io.write_all(leftover).await?;
         be.write_all(early).await?;
         let any: Box<dyn std::any::Any + Send> = io;
-        let tls = *any
-            .downcast::<TlsClient>()
-            .expect("relay_tls is given TLS clients only");
-        let (tcp, conn) = tls.into_inner();
         // Out of the runtime's epoll: the relay thread polls them itself.
-        let (tcp, be) = (tcp.into_std()?, be.into_std()?);
+        let be = be.into_std()?;
+        let relay: Box<dyn FnOnce() -> std::io::Result<thread_relay::Moved> + Send> =
+            match any.downcast::<TlsClient>() {
+                Ok(tls) => {
+                    let (tcp, conn) = tls.into_inner();
+                    let tcp = tcp.into_std()?;
+                    Box::new(move || thread_relay::tls(tcp, conn, be))
+                }
+                Err(any) => {
+                    let tcp = any
+                        .downcast::<TcpStream>()
+                        .expect("a client is TCP, with TLS or without")
+                        .into_std()?;
+                    Box::new(move || thread_relay::plain(tcp, be))
+                }
+            };
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
-            .name("lakelet-tls-relay".into())
+            .name("lakelet-relay".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                let _ = tx.send(tls_relay::run(tcp, conn, be));
+                let _ = tx.send(relay());
             })?;
         rx.await
-            .unwrap_or_else(|_| Err(std::io::Error::other("the TLS relay thread panicked")))
+            .unwrap_or_else(|_| Err(std::io::Error::other("a relay thread panicked")))
     }
 
     /// Hands a started plain session to the kernel relay (`sockmap.rs`) and waits for its end.
@@ -861,54 +845,5 @@ async fn read_auth(io: &mut Client, buf: &mut BytesMut) -> Result<BytesMut, Fail
         if io.read_buf(buf).await? == 0 {
             return Err(Fail::Gone("closed during authentication".into()));
         }
-    }
-}
-
-/// A stream that counts the bytes read from it: one addition per read call, no parsing.
-struct Counted<S> {
-    inner: S,
-    read: u64,
-}
-
-impl<S> Counted<S> {
-    fn new(inner: S) -> Counted<S> {
-        Counted { inner, read: 0 }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.read += (buf.filled().len() - before) as u64;
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -28,8 +28,8 @@ mod conn;
 pub mod metrics;
 mod sockmap;
 pub mod startup;
+mod thread_relay;
 pub mod tls;
-mod tls_relay;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

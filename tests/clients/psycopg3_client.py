@@ -13,7 +13,10 @@ Checks, each with an assert that names what differs from a Postgres server:
 - COPY in both directions (text in, binary out) agrees row for row;
 - LOOPS rounds of SELECT then COPY ... TO STDOUT (FORMAT binary), each bounded by a watchdog:
   a round that takes over 20 s is a stall (the TLS-record hang of issue 22), and the script
-  exits 3 naming the round.
+  exits 3 naming the round;
+- 2000 queries in pipeline mode with 20 kB results each, under the same watchdog: both
+  directions full at once, which a relay that blocks one way while the other fills would
+  deadlock.
 
 Prints one line per check ("ok NAME ...") so the Rust test can see every one ran.
 """
@@ -116,7 +119,7 @@ with main.cursor() as cur:
 assert got == rows, "COPY out differs from what went in"
 ok("copy", str(len(got)))
 
-# The COPY-after-SELECT loop, every round under a watchdog.
+# The COPY-after-SELECT loop (and a pipeline), every round under a watchdog.
 state = {"round": 0, "since": time.monotonic(), "done": False}
 
 
@@ -143,6 +146,15 @@ for i in range(loops):
                 size += len(block)
         assert n > 0 and size > 0
     loop.commit()
+# Pipeline mode: queries go up while big results come down, both directions full at once; a
+# relay that blocks on one direction while the other fills would deadlock here.
+state["round"], state["since"] = "pipeline", time.monotonic()
+with connect(autocommit=True) as p:
+    with p.pipeline():
+        curs = [p.execute("select repeat('p', 20000), %s", [i]) for i in range(2000)]
+    got = sum(len(c.fetchone()[0]) for c in curs)
+assert got == 2000 * 20000, got
 state["done"] = True
 ok("loop", f"{loops} rounds")
+ok("pipeline", "2000 queries, 40 MB down")
 main.execute("drop table copy_t")

@@ -1,10 +1,9 @@
-//! The relay for a started TLS session: one thread of its own, poll(2) on the two sockets,
-//! rustls driven by hand.
+//! The relay for a session the daemon copies (every TLS session; a plain one the kernel relay
+//! did not take): one thread of its own, poll(2) on the two sockets, rustls driven by hand.
 //!
-//! Why not the runtime: a TLS session's bytes must pass through the daemon (the kernel here
-//! has no kTLS), and through tokio each small round trip costs a reactor wake-up, a task poll
-//! and a read that ends in EAGAIN on each side. A thread blocked in poll(2) on exactly its
-//! two sockets wakes once per arriving buffer and does only the reads, the crypto and the
+//! Why not the runtime: through tokio each small round trip costs a reactor wake-up, a task
+//! poll and a read that ends in EAGAIN on each side. A thread blocked in poll(2) on exactly
+//! its two sockets wakes once per arriving buffer and does only the reads, the crypto and the
 //! writes. Both sockets stay non-blocking and nothing is read from a side whose destination
 //! is still full, so a client and a backend that both write at once (pipelining, COPY with
 //! notices) never deadlock the relay.
@@ -22,8 +21,8 @@ const CHUNK: usize = 32 * 1024;
 /// Bytes each way: (from the client, from the backend).
 pub type Moved = (u64, u64);
 
-/// Relays until either side ends. `tcp` and `be` must be non-blocking.
-pub fn run(
+/// Relays a TLS session until either side ends. `tcp` and `be` must be non-blocking.
+pub fn tls(
     mut tcp: std::net::TcpStream,
     mut conn: ServerConnection,
     mut be: UnixStream,
@@ -75,23 +74,10 @@ pub fn run(
                 revents: 0,
             },
         ];
-        // SAFETY: poll on two pollfds we own, no timeout.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        if !wait(&mut fds)? {
+            return Ok(moved);
         }
-        let gone = libc::POLLIN | libc::POLLHUP | libc::POLLERR;
-        // A hang-up on a side not being read (its destination is full): nothing more will
-        // move; end rather than spin.
-        for p in &fds {
-            if p.events & libc::POLLIN == 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                return Ok(moved);
-            }
-        }
-        if fds[0].revents & gone != 0 && fds[0].events & libc::POLLIN != 0 {
+        if readable(&fds[0]) {
             match conn.read_tls(&mut tcp) {
                 Ok(0) => client_eof = true,
                 Ok(_) => {
@@ -105,7 +91,7 @@ pub fn run(
                 Err(e) => return Err(e),
             }
         }
-        if fds[1].revents & gone != 0 && fds[1].events & libc::POLLIN != 0 {
+        if readable(&fds[1]) {
             match be.read(&mut buf) {
                 Ok(0) => {
                     // The backend ended the session: its last words, then close_notify.
@@ -124,10 +110,89 @@ pub fn run(
     }
 }
 
-/// Writes what it can of `pending` to the backend; keeps the rest.
-fn flush_plain(be: &mut UnixStream, pending: &mut Vec<u8>) -> io::Result<()> {
+/// Relays a plain session until either side ends. `tcp` and `be` must be non-blocking.
+pub fn plain(mut tcp: std::net::TcpStream, mut be: UnixStream) -> io::Result<Moved> {
+    let mut up: Vec<u8> = Vec::with_capacity(CHUNK); // client → backend
+    let mut down: Vec<u8> = Vec::with_capacity(CHUNK); // backend → client
+    let mut buf = vec![0u8; CHUNK];
+    let mut moved: Moved = (0, 0);
+    let (mut client_eof, mut backend_eof) = (false, false);
+    loop {
+        flush_plain(&mut be, &mut up)?;
+        flush_plain(&mut tcp, &mut down)?;
+        if (client_eof && up.is_empty()) || (backend_eof && down.is_empty()) {
+            return Ok(moved);
+        }
+        let interest = |room: bool, eof: bool, pending: bool| {
+            (if room && !eof { libc::POLLIN } else { 0 }) | if pending { libc::POLLOUT } else { 0 }
+        };
+        let mut fds = [
+            libc::pollfd {
+                fd: tcp.as_raw_fd(),
+                events: interest(up.len() < HIGH_WATER, client_eof, !down.is_empty()),
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: be.as_raw_fd(),
+                events: interest(down.len() < HIGH_WATER, backend_eof, !up.is_empty()),
+                revents: 0,
+            },
+        ];
+        if !wait(&mut fds)? {
+            return Ok(moved);
+        }
+        if readable(&fds[0]) {
+            match tcp.read(&mut buf) {
+                Ok(0) => client_eof = true,
+                Ok(n) => {
+                    moved.0 += n as u64;
+                    up.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if readable(&fds[1]) {
+            match be.read(&mut buf) {
+                Ok(0) => backend_eof = true,
+                Ok(n) => {
+                    moved.1 += n as u64;
+                    down.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// poll(2) without a timeout. `false`: a side not being read has hung up (its destination is
+/// full), so nothing more will move — end rather than spin.
+fn wait(fds: &mut [libc::pollfd; 2]) -> io::Result<bool> {
+    loop {
+        // SAFETY: poll on two pollfds we own, no timeout.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } >= 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(!fds
+        .iter()
+        .any(|p| p.events & libc::POLLIN == 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0))
+}
+
+/// Whether a read on this side is due: asked for and ready (data, end or error).
+fn readable(p: &libc::pollfd) -> bool {
+    p.events & libc::POLLIN != 0 && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Writes what it can of `pending`; keeps the rest.
+fn flush_plain(to: &mut impl Write, pending: &mut Vec<u8>) -> io::Result<()> {
     while !pending.is_empty() {
-        match be.write(pending) {
+        match to.write(pending) {
             Ok(n) => {
                 pending.drain(..n);
             }
