@@ -54,25 +54,12 @@ pub fn tls(
         }
         let tls_pending = conn.wants_write();
         let mut fds = [
-            libc::pollfd {
-                fd: tcp.as_raw_fd(),
-                events: (if to_backend.len() < HIGH_WATER && !client_eof {
-                    libc::POLLIN
-                } else {
-                    0
-                }) | if tls_pending { libc::POLLOUT } else { 0 },
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: be.as_raw_fd(),
-                events: (if tls_pending { 0 } else { libc::POLLIN })
-                    | if to_backend.is_empty() {
-                        0
-                    } else {
-                        libc::POLLOUT
-                    },
-                revents: 0,
-            },
+            pollfd(
+                &tcp,
+                to_backend.len() < HIGH_WATER && !client_eof,
+                tls_pending,
+            ),
+            pollfd(&be, !tls_pending, !to_backend.is_empty()),
         ];
         if !wait(&mut fds)? {
             return Ok(moved);
@@ -123,46 +110,47 @@ pub fn plain(mut tcp: std::net::TcpStream, mut be: UnixStream) -> io::Result<Mov
         if (client_eof && up.is_empty()) || (backend_eof && down.is_empty()) {
             return Ok(moved);
         }
-        let interest = |room: bool, eof: bool, pending: bool| {
-            (if room && !eof { libc::POLLIN } else { 0 }) | if pending { libc::POLLOUT } else { 0 }
-        };
         let mut fds = [
-            libc::pollfd {
-                fd: tcp.as_raw_fd(),
-                events: interest(up.len() < HIGH_WATER, client_eof, !down.is_empty()),
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: be.as_raw_fd(),
-                events: interest(down.len() < HIGH_WATER, backend_eof, !up.is_empty()),
-                revents: 0,
-            },
+            pollfd(&tcp, up.len() < HIGH_WATER && !client_eof, !down.is_empty()),
+            pollfd(&be, down.len() < HIGH_WATER && !backend_eof, !up.is_empty()),
         ];
         if !wait(&mut fds)? {
             return Ok(moved);
         }
         if readable(&fds[0]) {
-            match tcp.read(&mut buf) {
-                Ok(0) => client_eof = true,
-                Ok(n) => {
-                    moved.0 += n as u64;
-                    up.extend_from_slice(&buf[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
+            client_eof = pull(&mut tcp, &mut buf, &mut up, &mut moved.0)?;
         }
         if readable(&fds[1]) {
-            match be.read(&mut buf) {
-                Ok(0) => backend_eof = true,
-                Ok(n) => {
-                    moved.1 += n as u64;
-                    down.extend_from_slice(&buf[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
+            backend_eof = pull(&mut be, &mut buf, &mut down, &mut moved.1)?;
         }
+    }
+}
+
+/// One read from `from` onto the end of `into`, counted; whether `from` has ended.
+fn pull(
+    from: &mut impl Read,
+    buf: &mut [u8],
+    into: &mut Vec<u8>,
+    count: &mut u64,
+) -> io::Result<bool> {
+    match from.read(buf) {
+        Ok(0) => Ok(true),
+        Ok(n) => {
+            *count += n as u64;
+            into.extend_from_slice(&buf[..n]);
+            Ok(false)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// What to wait for on one socket.
+fn pollfd(s: &impl AsRawFd, read: bool, write: bool) -> libc::pollfd {
+    libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: (if read { libc::POLLIN } else { 0 }) | if write { libc::POLLOUT } else { 0 },
+        revents: 0,
     }
 }
 

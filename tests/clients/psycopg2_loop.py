@@ -8,12 +8,11 @@ Also checks that the pid libpq reports (conn.info.backend_pid) is the server's.
 """
 
 import io
-import os
 import sys
-import threading
-import time
 
 import psycopg2
+
+from stall_watch import Watchdog
 
 url, sslmode, loops = sys.argv[1], sys.argv[2], int(sys.argv[3])
 conn = psycopg2.connect(f"{url}&sslmode={sslmode}&gssencmode=disable")
@@ -23,25 +22,14 @@ assert cur.fetchone()[0] == conn.info.backend_pid, "libpq's backend pid is not t
 cur.execute("create temp table t as select g as id, md5(g::text) as v from generate_series(1, 20000) g")
 conn.commit()
 
-state = {"round": 0, "since": time.monotonic(), "done": False}
-
-
-def watchdog():
-    while not state["done"]:
-        time.sleep(0.5)
-        if time.monotonic() - state["since"] > 20:
-            print(f"STALL in round {state['round']} of {loops} (sslmode={sslmode})", flush=True)
-            os._exit(3)
-
-
-threading.Thread(target=watchdog, daemon=True).start()
+dog = Watchdog(f"{loops} rounds, sslmode={sslmode}")
 for i in range(loops):
-    state["round"], state["since"] = i, time.monotonic()
+    dog.start(i)
     cur.execute("select count(*) from t where id %% 7 = %s", [i % 7])
     assert cur.fetchone()[0] > 0
     out = io.BytesIO()
     cur.copy_expert("copy (select * from t where id < %d) to stdout (format binary)" % (500 + i * 37 % 4000), out)
     assert len(out.getvalue()) > 0
     conn.commit()
-state["done"] = True
+dog.stop()
 print(f"ok loop {loops} rounds ssl={str(bool(conn.info.ssl_in_use)).lower()}")

@@ -21,7 +21,6 @@ Checks, each with an assert that names what differs from a Postgres server:
 Prints one line per check ("ok NAME ...") so the Rust test can see every one ran.
 """
 
-import os
 import sys
 import threading
 import time
@@ -29,6 +28,8 @@ import time
 import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
+
+from stall_watch import Watchdog
 
 url, sslmode, loops = sys.argv[1], sys.argv[2], int(sys.argv[3])
 dsn = f"{url}&sslmode={sslmode}&gssencmode=disable"
@@ -120,21 +121,10 @@ assert got == rows, "COPY out differs from what went in"
 ok("copy", str(len(got)))
 
 # The COPY-after-SELECT loop (and a pipeline), every round under a watchdog.
-state = {"round": 0, "since": time.monotonic(), "done": False}
-
-
-def watchdog():
-    while not state["done"]:
-        time.sleep(0.5)
-        if time.monotonic() - state["since"] > 20:
-            print(f"STALL in round {state['round']} of {loops} (sslmode={sslmode})", flush=True)
-            os._exit(3)
-
-
-threading.Thread(target=watchdog, daemon=True).start()
+dog = Watchdog(f"{loops} rounds, sslmode={sslmode}")
 loop = connect()  # not autocommit: the reported hang left the server idle in transaction
 for i in range(loops):
-    state["round"], state["since"] = i, time.monotonic()
+    dog.start(i)
     with loop.cursor() as cur:
         cur.execute("select count(*) from copy_t where id %% 7 = %s", [i % 7])
         n = cur.fetchone()[0]
@@ -148,13 +138,13 @@ for i in range(loops):
     loop.commit()
 # Pipeline mode: queries go up while big results come down, both directions full at once; a
 # relay that blocks on one direction while the other fills would deadlock here.
-state["round"], state["since"] = "pipeline", time.monotonic()
+dog.start("pipeline")
 with connect(autocommit=True) as p:
     with p.pipeline():
         curs = [p.execute("select repeat('p', 20000), %s", [i]) for i in range(2000)]
     got = sum(len(c.fetchone()[0]) for c in curs)
 assert got == 2000 * 20000, got
-state["done"] = True
+dog.stop()
 ok("loop", f"{loops} rounds")
 ok("pipeline", "2000 queries, 40 MB down")
 main.execute("drop table copy_t")
