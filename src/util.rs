@@ -72,3 +72,15 @@ pub fn throwaway_name(prefix: &str, source: &str) -> String {
 pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
 }
+
+/// A client's string as an error message quotes it: whole up to 64 characters, else its first
+/// 40 and its length, so a 10,000-character name is not echoed back whole.
+pub fn quoted_bounded(s: &str) -> String {
+    let n = s.chars().count();
+    if n > 64 {
+        let head: String = s.chars().take(40).collect();
+        format!("{:?} ({n} characters)", format!("{head}…"))
+    } else {
+        format!("{s:?}")
+    }
+}

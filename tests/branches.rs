@@ -347,3 +347,25 @@ fn archived_wal_keeps_what_point_in_time_needs_and_no_more() {
     );
     assert_eq!(d.sql("main", "select count(*) from marks"), "18");
 }
+
+/// `--ttl 0s` (or anything under a second) is refused before anything is made: the branch
+/// would be expired as it is created.
+#[test]
+fn a_ttl_under_a_second_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["branch", "create", "x", "--ttl", "0s"][..],
+        &["branch", "create", "x", "--ttl", "500ms"][..],
+        &["branch", "expire", "x", "--ttl", "0s"][..],
+    ] {
+        let out = common::lakelet()
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("shorter than a second"), "{args:?}: {err}");
+    }
+}

@@ -303,6 +303,35 @@ fn load_or_create_token(data_dir: &Path) -> Result<String> {
     Ok(t)
 }
 
+/// Every error leaves in the Databricks shape, `{error_code, message}`: axum's own rejections
+/// (a body over the limit: 413; JSON that does not parse or fit: 400/415/422) are plain text.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let body = axum::body::to_bytes(res.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "RESOURCE_EXHAUSTED",
+            format!("the request body is larger than the API takes: {text}"),
+        ),
+        StatusCode::BAD_REQUEST
+        | StatusCode::UNPROCESSABLE_ENTITY
+        | StatusCode::UNSUPPORTED_MEDIA_TYPE => ("MALFORMED_REQUEST", text),
+        s if s.is_server_error() => ("INTERNAL_ERROR", text),
+        _ => ("BAD_REQUEST", text),
+    };
+    ApiError::new(status, code, message).into_response()
+}
+
 fn router(d: Shared) -> Router {
     let v1 = Router::new()
         .route("/status", get(status))
@@ -334,6 +363,7 @@ fn router(d: Shared) -> Router {
             )
         })
         .layer(axum::middleware::from_fn_with_state(d.clone(), auth))
+        .layer(axum::middleware::map_response(json_errors))
         // Public discovery metadata the Databricks SDKs probe before authenticating: no OIDC
         // here (bearer tokens only), no workspace or account id.
         .route(

@@ -27,8 +27,8 @@ pub enum BranchCmd {
         /// A snapshot: never written, has no compute.
         #[arg(long)]
         snapshot: bool,
-        /// Delete the branch this long after creation (e.g. 7d, 12h).
-        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "expire_time")]
+        /// Delete the branch this long after creation (e.g. 7d, 12h; at least 1s).
+        #[arg(long, value_parser = parse_ttl, conflicts_with = "expire_time")]
         ttl: Option<Duration>,
         /// Delete the branch at this RFC 3339 time.
         #[arg(long)]
@@ -68,7 +68,7 @@ pub enum BranchCmd {
     /// Change when NAME expires.
     Expire {
         name: String,
-        #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["at", "never"])]
+        #[arg(long, value_parser = parse_ttl, conflicts_with_all = ["at", "never"])]
         ttl: Option<Duration>,
         #[arg(long, conflicts_with = "never")]
         at: Option<String>,
@@ -116,6 +116,18 @@ pub(super) fn at_field(at: &str) -> (&'static str, String) {
     } else {
         ("time", at.to_string())
     }
+}
+
+/// A TTL as the API counts it, in whole seconds, and at least one: `0s` would make a branch
+/// that is expired as it is made (the API refuses a past expire_time for the same reason).
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "{s} is shorter than a second: the branch would be expired as it is made"
+        ));
+    }
+    Ok(d)
 }
 
 fn ttl(d: Duration) -> String {

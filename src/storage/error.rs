@@ -147,7 +147,9 @@ impl fmt::Display for Error {
                 "branch '{b}' already exists; pick another name or delete it first"
             ),
             Error::InvalidBranchName { name, reason } => {
-                write!(f, "invalid branch name '{name}': {reason}")
+                // A name of any length may come from a client: echo a bounded prefix.
+                let name = crate::util::quoted_bounded(name);
+                write!(f, "invalid branch name {name}: {reason}")
             }
             Error::TimelineNotFound(t) => write!(f, "timeline {t} does not exist"),
             Error::LsnNotRetained {
@@ -197,3 +199,21 @@ impl std::error::Error for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+
+    use crate::storage::branch;
+
+    /// A client's name of any length is echoed back bounded (issue 23: a 10,000-character name
+    /// came back whole).
+    #[test]
+    fn an_invalid_name_is_echoed_bounded() {
+        let long = "é".repeat(10_000);
+        let e = branch::validate_name(&long).unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes: {e}", e.len());
+        assert!(e.contains("(10000 characters)"), "{e}");
+        let short = branch::validate_name("-x").unwrap_err().to_string();
+        assert!(short.contains("\"-x\""), "{short}");
+    }
+}

@@ -20,8 +20,9 @@ pub fn check_id(field: &str, id: &str) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(format!(
-            "{field} {id:?} is invalid: use 1 to 63 lowercase letters, digits and hyphens, \
-             starting with a letter"
+            "{field} {} is invalid: use 1 to 63 lowercase letters, digits and hyphens, \
+             starting with a letter",
+            crate::util::quoted_bounded(id)
         ))
     }
 }
