@@ -369,3 +369,27 @@ fn a_ttl_under_a_second_is_refused() {
         assert!(err.contains("shorter than a second"), "{args:?}: {err}");
     }
 }
+
+/// `lakelet up` right after the daemon was SIGKILLed starts a new daemon: the dead one's pid
+/// lingers for a moment (a zombie until reaped) and must not pass for "already running".
+#[test]
+fn up_right_after_a_sigkill_starts_a_new_daemon() {
+    let d = Daemon::up(&[]);
+    d.sql("main", "create table k(a int); insert into k values (1)");
+    let old = d.pid().unwrap();
+    // SAFETY: signals the daemon this test started.
+    unsafe { libc::kill(old, libc::SIGKILL) };
+    let out = d.run(&[
+        "up",
+        "--api-port",
+        "0",
+        "--proxy-port",
+        "0",
+        "--gc-every",
+        "3600s",
+    ]);
+    assert!(!out.contains("already running"), "{out}");
+    let new = d.pid().unwrap();
+    assert_ne!(new, old, "{out}");
+    assert_eq!(d.sql("main", "select count(*) from k"), "1");
+}

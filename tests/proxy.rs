@@ -258,6 +258,16 @@ async fn errors_carry_the_sqlstate_a_server_sends() {
         .unwrap();
     assert_eq!(code(&e), SqlState::INVALID_CATALOG_NAME.code(), "{e}");
     assert!(msg(&e).contains("\"nope\""), "{}", msg(&e));
+    // Admission refused it, audited, rather than letting the compute start find out.
+    let audit = d.json(&["audit", "--limit", "1000"]);
+    let row = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "connect" && r["target"] == "nope")
+        .unwrap_or_else(|| panic!("no audit row for the refused connection: {audit}"));
+    assert_eq!(row["decision"], "refused", "{row}");
+    assert_eq!(row["rule"], "admission", "{row}");
 
     let pw = url
         .split_once("postgres:")

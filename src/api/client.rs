@@ -40,8 +40,32 @@ pub fn acting_principal() -> Result<Option<(String, String)>> {
 }
 
 /// Whether a process with this pid exists.
+/// Whether `pid` is a live process: it exists and is not a zombie (a SIGKILLed daemon stays
+/// a zombie until its parent reaps it, and must not count as running).
 pub fn alive(pid: u32) -> bool {
-    pid > 0 && unsafe { libc::kill(pid as i32, 0) } == 0
+    if pid == 0 || unsafe { libc::kill(pid as i32, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next()),
+            Some("Z") | Some("X")
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Whether something accepts connections at `addr` (`host:port`) within a second.
+pub fn answers(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
+        })
 }
 
 /// The daemon recorded in `data_dir`, if its process still exists.

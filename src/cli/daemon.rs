@@ -215,13 +215,30 @@ pub fn up(data_dir: &Path, json: bool, args: &DaemonArgs) -> Result<()> {
     }
     let args = &args;
     if let Some(info) = running_daemon(&data_dir) {
-        crate::cli::print(json, &info, |i| {
-            format!(
-                "lakelet is already running (pid {}, API http://{})",
-                i.pid, i.api
-            )
-        });
-        return Ok(());
+        if crate::api::client::answers(&info.api) {
+            crate::cli::print(json, &info, |i| {
+                format!(
+                    "lakelet is already running (pid {}, API http://{})",
+                    i.pid, i.api
+                )
+            });
+            return Ok(());
+        }
+        // Recorded but silent: a daemon being torn down (just SIGKILLed) or a hung one.
+        let t = Instant::now();
+        while alive(info.pid) && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if alive(info.pid) {
+            bail!(
+                "lakelet (pid {}) holds the data directory {} but its API at {} does not answer; \
+                 stop it (`kill {}`) and run `lakelet up` again",
+                info.pid,
+                data_dir.display(),
+                info.api,
+                info.pid
+            );
+        }
     }
     let _ = std::fs::remove_file(crate::api::info_path(&data_dir));
     std::fs::create_dir_all(data_dir.join("logs"))?;

@@ -252,6 +252,14 @@ pub struct Decision {
     pub mask: bool,
 }
 
+impl Decision {
+    /// A refusal by a built-in rule outside the policy file (e.g. `admission`: the facts a
+    /// decision needs could not be read, so nothing is allowed).
+    pub fn refused(rule: &str, reason: impl Into<String>) -> Decision {
+        refuse(rule, reason)
+    }
+}
+
 fn allow(rule: impl Into<String>, reason: impl Into<String>) -> Decision {
     Decision {
         allowed: true,

@@ -42,9 +42,32 @@ impl Proxy {
         }
         let facts = match self.gov.facts(&branch) {
             Ok(f) => f,
-            // No branch: the compute start reports it the usual way (and there is nothing to
-            // see). The owner keeps the old behaviour exactly.
-            Err(_) => return Ok((route, Access::Superuser)),
+            // Facts that cannot be read decide nothing: refuse, audited, on every path. (This
+            // once admitted as superuser, so a branch created between this lookup and the
+            // compute's start was reached with no decision at all.)
+            Err(e) => {
+                let missing = matches!(
+                    e.downcast_ref::<crate::storage::Error>(),
+                    Some(crate::storage::Error::BranchNotFound(_))
+                );
+                let (code, message) = if missing {
+                    ("3D000", format!("branch \"{branch}\" does not exist"))
+                } else {
+                    (
+                        "57P03",
+                        format!("branch \"{branch}\" cannot be admitted now: {e:#}"),
+                    )
+                };
+                let d = Decision::refused("admission", message.clone());
+                let args = serde_json::json!({ "database": route.database });
+                self.gov
+                    .record(&actor, "proxy", "connect", &branch, args, &d, &Ok(()));
+                return Err(Fail::Fatal {
+                    code,
+                    message,
+                    hint: missing.then(|| "`lakelet branch list` shows the branches".into()),
+                });
+            }
         };
         if self.gov.masking_pending(&branch) {
             return Err(Fail::Fatal {
