@@ -21,7 +21,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Writes `bytes` to `path` with `mode` so that a reader sees the old file or the new one,
-/// never a part: a temporary file, fsync, rename.
+/// never a part, and the new one survives a crash once this returns: a temporary file, fsync,
+/// rename, fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -36,6 +37,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    // The rename is durable only once the directory is: without this a crash can bring back
+    // the old file (or none) after the call returned.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing the directory {}", dir.display()))?;
     Ok(())
 }
 
@@ -82,5 +92,25 @@ pub fn quoted_bounded(s: &str) -> String {
         format!("{:?} ({n} characters)", format!("{head}…"))
     } else {
         format!("{s:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The new content replaces the old whole, with the mode asked for, and no temporary file
+    /// is left. (That the directory sync makes the rename durable needs a power cut to show.)
+    #[test]
+    fn write_atomically_replaces_whole_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        write_atomically(&p, b"old", 0o600).unwrap();
+        write_atomically(&p, b"new!", 0o640).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new!");
+        assert!(!p.with_extension("tmp").exists());
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
     }
 }
