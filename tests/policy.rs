@@ -235,6 +235,12 @@ fn every_rule_holds_in_every_shape_for_principals_acting_at_once() {
         "--snapshot",
     ]);
     d.run(&["branch", "create", "owner-x", "--from", "staging"]);
+    // A tier the policy protects says so, though nobody set its own flag; a feature does not.
+    for (b, protected) in [("staging", true), ("qa", true), ("owner-x", false)] {
+        let v = d.json(&["branch", "get", b]);
+        assert_eq!(v["status"]["is_protected"], protected, "{b}: {v}");
+        assert_eq!(v["spec"]["is_protected"], protected, "{b}: {v}");
+    }
     // Identity is the same everywhere: the CLI's --as claims need the matching secret.
     let o = as_p(&d, "alice", &bot, &["whoami"]);
     assert!(!o.status.success(), "alice with bot's secret");

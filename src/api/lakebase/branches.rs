@@ -77,6 +77,16 @@ impl Daemon {
             .branch_lsn
             .filter(|_| source_branch.is_some())
             .map(format_lsn);
+        // Protected by its own flag, or by the policy as a protected tier (which refuses to
+        // delete, reset or unprotect it whatever the flag says).
+        let protected = l.protected
+            || (!info.snapshot
+                && self
+                    .gov
+                    .policy()
+                    .tiers
+                    .get(&info.name)
+                    .is_some_and(|t| t.protected));
         let size = self
             .computes
             .store()
@@ -102,7 +112,7 @@ impl Daemon {
             spec: Some(BranchSpec {
                 source_branch: source_branch.clone(),
                 source_snapshot: source_snapshot.clone(),
-                is_protected: Some(l.protected),
+                is_protected: Some(protected),
                 expire_time: expire_time.clone(),
                 no_expiry: l.expire_at.is_none().then_some(true),
                 ..Default::default()
@@ -117,7 +127,7 @@ impl Daemon {
                         .unwrap_or_else(|| info.created_at.clone()),
                 ),
                 default: Some(info.name == self.computes.settings().root_branch),
-                is_protected: Some(l.protected),
+                is_protected: Some(protected),
                 expire_time,
                 delete_time: l.deleted_at.map(timestamp),
                 purge_time: l.purge_at.map(timestamp),
