@@ -114,3 +114,23 @@ mod tests {
         assert_eq!(mode, 0o640);
     }
 }
+
+/// Fault injection for tests: in debug builds, sleeps at the named point when
+/// `LAKELET_FAULT_PAUSE` lists it (`point=millis,point=millis`), widening a window a test
+/// wants to hit (a read before a lock, say). Release builds compile it away.
+pub async fn fault_pause(point: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Ok(spec) = std::env::var("LAKELET_FAULT_PAUSE") else {
+        return;
+    };
+    let ms = spec.split(',').find_map(|p| {
+        let (name, ms) = p.split_once('=')?;
+        (name.trim() == point).then(|| ms.trim().parse::<u64>().ok())?
+    });
+    if let Some(ms) = ms {
+        tracing::warn!(point, ms, "fault injection: pausing");
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}

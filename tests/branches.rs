@@ -393,3 +393,45 @@ fn up_right_after_a_sigkill_starts_a_new_daemon() {
     assert_ne!(new, old, "{out}");
     assert_eq!(d.sql("main", "select count(*) from k"), "1");
 }
+
+/// A protect that lands while a delete is under way is never lost. (Delete once read the
+/// lifecycle before taking the branch's lock and wrote that stale copy back: the protect was
+/// erased and the just-protected branch deleted.) A fault pause holds each delete for 400 ms
+/// just before it takes the lock, where the old code had already read; a protect is sent
+/// into that window.
+#[test]
+fn a_protect_during_a_delete_is_never_lost() {
+    // Inherited by the daemon `Daemon::up` starts; no other test pauses at this point.
+    std::env::set_var("LAKELET_FAULT_PAUSE", "delete.before_lock=400");
+    let d = Daemon::up(&[]);
+    std::env::remove_var("LAKELET_FAULT_PAUSE");
+    let ok = |args: &[&str]| {
+        common::lakelet()
+            .arg("--data-dir")
+            .arg(&d.dir)
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    for i in 0..4 {
+        let n = format!("race-{i}");
+        d.run(&["branch", "create", &n]);
+        std::thread::scope(|s| {
+            let del = s.spawn(|| ok(&["branch", "delete", &n]));
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            let protected_ok = ok(&["branch", "protect", &n]);
+            let deleted_ok = del.join().unwrap();
+            let v = d.json(&["branch", "get", &n]);
+            assert!(protected_ok, "{n}: protect failed: {v}");
+            assert_eq!(
+                v["status"]["is_protected"], true,
+                "{n}: the protect was lost: {v}"
+            );
+            // The protect came first (the delete was paused): the delete is refused.
+            assert!(!deleted_ok, "{n}: a protected branch was deleted: {v}");
+            assert_eq!(v["status"]["current_state"], "READY", "{n}: {v}");
+        });
+    }
+}

@@ -779,13 +779,16 @@ impl Computes {
         } else {
             "reset"
         };
-        let l = Lifecycle::decode(&info.annotations);
-        let refusal = if protected_ok && l.deleted_at.is_none() {
-            None
-        } else {
-            l.refuse(name, action)
+        let refusal = |l: &Lifecycle| {
+            if protected_ok && l.deleted_at.is_none() {
+                None
+            } else {
+                l.refuse(name, action)
+            }
         };
-        if let Some(why) = refusal {
+        // Checked here to fail fast, and again under the slot lock below: a protect or delete
+        // may come in between.
+        if let Some(why) = refusal(&Lifecycle::decode(&info.annotations)) {
             return Err(Refused(why).into());
         }
         let parent = match restore {
@@ -803,6 +806,9 @@ impl Computes {
         }
         let slot = self.slot(name);
         let mut s = slot.lock().await;
+        if let Some(why) = refusal(&self.lifecycle(name)?) {
+            return Err(Refused(why).into());
+        }
         let was_running = s.running.is_some();
         if let Some(r) = s.running.take() {
             self.teardown(r).await;
@@ -838,6 +844,12 @@ impl Computes {
             ))
             .into());
         }
+        // Read and decide under the slot lock, which protect and expiry changes also take: a
+        // lifecycle read before it could be stale by the time it is written back (a protect
+        // in between was erased and the just-protected branch deleted).
+        crate::util::fault_pause("delete.before_lock").await;
+        let slot = self.slot(name);
+        let mut s = slot.lock().await;
         let mut l = self.lifecycle(name)?;
         if l.protected || (!purge && l.is_deleted()) {
             return Err(Refused(l.refuse(name, "deleted").unwrap()).into());
@@ -860,8 +872,6 @@ impl Computes {
             ))
             .into());
         }
-        let slot = self.slot(name);
-        let mut s = slot.lock().await;
         if let Some(r) = s.running.take() {
             self.teardown(r).await;
         }
