@@ -95,26 +95,6 @@ pub fn quoted_bounded(s: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The new content replaces the old whole, with the mode asked for, and no temporary file
-    /// is left. (That the directory sync makes the rename durable needs a power cut to show.)
-    #[test]
-    fn write_atomically_replaces_whole_files() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f.json");
-        write_atomically(&p, b"old", 0o600).unwrap();
-        write_atomically(&p, b"new!", 0o640).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"new!");
-        assert!(!p.with_extension("tmp").exists());
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o640);
-    }
-}
-
 /// Fault injection for tests: in debug builds, sleeps at the named point when
 /// `LAKELET_FAULT_PAUSE` lists it (`point=millis,point=millis`), widening a window a test
 /// wants to hit (a read before a lock, say). Release builds compile it away.
@@ -132,5 +112,25 @@ pub async fn fault_pause(point: &str) {
     if let Some(ms) = ms {
         tracing::warn!(point, ms, "fault injection: pausing");
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The new content replaces the old whole, with the mode asked for, and no temporary file
+    /// is left. (That the directory sync makes the rename durable needs a power cut to show.)
+    #[test]
+    fn write_atomically_replaces_whole_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        write_atomically(&p, b"old", 0o600).unwrap();
+        write_atomically(&p, b"new!", 0o640).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new!");
+        assert!(!p.with_extension("tmp").exists());
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
     }
 }
