@@ -57,15 +57,28 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-/// Whether something accepts connections at `addr` (`host:port`) within a second.
+/// Whether a daemon's API at `addr` (`host:port`) answers an HTTP request within 2 s: not just
+/// accepts, since a process being killed may still hold its listening socket for a moment.
 pub fn answers(addr: &str) -> bool {
+    use std::io::{Read, Write};
     use std::net::ToSocketAddrs;
-    addr.to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|a| {
-            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(1)).is_ok()
-        })
+    let t = std::time::Duration::from_secs(2);
+    let Some(a) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&a, t) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(t));
+    let _ = s.set_write_timeout(Some(t));
+    // The one public route: the discovery document the Databricks SDKs probe.
+    let req = format!(
+        "GET /.well-known/databricks-config HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut head = [0u8; 12];
+    s.write_all(req.as_bytes()).is_ok()
+        && s.read_exact(&mut head).is_ok()
+        && head.starts_with(b"HTTP/1.1 200")
 }
 
 /// The daemon recorded in `data_dir`, if its process still exists.

@@ -284,6 +284,15 @@ impl Drop for Daemon {
         for sub in ["m", "s", "p", "w"] {
             if let Ok(rd) = std::fs::read_dir(self.run_dir.join(sub)) {
                 for e in rd.flatten() {
+                    if sub == "s" {
+                        // A killed postmaster leaves its socket and lock file behind.
+                        for f in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                            let name = f.file_name();
+                            if name.to_string_lossy().starts_with(".s.PGSQL.") {
+                                let _ = std::fs::remove_file(f.path());
+                            }
+                        }
+                    }
                     let _ = std::fs::remove_dir(e.path());
                     let _ = std::fs::remove_file(e.path());
                 }
