@@ -39,7 +39,6 @@ pub fn acting_principal() -> Result<Option<(String, String)>> {
     }
 }
 
-/// Whether a process with this pid exists.
 /// Whether `pid` is a live process: it exists and is not a zombie (a SIGKILLed daemon stays
 /// a zombie until its parent reaps it, and must not count as running).
 pub fn alive(pid: u32) -> bool {
