@@ -39,14 +39,18 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     // The rename is durable only once the directory is: without this a crash can bring back
     // the old file (or none) after the call returned.
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing the directory {}", dir.display()))?;
-    Ok(())
+    sync_path(
+        path.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+}
+
+/// fsyncs a file or a directory by path (a directory: the names in it, e.g. after a rename).
+pub fn sync_path(p: &Path) -> Result<()> {
+    std::fs::File::open(p)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", p.display()))
 }
 
 /// Wall-clock nanoseconds since the Unix epoch (the store's time unit).

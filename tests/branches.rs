@@ -379,15 +379,7 @@ fn up_right_after_a_sigkill_starts_a_new_daemon() {
     let old = d.pid().unwrap();
     // SAFETY: signals the daemon this test started.
     unsafe { libc::kill(old, libc::SIGKILL) };
-    let out = d.run(&[
-        "up",
-        "--api-port",
-        "0",
-        "--proxy-port",
-        "0",
-        "--gc-every",
-        "3600s",
-    ]);
+    let out = d.up_again();
     assert!(!out.contains("already running"), "{out}");
     let new = d.pid().unwrap();
     assert_ne!(new, old, "{out}");

@@ -50,7 +50,7 @@ use super::manager::mkdir;
 use super::tree;
 use super::user::ComputeUser;
 use crate::storage::{self, Lsn, Nanos, Store, TimelineId, ROOT_INO};
-use crate::util::format_lsn;
+use crate::util::{format_lsn, sync_path};
 
 /// The name the view redirects.
 pub const PG_WAL: &[u8] = b"pg_wal";
@@ -205,7 +205,7 @@ impl WalDirs {
         sync_dir_tree(&staging)?;
         std::fs::rename(&staging, &live)
             .with_context(|| format!("moving {} into place", live.display()))?;
-        sync_dir(&dir)?;
+        sync_path(&dir)?;
         // The WAL is out; the store's copy would only be hidden behind the redirect.
         match tree::empty_root_dir(store, tl, PG_WAL) {
             Ok(n) if n > 0 => {
@@ -312,7 +312,7 @@ impl WalDirs {
         self.own_tree(&dir)?;
         sync_dir_tree(&staging)?;
         std::fs::rename(&staging, self.live(child))?;
-        sync_dir(&dir)?;
+        sync_path(&dir)?;
         Ok(out)
     }
 
@@ -685,12 +685,6 @@ fn bind(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sync_dir(p: &Path) -> Result<()> {
-    std::fs::File::open(p)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", p.display()))
-}
-
 /// fsyncs every file and directory below `p` (a copied WAL must be durable before it is used).
 fn sync_dir_tree(p: &Path) -> Result<()> {
     for e in std::fs::read_dir(p)?.flatten() {
@@ -698,12 +692,10 @@ fn sync_dir_tree(p: &Path) -> Result<()> {
         if path.is_dir() {
             sync_dir_tree(&path)?;
         } else {
-            std::fs::File::open(&path)
-                .and_then(|f| f.sync_all())
-                .with_context(|| format!("syncing {}", path.display()))?;
+            sync_path(&path)?;
         }
     }
-    sync_dir(p)
+    sync_path(p)
 }
 
 #[cfg(test)]

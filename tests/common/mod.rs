@@ -151,19 +151,27 @@ pub struct Daemon {
     _tmp: tempfile::TempDir,
 }
 
+/// `lakelet up` as every test daemon starts: free ports, GC only on demand.
+const UP: &[&str] = &[
+    "up",
+    "--api-port",
+    "0",
+    "--proxy-port",
+    "0",
+    "--gc-every",
+    "3600s",
+];
+
 impl Daemon {
+    /// `lakelet up` again on this daemon's data directory (after a crash, say); its output.
+    pub fn up_again(&self) -> String {
+        self.run(UP)
+    }
+
     pub fn up(extra: &[&str]) -> Daemon {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let mut args = vec![
-            "up",
-            "--api-port",
-            "0",
-            "--proxy-port",
-            "0",
-            "--gc-every",
-            "3600s",
-        ];
+        let mut args = UP.to_vec();
         args.extend_from_slice(extra);
         run(&dir, &args);
         let info: serde_json::Value =
