@@ -511,43 +511,49 @@ impl Proxy {
                     .to_string(),
             })
         });
-        let plain = (&*io as &dyn std::any::Any).is::<TcpStream>();
-        let mut be = be;
-        if let (true, Some(map), true, true) = (
-            plain,
-            self.sockmap.as_ref(),
-            buf.is_empty(),
-            leftover.is_empty(),
-        ) {
-            match self.relay_in_kernel(map, io, be, &ready, cancel_pid).await {
-                Ok(Kernel::Done(from_client, from_backend)) => {
-                    self.unregister_cancel(cancel_pid);
-                    counters.transferred(from_client, from_backend);
-                    return Ok(());
-                }
-                Ok(Kernel::Declined(i, b)) => (io, be) = (i, b),
-                Err(e) => {
-                    self.unregister_cancel(cancel_pid);
-                    tracing::debug!(branch, "session ended: {e}");
-                    return Ok(());
-                }
-            }
-        }
-        if io.write_all(&ready).await.is_err() {
-            self.unregister_cancel(cancel_pid);
-            return Ok(());
-        }
-        let r = self.relay_on_thread(io, be, &leftover, &buf).await;
+        let r = self
+            .relay(io, be, &ready, &leftover, &buf, cancel_pid)
+            .await;
         self.unregister_cancel(cancel_pid);
         match r {
             // Counted whether the session ended cleanly or by a reset.
-            Ok((from_client, from_backend)) => counters.transferred(
-                from_client + buf.len() as u64,
-                from_backend + leftover.len() as u64,
-            ),
+            Ok((from_client, from_backend)) => counters.transferred(from_client, from_backend),
             Err(e) => tracing::debug!(branch, "session ended: {e}"),
         }
         Ok(())
+    }
+
+    /// Relays a started session until it ends: in the kernel if it is plain, sent nothing
+    /// early and the kernel relay takes it, else on a thread. `ready` is the startup answer
+    /// still to send, `leftover` what the compute sent beyond it, `early` what the client sent
+    /// beyond its startup packet. Returns the bytes from the client and from the backend.
+    async fn relay(
+        &self,
+        mut io: Client,
+        mut be: UnixStream,
+        ready: &[u8],
+        leftover: &[u8],
+        early: &[u8],
+        key: CancelKey,
+    ) -> std::io::Result<(u64, u64)> {
+        let plain = (&*io as &dyn std::any::Any).is::<TcpStream>();
+        if let (true, Some(map), true, true) = (
+            plain,
+            self.sockmap.as_ref(),
+            early.is_empty(),
+            leftover.is_empty(),
+        ) {
+            match self.relay_in_kernel(map, io, be, ready, key).await? {
+                Kernel::Done(from_client, from_backend) => return Ok((from_client, from_backend)),
+                Kernel::Declined(i, b) => (io, be) = (i, b),
+            }
+        }
+        io.write_all(ready).await?;
+        let (from_client, from_backend) = self.relay_on_thread(io, be, leftover, early).await?;
+        Ok((
+            from_client + early.len() as u64,
+            from_backend + leftover.len() as u64,
+        ))
     }
 
     /// Relays a started session on a thread of its own (`thread_relay.rs`) until it ends,
