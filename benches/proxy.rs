@@ -11,8 +11,9 @@
 //!    Select-only is the worst case for a proxy: the smallest transactions, so the extra hop is
 //!    the largest share of each. Target: proxy/direct ≥ 0.9×. A fourth path in every round is
 //!    a **bare relay**: a TCP listener in this process that copies each connection to and from
-//!    the compute's socket with the proxy's own copy loop (tokio `copy_bidirectional`, 32 KiB
-//!    buffers, 2 worker threads) and does nothing else: no startup phase, no authentication.
+//!    the compute's socket with tokio's `copy_bidirectional` (32 KiB buffers, 2 worker
+//!    threads; the proxy's own copy loop until 2026-12-05, now replaced by the kernel relay
+//!    and relay threads) and does nothing else: no startup phase, no authentication.
 //!    It separates what any user-space hop costs from what the proxy adds. Then one run of
 //!    each path with `-C` (a new connection per transaction), which is mostly connection setup.
 //!    Every run records where the CPU went (pgbench, the postmaster and its backends, the
