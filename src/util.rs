@@ -53,6 +53,44 @@ pub fn sync_path(p: &Path) -> Result<()> {
         .with_context(|| format!("syncing {}", p.display()))
 }
 
+/// Makes sure `dir` is a directory only its owner (this user) can enter: created 0700 if it is
+/// missing, refused if it exists open to the group or to others, or belongs to someone else.
+/// A data directory holds the page store, the audit log and Postgres's logs (row values), so a
+/// mode a local user could read through is an error, not a warning; nothing widens or narrows
+/// an existing directory's mode behind its owner's back.
+pub fn private_dir(dir: &Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if !dir.exists() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {what} {}", dir.display())),
+        }
+    }
+    let m = std::fs::metadata(dir).with_context(|| format!("reading {what} {}", dir.display()))?;
+    anyhow::ensure!(m.is_dir(), "{what} {} is not a directory", dir.display());
+    let me = unsafe { libc::geteuid() };
+    anyhow::ensure!(
+        m.uid() == me,
+        "{what} {} belongs to uid {}, not to you (uid {me}); run lakelet as its owner",
+        dir.display(),
+        m.uid()
+    );
+    let mode = m.mode() & 0o7777;
+    anyhow::ensure!(
+        mode & 0o077 == 0,
+        "{what} {} is open to other users (mode {mode:04o}): it holds the page store, the audit \
+         log and Postgres's logs; `chmod 700 {}` and run again",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
+}
+
 /// Wall-clock nanoseconds since the Unix epoch (the store's time unit).
 pub fn now_nanos() -> i64 {
     std::time::SystemTime::now()
@@ -122,6 +160,27 @@ pub async fn fault_pause(point: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_dir_creates_0700_and_refuses_open_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("a/data");
+        private_dir(&d, "the data directory").unwrap();
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let e = private_dir(&d, "the data directory")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("open to other users (mode 0750)") && e.contains("chmod 700"),
+            "{e}"
+        );
+        // Refused, never silently narrowed.
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o750);
+    }
 
     /// The new content replaces the old whole, with the mode asked for, and no temporary file
     /// is left. (That the directory sync makes the rename durable needs a power cut to show.)

@@ -32,7 +32,7 @@ impl View {
         let tl = store.branch_timeline("main").unwrap();
         let mp = dir.path().join("mnt");
         std::fs::create_dir(&mp).unwrap();
-        let mount = fs::mount(store.clone(), tl, &mp, "view-test", 2, None).unwrap();
+        let mount = fs::mount(store.clone(), tl, &mp, "view-test", 2, None, None).unwrap();
         View {
             store,
             tl,
@@ -192,7 +192,7 @@ fn the_next_mount_frees_orphans_a_killed_daemon_left() {
     // ... until the timeline is mounted again: nothing can hold a file of an unmounted view.
     let mp = dir.path().join("mnt");
     std::fs::create_dir(&mp).unwrap();
-    let m = fs::mount(store.clone(), tl, &mp, "view-test", 2, None).unwrap();
+    let m = fs::mount(store.clone(), tl, &mp, "view-test", 2, None, None).unwrap();
     assert!(store.orphans(tl).unwrap().is_empty());
     match store.reader(tl, None).unwrap().getattr(ino) {
         Err(e) => assert_eq!(e.errno(), Some(Errno::NotFound), "{e}"),

@@ -125,8 +125,11 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 /// daemon.json is written.
 pub async fn run(cfg: DaemonConfig) -> Result<()> {
     let data_dir = cfg.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    crate::util::private_dir(&data_dir, "the data directory")?;
+    // What the daemon creates (store files, the audit log, logs, WAL) is its own: a file meant
+    // for someone else (a socket directory, the compute's WAL) gets its owner and mode
+    // explicitly.
+    unsafe { libc::umask(0o077) };
     let store = Arc::new(
         Store::open(
             data_dir.join("store"),

@@ -1,6 +1,7 @@
 //! `lakelet up`, `down`, the foreground daemon, and `import` (a long operation with progress).
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -188,7 +189,7 @@ impl DaemonArgs {
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    crate::util::private_dir(p, "the data directory")?;
     p.canonicalize()
         .with_context(|| format!("resolving {}", p.display()))
 }
@@ -241,11 +242,18 @@ pub fn up(data_dir: &Path, json: bool, args: &DaemonArgs) -> Result<()> {
         }
     }
     let _ = std::fs::remove_file(crate::api::info_path(&data_dir));
-    std::fs::create_dir_all(data_dir.join("logs"))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir.join("logs"))?;
+    }
     let log_path = data_dir.join("logs").join("daemon.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let exe = std::env::current_exe().context("finding the lakelet executable")?;

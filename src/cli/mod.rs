@@ -329,6 +329,7 @@ fn open_offline(data_dir: &Path) -> Result<Store> {
             data_dir.display()
         );
     }
+    crate::util::private_dir(data_dir, "the data directory")?;
     Ok(Store::open(&p, Options::default())?)
 }
 

@@ -140,6 +140,10 @@ pub struct ViewCounters {
 
 struct Running {
     pg: Postgres,
+    /// The uid this compute runs as, its own while it runs (user.rs). Ended after the
+    /// postmaster stops and before the view is unmounted: whatever a session left running
+    /// under the uid is killed and cannot hold the mount busy.
+    lease: user::Lease,
     mount: Mount,
     tl: TimelineId,
     started_at: SystemTime,
@@ -175,7 +179,7 @@ pub struct Computes {
 /// removed (never recursively: a directory that is still a mount point would lead into a
 /// branch).
 pub fn remove_run_dir(run_dir: &Path) {
-    for sub in ["m", "s", "p", "w"] {
+    for sub in ["m", "s", "p", "w", "x"] {
         let d = run_dir.join(sub);
         if let Ok(rd) = std::fs::read_dir(&d) {
             for e in rd.flatten() {
@@ -222,8 +226,11 @@ pub fn clear_stale(run_dir: &Path) -> Result<()> {
         tracing::warn!(mount = %m.display(), "detaching a view left by a previous daemon");
         fs::detach(&m)?;
     }
-    // The WAL directory's bind mount (wal.rs).
-    for m in fs::mounts_under(&run_dir.join("w"))? {
+    // The WAL directory's bind mount (wal.rs), and those of `Computes::expose`.
+    for m in fs::mounts_under(&run_dir.join("w"))?
+        .into_iter()
+        .chain(fs::mounts_under(&run_dir.join("x"))?)
+    {
         fs::detach(&m)?;
     }
     // Socket directories of dead computes hold stale sockets and lock files.
@@ -278,6 +285,11 @@ fn fmt_time(t: SystemTime) -> String {
 impl Drop for Computes {
     fn drop(&mut self) {
         self.wal.close();
+        for m in fs::mounts_under(&self.run_dir.join("x")).unwrap_or_default() {
+            if let Err(e) = fs::detach(&m) {
+                tracing::warn!("detaching {}: {e}", m.display());
+            }
+        }
         remove_run_dir(&self.run_dir);
     }
 }
@@ -293,7 +305,7 @@ impl Computes {
         mkdir(&run_dir.join("m"), 0o711)?;
         mkdir(&run_dir.join("s"), 0o711)?;
         mkdir(&run_dir.join("p"), 0o700)?;
-        mkdir(&data_dir.join("logs"), 0o755)?;
+        mkdir(&data_dir.join("logs"), 0o700)?;
         clear_stale(&run_dir)?;
         let wal = WalDirs::open(data_dir, &run_dir, &user)?;
         Ok(Computes {
@@ -319,6 +331,33 @@ impl Computes {
 
     pub fn user(&self) -> &ComputeUser {
         &self.user
+    }
+
+    /// A uid of its own for a compute that is not a branch's (the system database).
+    pub async fn lease(&self) -> Result<user::Lease> {
+        let base = self.user.clone();
+        tokio::task::spawn_blocking(move || base.lease()).await?
+    }
+
+    /// `DATA/<name>` (made 0700 if missing) where a compute's uid reaches it: a root daemon's
+    /// data directory is 0700, so the directory is bind-mounted at `RUN/x/<name>` (as `DATA/wal`
+    /// is at `RUN/w`); a daemon that is not root runs computes as itself and uses it in place.
+    pub fn expose(&self, name: &str) -> Result<PathBuf> {
+        let src = self.data_dir.join(name);
+        if !src.is_dir() {
+            mkdir(&src, 0o700)?;
+        }
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(src);
+        }
+        let dst = self.run_dir.join("x").join(name);
+        if fs::mounts_under(&dst)?.iter().any(|m| m == &dst) {
+            return Ok(dst);
+        }
+        mkdir(&self.run_dir.join("x"), 0o711)?;
+        mkdir(&dst, 0o700)?;
+        wal::bind(&src, &dst)?;
+        Ok(dst)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -353,7 +392,13 @@ impl Computes {
     /// Mounts `tl`'s view; `wal_out`: with `pg_wal` redirected to the timeline's local WAL
     /// directory (every compute), or not (initdb and imports write a whole data directory, WAL
     /// included, into the store; the first start moves it out).
-    fn mount_view(&self, name: &str, tl: TimelineId, wal_out: bool) -> Result<Mount> {
+    fn mount_view(
+        &self,
+        name: &str,
+        tl: TimelineId,
+        wal_out: bool,
+        owner: Option<fs::Owner>,
+    ) -> Result<Mount> {
         let mp = self.run_dir.join("m").join(short(tl));
         mkdir(&mp, 0o755)?;
         let redirect = wal_out.then(|| fs::Redirect {
@@ -367,6 +412,7 @@ impl Computes {
             name,
             self.settings.fuse_threads,
             redirect,
+            owner,
         )?;
         Ok(m)
     }
@@ -444,7 +490,7 @@ impl Computes {
             .store
             .create_root_branch(&name, self.user.uid, self.user.gid)?;
         let tl = self.store.branch_timeline(&info.name)?;
-        let mount = self.mount_view(&name, tl, false)?;
+        let mount = self.mount_view(&name, tl, false, None)?;
         let r = postgres::initdb(pg, &self.user, mount.path(), &self.log_path(&name)).await;
         tokio::task::spawn_blocking(move || mount.unmount()).await??;
         let _ = std::fs::remove_dir(self.run_dir.join("m").join(short(tl)));
@@ -550,8 +596,15 @@ impl Computes {
             .install_of(tl)
             .with_context(|| format!("branch '{name}'"))?
             .clone();
-        self.wal.prepare(&self.store, tl)?;
-        let mount = self.mount_view(name, tl, true)?;
+        let base = self.user.clone();
+        let lease = tokio::task::spawn_blocking(move || base.lease()).await??;
+        let run_as = (lease.user.uid, lease.user.gid);
+        self.wal.prepare(&self.store, tl, run_as)?;
+        let owner = fs::Owner {
+            stored: (self.user.uid, self.user.gid),
+            presented: run_as,
+        };
+        let mount = self.mount_view(name, tl, true, Some(owner))?;
         let pgdata = mount.path().to_path_buf();
         // A branch inherits its parent's postmaster.pid; the pid in it may be the parent's live
         // postmaster, which would make this one refuse to start. No postmaster runs on this
@@ -564,23 +617,28 @@ impl Computes {
         let sockdir = self.run_dir.join("s").join(short(tl));
         let _ = std::fs::remove_dir_all(&sockdir);
         mkdir(&sockdir, 0o700)?;
-        std::os::unix::fs::chown(&sockdir, Some(self.user.uid), Some(self.user.gid))
-            .context("handing the socket directory to the compute user")?;
+        std::os::unix::fs::chown(&sockdir, Some(run_as.0), Some(run_as.1))
+            .context("handing the socket directory to the compute's user")?;
         let log = self.log_path(name);
         let pidfile = self.run_dir.join("p").join(short(tl));
         // Every compute archives its WAL (wal.rs).
         let extra = self.wal.settings(tl);
-        let mut pg = Postgres::spawn(&install, &self.user, &pgdata, &sockdir, &log, name, &extra)?;
+        let mut pg = Postgres::spawn(&install, &lease.user, &pgdata, &sockdir, &log, name, &extra)?;
         std::fs::write(&pidfile, format!("{}\n{}\n", pg.pid, pgdata.display()))?;
         if let Err(e) = pg.wait_ready(self.settings.start_timeout).await {
             let _ = pg.stop(Duration::from_secs(1)).await;
             let _ = std::fs::remove_file(&pidfile);
-            tokio::task::spawn_blocking(move || mount.unmount()).await??;
+            tokio::task::spawn_blocking(move || {
+                drop(lease);
+                mount.unmount()
+            })
+            .await??;
             return Err(e.context(format!("starting the compute of branch '{name}'")));
         }
         tracing::info!(branch = name, pid = pg.pid, elapsed = ?t0.elapsed(), "compute started");
         Ok(Running {
             pg,
+            lease,
             mount,
             tl,
             started_at: SystemTime::now(),
@@ -591,13 +649,23 @@ impl Computes {
 
     /// Stops the postmaster, unmounts the view, forgets the pid file.
     async fn teardown(&self, r: Running) {
-        let Running { pg, mount, tl, .. } = r;
+        let Running {
+            pg,
+            lease,
+            mount,
+            tl,
+            ..
+        } = r;
         if let Err(e) = pg.stop(self.settings.stop_grace).await {
             tracing::error!(timeline = %tl, "stopping postgres: {e:#}");
         }
         let _ = std::fs::remove_file(self.run_dir.join("p").join(short(tl)));
         let _ = std::fs::remove_dir_all(self.run_dir.join("s").join(short(tl)));
-        match tokio::task::spawn_blocking(move || mount.unmount()).await {
+        let unmounted = tokio::task::spawn_blocking(move || {
+            drop(lease);
+            mount.unmount()
+        });
+        match unmounted.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(timeline = %tl, "unmounting: {e}"),
             Err(e) => tracing::error!(timeline = %tl, "unmounting: {e}"),
@@ -1019,7 +1087,7 @@ impl Computes {
 
     /// Mounts the view of `name` (timeline `tl`) with no compute on it: imports write into it.
     pub fn mount_for_import(&self, name: &str, tl: TimelineId) -> Result<Mount> {
-        self.mount_view(name, tl, false)
+        self.mount_view(name, tl, false, None)
     }
 
     /// Removes the WAL of timelines no name points at any more, and archived WAL no retained

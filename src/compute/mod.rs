@@ -6,6 +6,7 @@
 //! export of stopped clusters). This layer never reads or writes pages itself.
 
 mod archive;
+pub mod claim;
 pub mod lifecycle;
 mod manager;
 pub mod pg;

@@ -1,8 +1,24 @@
-//! The unprivileged user computes run as. Postgres refuses to run as root, so a daemon running
-//! as root creates (once) a system user without a login shell and runs every compute as it; a
-//! daemon running as anyone else runs computes as itself.
+//! The unprivileged users computes run as. Postgres refuses to run as root, so a daemon running
+//! as root creates system users without a login shell; a daemon running as anyone else runs
+//! computes as itself.
+//!
+//! **One uid per running compute.** A superuser session on a branch can run programs as its
+//! compute's uid (`COPY … FROM PROGRAM`). If two computes shared a uid, that program could
+//! connect to the other's socket (Postgres trusts its own uid there), signal it, or read its
+//! files. So a root daemon never runs two computes as one uid: each start leases a pool user
+//! (`lakelet-c0`, `lakelet-c1`, …, created on first need) for as long as the compute runs. The
+//! lease is an exclusive `flock` on `/run/lakelet/uids/<user>`, so it holds across every daemon
+//! on the machine and ends with its holder, even a killed one. Nothing runs as a pool uid
+//! without its lease: taking a lease and ending one both kill whatever still runs as that uid
+//! (a `COPY … FROM PROGRAM 'sleep 1d &'` left behind), so the next compute to get the uid meets
+//! no stranger. The compute's files carry its uid (its socket directory, its WAL; its view
+//! presents every file as the lease's), all 0700/0600: another uid reaches none of them.
+//!
+//! The base user (`lakelet`) runs only short tools (initdb, pg_basebackup) and owns the files
+//! in the store; views present them as the lease's.
 
 use std::ffi::{CStr, CString};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -18,12 +34,15 @@ pub struct ComputeUser {
 
 fn lookup(name: &str) -> Option<(u32, u32)> {
     let c = CString::new(name).ok()?;
-    // getpwnam is not thread-safe; this runs once at daemon start, before threads use it.
-    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-    if pw.is_null() {
+    // getpwnam_r: leases look users up from many tasks at once.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    let r = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if r != 0 || out.is_null() {
         return None;
     }
-    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+    Some((pw.pw_uid, pw.pw_gid))
 }
 
 fn current_name(uid: u32) -> String {
@@ -47,8 +66,26 @@ pub fn ensure(name: &str) -> Result<ComputeUser> {
             switch: false,
         });
     }
-    if lookup(name).is_none() {
-        tracing::info!(user = name, "creating the system user computes run as");
+    create(name)?;
+    let (uid, gid) = lookup(name).with_context(|| format!("user '{name}' vanished"))?;
+    if uid == 0 {
+        bail!("the compute user '{name}' is root; Postgres refuses to run as root. Pick another with --compute-user");
+    }
+    Ok(ComputeUser {
+        name: name.to_string(),
+        uid,
+        gid,
+        switch: true,
+    })
+}
+
+/// Creates system user `name` (and its group) unless it exists. useradd takes a lock on
+/// /etc/passwd; another daemon creating a user at the same moment makes it fail, so it is tried
+/// again for a while.
+fn create(name: &str) -> Result<()> {
+    let mut tries = 0;
+    while lookup(name).is_none() {
+        tracing::info!(user = name, "creating a system user computes run as");
         let out = Command::new("useradd")
             .args([
                 "--system",
@@ -66,20 +103,135 @@ pub fn ensure(name: &str) -> Result<ComputeUser> {
             .context("running useradd (package passwd) to create the compute user")?;
         // Another daemon may have created it at the same moment: only a missing user is fatal.
         if !out.status.success() && lookup(name).is_none() {
-            bail!(
-                "could not create the compute user '{name}': {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            tries += 1;
+            if tries >= 50 {
+                bail!(
+                    "could not create the compute user '{name}': {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
-    let (uid, gid) = lookup(name).with_context(|| format!("user '{name}' vanished"))?;
-    if uid == 0 {
-        bail!("the compute user '{name}' is root; Postgres refuses to run as root. Pick another with --compute-user");
+    Ok(())
+}
+
+/// Where leases are taken, machine-wide (root daemons only).
+const LEASES: &str = "/run/lakelet/uids";
+/// More computes than this at once on one machine is a runaway, not a workload.
+const MAX_POOL: u32 = 512;
+
+/// A uid of its own for one running compute (module doc). Dropping it kills whatever still
+/// runs as that uid, then frees the uid for the next compute.
+#[derive(Debug)]
+pub struct Lease {
+    pub user: ComputeUser,
+    /// The flock; None for a daemon that is not root (computes run as the daemon itself).
+    lock: Option<std::fs::File>,
+}
+
+impl ComputeUser {
+    /// Leases a pool user for one compute; `self` is the base user (its name is the pool's
+    /// prefix). A daemon that is not root cannot switch users: its computes share its uid.
+    pub fn lease(&self) -> Result<Lease> {
+        if !self.switch {
+            return Ok(Lease {
+                user: self.clone(),
+                lock: None,
+            });
+        }
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(LEASES)
+            .with_context(|| format!("creating {LEASES}"))?;
+        for i in 0..MAX_POOL {
+            let name = format!("{}-c{i}", self.name);
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(Path::new(LEASES).join(&name))
+                .with_context(|| format!("opening the lease of {name} in {LEASES}"))?;
+            use std::os::fd::AsRawFd;
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue; // a running compute (of this or another daemon) holds it
+            }
+            create(&name)?;
+            let (uid, gid) = lookup(&name).with_context(|| format!("user '{name}' vanished"))?;
+            if uid == 0 || uid == self.uid {
+                bail!("pool user '{name}' has uid {uid}; remove it (`userdel {name}`)");
+            }
+            // The lease was free, so whatever runs as this uid outlived its compute's daemon.
+            kill_all(uid, &name);
+            return Ok(Lease {
+                user: ComputeUser {
+                    name,
+                    uid,
+                    gid,
+                    switch: true,
+                },
+                lock: Some(f),
+            });
+        }
+        bail!("all {MAX_POOL} compute users are leased; stop some computes (`lakelet branch stop`)")
     }
-    Ok(ComputeUser {
-        name: name.to_string(),
-        uid,
-        gid,
-        switch: true,
-    })
+}
+
+impl Lease {
+    /// Whether computes are kept apart by uid (a root daemon).
+    pub fn isolated(&self) -> bool {
+        self.lock.is_some()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.lock.is_some() {
+            kill_all(self.user.uid, &self.user.name);
+        }
+    }
+}
+
+/// SIGKILLs every process running as `uid` until none is left (a zombie only waits for its
+/// parent). Only for pool uids: nothing runs as one without its lease.
+fn kill_all(uid: u32, name: &str) {
+    use std::os::unix::fs::MetadataExt;
+    for round in 0..200 {
+        let mut left = 0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            if e.metadata().map(|m| m.uid()).ok() != Some(uid) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next());
+            if state == Some('Z') || state.is_none() {
+                continue;
+            }
+            if round == 0 {
+                tracing::warn!(
+                    pid,
+                    user = name,
+                    "killing a process left under a compute uid"
+                );
+            }
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            left += 1;
+        }
+        if left == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    tracing::error!(
+        user = name,
+        "processes under this compute uid survive SIGKILL"
+    );
 }

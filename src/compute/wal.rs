@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::claim;
 use super::manager::mkdir;
 use super::tree;
 use super::user::ComputeUser;
@@ -178,19 +179,24 @@ impl WalDirs {
 
     /// Makes sure `tl`'s WAL lives here before its compute starts: moves it out of the store
     /// if it is still there (see the module doc).
-    pub fn prepare(&self, store: &Store, tl: TimelineId) -> Result<()> {
+    pub fn prepare(&self, store: &Store, tl: TimelineId, owner: claim::Owner) -> Result<()> {
         let dir = self.dir(tl);
         mkdir(&dir, 0o700)?;
-        self.own(&dir)?;
         let archive = self.archive(tl);
         if !archive.is_dir() {
             mkdir(&archive, 0o700)?;
-            self.own(&archive)?;
         }
         let live = self.live(tl);
         if live.is_dir() {
+            // The compute's uid changes from start to start (user.rs).
+            let c = claim::claim(&dir, owner)?;
+            if c.copied > 0 {
+                tracing::debug!(timeline = %tl, files = c.copied, bytes = c.bytes, "copied WAL shared with another timeline");
+            }
             return Ok(());
         }
+        std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1))?;
+        claim::claim(&archive, owner)?;
         let staging = dir.join("pg_wal.migrating");
         let _ = std::fs::remove_dir_all(&staging);
         let copied = tree::export_root_dir(store, tl, PG_WAL, &staging)?;
@@ -201,7 +207,7 @@ impl WalDirs {
         if !status.is_dir() {
             mkdir(&status, 0o700)?;
         }
-        self.own_tree(&staging)?;
+        claim::own_unshared(&staging, owner)?;
         sync_dir_tree(&staging)?;
         std::fs::rename(&staging, &live)
             .with_context(|| format!("moving {} into place", live.display()))?;
@@ -309,7 +315,8 @@ impl WalDirs {
                 }
             }
         }
-        self.own_tree(&dir)?;
+        // Linked segments keep the parent's owner: the child's compute claims them at its start.
+        claim::own_unshared(&dir, (self.uid, self.gid))?;
         sync_dir_tree(&staging)?;
         std::fs::rename(&staging, self.live(child))?;
         sync_path(&dir)?;
@@ -372,21 +379,6 @@ impl WalDirs {
             .filter(|m| m.is_file() && seen.insert((m.dev(), m.ino())))
             .map(|m| m.blocks() * 512)
             .sum()
-    }
-
-    fn own(&self, p: &Path) -> Result<()> {
-        std::os::unix::fs::chown(p, Some(self.uid), Some(self.gid))
-            .with_context(|| format!("handing {} to the compute user", p.display()))
-    }
-
-    fn own_tree(&self, p: &Path) -> Result<()> {
-        self.own(p)?;
-        if p.is_dir() {
-            for e in std::fs::read_dir(p)?.flatten() {
-                self.own_tree(&e.path())?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -605,7 +597,7 @@ fn truncate_at(dir: &Path, end: u64, size: u64) -> Result<()> {
 /// at its end, and Postgres fills it from the front: the segment being written is mostly hole,
 /// and the next one, made in advance, entirely. A plain copy wrote (and the seed then fsynced)
 /// 16 MiB of zeros for each.
-fn copy_sparse(src: &Path, dst: &Path) -> std::io::Result<u64> {
+pub(super) fn copy_sparse(src: &Path, dst: &Path) -> std::io::Result<u64> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
     use std::os::unix::io::AsRawFd;
     let from = std::fs::File::open(src)?;
@@ -661,7 +653,7 @@ fn unshare(p: &Path) -> Result<()> {
     Ok(())
 }
 
-fn bind(src: &Path, dst: &Path) -> Result<()> {
+pub(super) fn bind(src: &Path, dst: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let s = std::ffi::CString::new(src.as_os_str().as_bytes())?;
     let d = std::ffi::CString::new(dst.as_os_str().as_bytes())?;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use redirect::Redirect;
-pub use view::{TimelineView, ViewStats};
+pub use view::{Owner, TimelineView, ViewStats};
 
 use crate::storage::{Store, TimelineId};
 
@@ -37,6 +37,7 @@ pub fn mount(
     fsname: &str,
     threads: usize,
     redirect: Option<Redirect>,
+    owner: Option<Owner>,
 ) -> io::Result<Mount> {
     // A mount left behind by a killed daemon answers ENOTCONN; clear it first.
     unmount_stale(mountpoint)?;
@@ -54,7 +55,7 @@ pub fn mount(
         }
     }
     let stats = Arc::new(ViewStats::default());
-    let view = TimelineView::new(store.clone(), tl, stats.clone(), redirect);
+    let view = TimelineView::new(store.clone(), tl, stats.clone(), redirect, owner);
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("lakelet:{fsname}")),

@@ -105,6 +105,18 @@ pub struct TimelineView {
     stats: Arc<ViewStats>,
     refs: Mutex<KernelRefs>,
     redirect: Option<Redirect>,
+    owner: Option<Owner>,
+}
+
+/// Who the view says owns its files, for a compute that runs under a uid of its own
+/// (compute/user.rs): every file is presented as `presented`'s, and what the compute creates
+/// is stored as `stored`'s (the base compute user), so the store never records a pool uid and
+/// any lease can run any branch. The kernel checks modes against the presented owner
+/// (`default_permissions`): another uid gets no further than on a local disk.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner {
+    pub stored: (u32, u32),
+    pub presented: (u32, u32),
 }
 
 impl TimelineView {
@@ -113,9 +125,11 @@ impl TimelineView {
         tl: TimelineId,
         stats: Arc<ViewStats>,
         redirect: Option<Redirect>,
+        owner: Option<Owner>,
     ) -> TimelineView {
         TimelineView {
             redirect,
+            owner,
             store,
             tl,
             dirs: Mutex::new(HashMap::new()),
@@ -134,7 +148,7 @@ impl TimelineView {
 
     /// The redirect's symlink attributes, owned like the root directory.
     fn redirect_attr(&self, r: &Redirect) -> Result<FileAttr, storage::Error> {
-        let root = self.store.reader(self.tl, None)?.getattr(ROOT_INO)?;
+        let root = self.attr_of(ROOT_INO)?;
         Ok(r.attr((root.uid, root.gid)))
     }
 
@@ -189,14 +203,23 @@ impl TimelineView {
 
     fn attr_of(&self, ino: Ino) -> Result<FileAttr, storage::Error> {
         let a = self.store.reader(self.tl, None)?.getattr(ino)?;
-        Ok(file_attr(ino, &a))
+        Ok(self.file_attr(ino, &a))
+    }
+
+    /// A stored inode's attributes as the kernel sees them (owned as `Owner` says).
+    fn file_attr(&self, ino: Ino, a: &Attr) -> FileAttr {
+        let mut f = file_attr(ino, a);
+        if let Some(o) = &self.owner {
+            (f.uid, f.gid) = o.presented;
+        }
+        f
     }
 
     fn reply_entry(&self, op: &str, r: Result<(Ino, Attr), storage::Error>, reply: ReplyEntry) {
         match r {
             Ok((ino, a)) => {
                 self.referenced(ino);
-                reply.entry(&TTL, &file_attr(ino, &a), Generation(0))
+                reply.entry(&TTL, &self.file_attr(ino, &a), Generation(0))
             }
             Err(e) => reply.error(self.errno(op, e)),
         }
@@ -211,8 +234,12 @@ impl TimelineView {
         node: NewNode<'_>,
         mode: u32,
     ) -> Result<(Ino, Attr), storage::Error> {
+        let (uid, gid) = match &self.owner {
+            Some(o) => o.stored,
+            None => (req.uid(), req.gid()),
+        };
         self.store
-            .create(self.tl, parent.0, name(n), node, mode, req.uid(), req.gid())
+            .create(self.tl, parent.0, name(n), node, mode, uid, gid)
     }
 
     fn done(&self, op: &str, r: Result<impl Sized, storage::Error>, reply: ReplyEmpty) {
@@ -377,6 +404,17 @@ impl Filesystem for TimelineView {
         if ino.0 == REDIRECT_INO {
             return reply.error(Errno::EPERM);
         }
+        // Under a presented owner, only a no-op chown (to that owner) is possible.
+        let (uid, gid) = match &self.owner {
+            Some(o)
+                if uid.is_some_and(|u| u != o.presented.0)
+                    || gid.is_some_and(|g| g != o.presented.1) =>
+            {
+                return reply.error(Errno::EPERM)
+            }
+            Some(_) => (None, None),
+            None => (uid, gid),
+        };
         let set = SetAttr {
             mode,
             uid,
@@ -389,7 +427,7 @@ impl Filesystem for TimelineView {
             ctime: ctime.map(nanos),
         };
         match self.store.setattr(self.tl, ino.0, &set) {
-            Ok(a) => reply.attr(&TTL, &file_attr(ino.0, &a)),
+            Ok(a) => reply.attr(&TTL, &self.file_attr(ino.0, &a)),
             Err(e) => reply.error(self.errno("setattr", e)),
         }
     }
@@ -728,7 +766,7 @@ impl Filesystem for TimelineView {
                 self.referenced(ino);
                 reply.created(
                     &TTL,
-                    &file_attr(ino, &a),
+                    &self.file_attr(ino, &a),
                     Generation(0),
                     FileHandle(0),
                     FopenFlags::FOPEN_KEEP_CACHE,

@@ -1,7 +1,7 @@
 //! The `lakelet` database: the audit, the branches and their usage as tables, so one SQL query
 //! through the proxy reads them (`psql "dbname=lakelet …" -c "select … from audit"`).
 //!
-//! A small Postgres cluster of its own in DATA/system (plain local disk, not a branch: it holds
+//! A small Postgres cluster of its own in DATA/system (plain local disk, its own uid, not a branch: it holds
 //! no user data and must not appear among the branches), started on first use. Its tables are
 //! copies: the audit log file stays the record of truth, and each connection first brings the
 //! tables up to date (new audit records appended by sequence number, branches, usage and the
@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::compute::claim::claim;
 use crate::compute::postgres::{self, Postgres, PORT};
+use crate::compute::user::Lease;
 use crate::compute::{Computes, Endpoint, Lifecycle};
 
 pub const DATABASE: &str = "lakelet";
@@ -46,19 +48,21 @@ GRANT SELECT ON audit, branches, usage, sessions TO lakelet_reader;
 
 pub struct SystemDb {
     computes: Arc<Computes>,
-    pgdata: PathBuf,
+    /// `DATA/system`; the server runs on `Computes::expose`'s view of it.
+    name: &'static str,
     sockdir: PathBuf,
     pidfile: PathBuf,
     log: PathBuf,
-    /// The running server; also serializes refreshes.
-    pg: tokio::sync::Mutex<Option<Postgres>>,
+    /// The running server, under a uid of its own (no branch's compute can reach it); also
+    /// serializes refreshes.
+    pg: tokio::sync::Mutex<Option<(Postgres, Lease)>>,
 }
 
 impl SystemDb {
     pub fn new(data_dir: &std::path::Path, computes: Arc<Computes>) -> SystemDb {
         let run = computes.run_dir().to_path_buf();
         SystemDb {
-            pgdata: data_dir.join("system"),
+            name: "system",
             sockdir: run.join("s").join("lakelet-system"),
             pidfile: run.join("p").join("lakelet-system"),
             log: data_dir.join("logs").join("lakelet-system.log"),
@@ -75,13 +79,13 @@ impl SystemDb {
         sessions: serde_json::Value,
     ) -> Result<Endpoint> {
         let mut pg = self.pg.lock().await;
-        if pg.as_mut().is_some_and(|p| p.exited().is_some()) {
+        if pg.as_mut().is_some_and(|(p, _)| p.exited().is_some()) {
             *pg = None;
         }
         if pg.is_none() {
             *pg = Some(self.start().await?);
         }
-        let pid = pg.as_ref().unwrap().pid;
+        let pid = pg.as_ref().unwrap().0.pid;
         self.refresh(gov, sessions)
             .await
             .context("bringing the lakelet database up to date")?;
@@ -97,40 +101,43 @@ impl SystemDb {
         })
     }
 
-    async fn start(&self) -> Result<Postgres> {
-        let user = self.computes.user();
+    async fn start(&self) -> Result<(Postgres, Lease)> {
+        let lease = self.computes.lease().await?;
+        let user = &lease.user;
+        let owner = (user.uid, user.gid);
         let install = &self.computes.installs()[0];
-        let chown = |p: &std::path::Path| {
-            std::os::unix::fs::chown(p, Some(user.uid), Some(user.gid))
-                .with_context(|| format!("handing {} to the compute user", p.display()))
-        };
-        let fresh = !self.pgdata.join("PG_VERSION").exists();
+        let pgdata = self.computes.expose(self.name)?;
+        let fresh = !pgdata.join("PG_VERSION").exists();
         if fresh {
-            let _ = std::fs::remove_dir_all(&self.pgdata);
-            std::fs::create_dir_all(&self.pgdata)?;
-            std::fs::set_permissions(
-                &self.pgdata,
-                std::os::unix::fs::PermissionsExt::from_mode(0o700),
-            )?;
-            chown(&self.pgdata)?;
-            postgres::initdb(install, user, &self.pgdata, &self.log).await?;
+            // Only what an interrupted initdb left (no PG_VERSION yet).
+            for e in std::fs::read_dir(&pgdata)?.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p)?;
+                } else {
+                    std::fs::remove_file(&p)?;
+                }
+            }
+            claim(&pgdata, owner)?;
+            postgres::initdb(install, user, &pgdata, &self.log).await?;
+        } else {
+            // The uid changes from start to start (compute/user.rs).
+            claim(&pgdata, owner)?;
         }
         let _ = std::fs::remove_dir_all(&self.sockdir);
         std::fs::create_dir_all(&self.sockdir)?;
-        chown(&self.sockdir)?;
+        std::os::unix::fs::chown(&self.sockdir, Some(owner.0), Some(owner.1))
+            .with_context(|| format!("handing {} to {}", self.sockdir.display(), user.name))?;
         let mut pg = Postgres::spawn(
             install,
             user,
-            &self.pgdata,
+            &pgdata,
             &self.sockdir,
             &self.log,
             "lakelet-system",
             &[],
         )?;
-        std::fs::write(
-            &self.pidfile,
-            format!("{}\n{}\n", pg.pid, self.pgdata.display()),
-        )?;
+        std::fs::write(&self.pidfile, format!("{}\n{}\n", pg.pid, pgdata.display()))?;
         pg.wait_ready(Duration::from_secs(60)).await?;
         let admin = super::connect(&self.sockdir, "postgres").await?;
         let exists = admin
@@ -147,8 +154,8 @@ impl SystemDb {
             .batch_execute(SCHEMA)
             .await
             .context("creating the lakelet database's tables")?;
-        tracing::info!(pid = pg.pid, "started the lakelet system database");
-        Ok(pg)
+        tracing::info!(pid = pg.pid, user = %user.name, "started the lakelet system database");
+        Ok((pg, lease))
     }
 
     async fn refresh(&self, gov: &super::Governor, sessions: serde_json::Value) -> Result<()> {
@@ -234,8 +241,9 @@ impl SystemDb {
 
     /// Stops the server (daemon shutdown).
     pub async fn stop(&self) {
-        if let Some(pg) = self.pg.lock().await.take() {
+        if let Some((pg, lease)) = self.pg.lock().await.take() {
             let _ = pg.stop(Duration::from_secs(10)).await;
+            let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
         }
         let _ = std::fs::remove_file(&self.pidfile);
     }
