@@ -890,9 +890,10 @@ fn a_taken_proxy_port_is_a_clear_error() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port().to_string();
     let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
     let out = common::lakelet()
         .arg("--data-dir")
-        .arg(tmp.path())
+        .arg(&dir)
         .args(["up", "--api-port", "0", "--proxy-port", &port])
         .output()
         .unwrap();
@@ -900,8 +901,8 @@ fn a_taken_proxy_port_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(err.contains("--proxy-port"), "{err}");
     // Nothing left running.
-    assert!(!tmp.path().join("daemon.json").exists());
-    let run_dir = lakelet::compute::run_dir(&tmp.path().canonicalize().unwrap());
+    assert!(!dir.join("daemon.json").exists());
+    let run_dir = lakelet::compute::run_dir(&dir.canonicalize().unwrap());
     assert!(common::mounts_under(&run_dir).is_empty());
     assert!(!run_dir.exists(), "{} was left behind", run_dir.display());
 }

@@ -100,6 +100,105 @@ pub fn initdb(dir: &Path) -> PathBuf {
     data
 }
 
+/// A native Postgres (not lakelet's) for a test: initdb'd in `dir` and started as the
+/// `postgres` user (when root) with only a unix socket in `dir/sock`, which other local users
+/// may reach (lakelet's import tools run as its compute user). Killed on drop.
+pub struct NativeServer {
+    pub socket_dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl NativeServer {
+    pub fn start(dir: &Path) -> NativeServer {
+        use std::os::unix::fs::PermissionsExt;
+        let data = initdb(dir);
+        let sock = dir.join("sock");
+        std::fs::create_dir_all(&sock).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let postgres = pg_bindir().join("postgres");
+        let mut cmd = if is_root() {
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&sock)
+                .status()
+                .unwrap();
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&postgres);
+            c
+        } else {
+            Command::new(&postgres)
+        };
+        let child = cmd
+            .arg("-D")
+            .arg(&data)
+            .args(["-c", "listen_addresses=", "-c"])
+            .arg(format!("unix_socket_directories={}", sock.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = NativeServer {
+            socket_dir: sock,
+            child,
+        };
+        let isready = pg_bindir().join("pg_isready");
+        for _ in 0..300 {
+            let ok = Command::new(&isready)
+                .arg("-h")
+                .arg(&server.socket_dir)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the native Postgres in {} did not start", dir.display());
+    }
+
+    /// A libpq URL of database `db` as user postgres, by the socket.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgresql:///{db}?host={}&port=5432&user=postgres",
+            self.socket_dir.display()
+        )
+    }
+
+    /// Runs SQL with psql; its unaligned output.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(pg_bindir().join("psql"))
+            .args([&self.url(db), "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for NativeServer {
+    fn drop(&mut self) {
+        // runuser's child is the postmaster: find it by the socket directory it serves.
+        let want = self.socket_dir.display().to_string();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.starts_with(&*pg_bindir().join("postgres").to_string_lossy())
+                && cmd.contains(&want)
+            {
+                if let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() {
+                    unsafe { libc::kill(pid, libc::SIGQUIT) };
+                }
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
 /// One line per entry: path, kind, mode, owner, size, mtime (ns), crc32 of the contents.
 pub fn listing(root: &Path) -> Vec<String> {
     let mut out = vec![];
