@@ -241,15 +241,21 @@ pub fn run(cli: Cli) -> Result<()> {
             branch,
         } => daemon::import(dd, json, pgdata, from_url, &branch)?,
         Cmd::Export { dest, branch, lsn } => {
-            let s = open_offline(dd)?;
-            let tl = s.branch_timeline(&branch)?;
-            let mut c = tree::export(&s, tl, lsn, &dest, &mut |_| {})?;
-            // Once a compute ran, the branch's WAL lives beside the store (compute/wal.rs): a
-            // data directory needs it to start. A past --lsn gets what the store held then (the
-            // WAL beside it is newer than that lsn).
-            if lsn.is_none() {
-                c.bytes += crate::compute::wal::export_live(dd, tl, &dest.join("pg_wal"))?;
-            }
+            let args = serde_json::json!({ "dest": dest, "lsn": lsn });
+            let s = open_offline(dd, "export", &branch, &args)?;
+            let r = (|| {
+                let tl = s.branch_timeline(&branch)?;
+                let mut c = tree::export(&s, tl, lsn, &dest, &mut |_| {})?;
+                // Once a compute ran, the branch's WAL lives beside the store
+                // (compute/wal.rs): a data directory needs it to start. A past --lsn gets what
+                // the store held then (the WAL beside it is newer than that lsn).
+                if lsn.is_none() {
+                    c.bytes += crate::compute::wal::export_live(dd, tl, &dest.join("pg_wal"))?;
+                }
+                anyhow::Ok(c)
+            })();
+            offline_audit(dd, "export", &branch, args, &r.as_ref().map(|_| ()))?;
+            let c = r?;
             print(json, &c, |c| {
                 format!(
                     "exported '{branch}' to {}: {} files, {} bytes",
@@ -314,7 +320,15 @@ fn parse_lsn_arg(s: &str) -> Result<u64, String> {
 
 /// Opens the store without a daemon (export, debugging). RocksDB's lock makes this fail while
 /// a daemon runs; say so instead of RocksDB's message.
-fn open_offline(data_dir: &Path) -> Result<Store> {
+/// Opens the store with the daemon down, for the data directory's owner only. This path
+/// bypasses the daemon, so the policy cannot mediate it: a principal (LAKELET_PRINCIPAL or
+/// `--as`) is refused, and both the refusal and the owner's action go into the audit log.
+fn open_offline(
+    data_dir: &Path,
+    action: &str,
+    target: &str,
+    args: &serde_json::Value,
+) -> Result<Store> {
     if let Some(info) = crate::api::client::running_daemon(data_dir) {
         bail!(
             "the lakelet daemon (pid {}) holds the store in {}; run `lakelet down` first",
@@ -330,7 +344,60 @@ fn open_offline(data_dir: &Path) -> Result<Store> {
         );
     }
     crate::util::private_dir(data_dir, "the data directory")?;
+    if let Ok(who) = std::env::var("LAKELET_PRINCIPAL") {
+        if !who.is_empty() {
+            let why = format!(
+                "`lakelet {action}` reads the page store directly, where no policy applies: only \
+                 the data directory's owner runs it (without LAKELET_PRINCIPAL or --as); \
+                 principal {} may not",
+                crate::util::quoted_bounded(&who)
+            );
+            let e = crate::policy::audit::Entry {
+                principal: who,
+                via: "cli".into(),
+                action: action.into(),
+                target: target.into(),
+                args: args.clone(),
+                allowed: false,
+                rule: "offline-owner-only".into(),
+                reason: why.clone(),
+                ..Default::default()
+            };
+            crate::policy::audit::AuditLog::open(data_dir)?.append(e)?;
+            bail!("refused by policy rule offline-owner-only: {why}");
+        }
+    }
     Ok(Store::open(&p, Options::default())?)
+}
+
+/// Audits what the owner did on the store offline (`open_offline`), with its real outcome.
+fn offline_audit(
+    data_dir: &Path,
+    action: &str,
+    target: &str,
+    args: serde_json::Value,
+    r: &Result<(), &anyhow::Error>,
+) -> Result<()> {
+    let e = crate::policy::audit::Entry {
+        principal: crate::policy::OWNER.into(),
+        // As the daemon records its owner (policy::Governor::owner).
+        role: "platform".into(),
+        via: "cli".into(),
+        action: action.into(),
+        target: target.into(),
+        args,
+        allowed: true,
+        rule: "offline-owner-only".into(),
+        reason: "the data directory's owner, with the daemon down".into(),
+        result: match r {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("error: {e:#}"),
+        },
+    };
+    crate::policy::audit::AuditLog::open(data_dir)?
+        .append(e)
+        .context("writing the audit record")?;
+    Ok(())
 }
 
 fn status_text(s: &Status) -> String {
