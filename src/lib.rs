@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compute;
 pub mod diff;
 pub mod fs;
+pub mod lifecycle;
 pub mod migrate;
 pub mod policy;
 pub mod proxy;

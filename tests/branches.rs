@@ -74,7 +74,38 @@ fn branches_see_only_their_own_changes_and_the_past_stays_the_past() {
     // beside the store once a compute ran), so a server can start on it.
     d.down();
     let out = d.dir.parent().unwrap().join("export");
+    // The store read directly, where no policy applies: a principal is refused (and audited),
+    // the owner's export is audited with its outcome.
+    let refused = common::lakelet()
+        .arg("--data-dir")
+        .arg(&d.dir)
+        .env("LAKELET_PRINCIPAL", "bot")
+        .env("LAKELET_SECRET", "whatever")
+        .args(["export", out.to_str().unwrap(), "--branch", "feature"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("offline-owner-only"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a refused export wrote {}", out.display());
     d.run(&["export", out.to_str().unwrap(), "--branch", "feature"]);
+    let audit = std::fs::read_to_string(d.dir.join("audit.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["action"] == "export")
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(
+        (&rows[0]["principal"], &rows[0]["decision"]),
+        (&"bot".into(), &"refused".into())
+    );
+    assert_eq!(
+        (&rows[1]["principal"], &rows[1]["result"]),
+        (&"owner".into(), &"ok".into())
+    );
     let segments = std::fs::read_dir(out.join("pg_wal"))
         .unwrap()
         .flatten()
@@ -247,17 +278,15 @@ fn now_rfc3339() -> String {
 #[test]
 fn import_of_a_live_server_becomes_an_independent_root_branch() {
     let d = Daemon::up(&["--idle-stop", "0s"]);
-    d.sql(
-        "main",
+    // A live server reached by its socket (the pg_basebackup path): a native Postgres. (A
+    // lakelet compute's socket is closed to every uid but its own.)
+    let tmp = tempfile::tempdir().unwrap();
+    let src = common::NativeServer::start(tmp.path());
+    src.sql(
+        "postgres",
         "create table src as select g as id from generate_series(1, 5000) g",
     );
-    // A live server: main's own compute, reached by its socket (pg_basebackup path).
-    let ep = d.endpoint("main");
-    let url = format!(
-        "postgresql:///postgres?host={}&port={}&user=postgres",
-        ep["socket_dir"].as_str().unwrap(),
-        ep["port"]
-    );
+    let url = src.url("postgres");
     let r = d.json(&["import", "--from-url", &url, "--branch", "copy"]);
     assert_eq!(r["method"], "pg_basebackup", "{r}");
     assert_eq!(d.sql("copy", "select count(*) from src"), "5000");
@@ -274,7 +303,7 @@ fn import_of_a_live_server_becomes_an_independent_root_branch() {
     );
     // The copy is independent of its source.
     d.sql("copy", "delete from src where id > 10");
-    assert_eq!(d.sql("main", "select count(*) from src"), "5000");
+    assert_eq!(src.sql("postgres", "select count(*) from src"), "5000");
     // Importing onto an existing name is refused and changes nothing.
     let err = d.fails(&["import", "--from-url", &url, "--branch", "copy"]);
     assert!(err.contains("already exists"), "{err}");

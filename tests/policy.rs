@@ -807,3 +807,363 @@ fn malformed_policies_are_refused_with_the_line_and_field() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A workflow event is held to its reporter's own rights (issue 23): an agent or a developer
+/// cannot write "scm.merge allowed" into the trail, an unknown event is refused, each refusal
+/// is audited as one, and no allowed row carries the client's word (`scm-gate`) as its rule.
+#[test]
+fn forged_workflow_events_are_refused_and_audited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("lakelet.toml");
+    std::fs::write(&file, POLICY).unwrap();
+    let d = Daemon::up(&["--policy", file.to_str().unwrap()]);
+    let bot = principal(&d, "bot", "agent");
+    let alice = principal(&d, "alice", "developer");
+    let ci = principal(&d, "ci1", "ci");
+    let event = |secret: &str, action: &str, target: &str, refused: &str| {
+        api(
+            &d,
+            secret,
+            "POST",
+            "/lakelet/v1/workflow-events",
+            Some(serde_json::json!({ "action": action, "target": target, "refused": refused })),
+        )
+    };
+    let cases = [
+        (
+            &bot,
+            "scm.merge",
+            "main",
+            "",
+            403,
+            "refused",
+            "agents-never-promote",
+        ),
+        (
+            &bot,
+            "promote.apply",
+            "staging",
+            "",
+            403,
+            "refused",
+            "agents-never-promote",
+        ),
+        (
+            &bot,
+            "promote.staging",
+            "main",
+            "",
+            403,
+            "refused",
+            "workflow-events",
+        ),
+        (
+            &alice,
+            "ci.merge",
+            "staging",
+            "",
+            403,
+            "refused",
+            "roles.developer.promote",
+        ),
+        (
+            &bot,
+            "scm.claim",
+            "feature/x",
+            "",
+            200,
+            "allowed",
+            "workflow-events",
+        ),
+        (
+            &bot,
+            "scm.merge",
+            "feature/x",
+            "the gate said no",
+            200,
+            "refused",
+            "scm-gate",
+        ),
+        (
+            &ci,
+            "ci.merge",
+            "staging",
+            "",
+            200,
+            "allowed",
+            "workflow-events",
+        ),
+    ];
+    for (secret, action, target, refused, status, _, rule) in cases {
+        let (got, body) = event(secret, action, target, refused);
+        assert_eq!(got, status, "{action} {target}: {body}");
+        if status == 403 {
+            assert!(body.to_string().contains(rule), "{action}: {body}");
+        }
+    }
+    let rows = d.json(&["audit"]);
+    let rows: Vec<&Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            ["scm.", "ci.", "promote."]
+                .iter()
+                .any(|p| r["action"].as_str().unwrap().starts_with(p))
+        })
+        .collect();
+    assert_eq!(rows.len(), cases.len(), "one row per report: {rows:#?}");
+    for ((_, action, target, _, _, decision, rule), r) in cases.iter().zip(&rows) {
+        assert_eq!(
+            (r["action"].as_str(), r["target"].as_str()),
+            (Some(*action), Some(*target))
+        );
+        assert_eq!(r["decision"], *decision, "{r}");
+        assert_eq!(r["rule"], *rule, "{r}");
+    }
+    assert!(!rows
+        .iter()
+        .any(|r| r["decision"] == "allowed" && r["rule"] == "scm-gate"));
+}
+
+/// Audit completeness (issue 23): every state-changing route of the REST API (docs/openapi.yaml
+/// and /lakelet/v1), called once by a principal the policy refuses and once by one it allows,
+/// leaves exactly one audit row per call, with that caller, action, decision, and, when
+/// allowed, the real outcome ("ok" only once the action has happened).
+#[test]
+fn every_state_change_leaves_exactly_one_audit_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("lakelet.toml");
+    std::fs::write(&file, POLICY).unwrap();
+    let d = Daemon::up(&["--policy", file.to_str().unwrap()]);
+    d.run(&["branch", "create", "staging", "--from", "main"]);
+    let bot = principal(&d, "bot", "agent");
+    let plat = principal(&d, "plat", "platform");
+    let ci = principal(&d, "ci1", "ci");
+    let rows_of = |who: &str| -> Vec<Value> {
+        std::fs::read_to_string(d.dir.join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|r| r["principal"] == who)
+            .collect()
+    };
+    // One call: its status class, and exactly one new row of `who` saying `action`/`decision`.
+    let call = |who: &str,
+                secret: &str,
+                method: &str,
+                path: &str,
+                body: Value,
+                action: &str,
+                allowed: bool| {
+        let before = rows_of(who).len();
+        let body = (!body.is_null()).then_some(body);
+        let (status, answer) = api(&d, secret, method, path, body);
+        if allowed {
+            assert!(
+                (200..300).contains(&status),
+                "{who} {method} {path}: {status} {answer}"
+            );
+        } else {
+            assert_eq!(status, 403, "{who} {method} {path}: {answer}");
+        }
+        // An operation (import) is audited once it has an outcome.
+        let mut rows = rows_of(who);
+        for _ in 0..600 {
+            if rows.len() > before {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            rows = rows_of(who);
+        }
+        let new = &rows[before..];
+        assert_eq!(new.len(), 1, "{who} {method} {path}: {new:#?}");
+        let r = &new[0];
+        assert_eq!(r["action"], action, "{who} {method} {path}: {r}");
+        assert_eq!(
+            r["decision"],
+            if allowed { "allowed" } else { "refused" },
+            "{r}"
+        );
+        if allowed {
+            assert_eq!(r["result"], "ok", "{who} {method} {path}: {r}");
+        }
+        answer
+    };
+    let both = |method: &str, path: &str, body: Value, action: &str| {
+        call("bot", &bot, method, path, body.clone(), action, false);
+        call("plat", &plat, method, path, body, action, true)
+    };
+    let br = |name: &str| format!("{P}/branches/{name}");
+    let v1 = "/lakelet/v1";
+    // Lakebase's routes.
+    call(
+        "bot",
+        &bot,
+        "POST",
+        &format!("{P}/branches?branch_id=bot-a"),
+        create_body("main", serde_json::json!({})),
+        "branch.create",
+        false,
+    );
+    call(
+        "plat",
+        &plat,
+        "POST",
+        &format!("{P}/branches?branch_id=plat-a"),
+        create_body("staging", serde_json::json!({})),
+        "branch.create",
+        true,
+    );
+    both(
+        "PATCH",
+        &format!("{}?update_mask=spec.is_protected", br("plat-a")),
+        serde_json::json!({ "spec": { "is_protected": false } }),
+        "branch.update",
+    );
+    both(
+        "POST",
+        &format!("{}/reset", br("plat-a")),
+        serde_json::json!({}),
+        "branch.reset",
+    );
+    both(
+        "POST",
+        &format!("{}/restore", br("plat-a")),
+        serde_json::json!({ "source_branch": "projects/local/branches/staging" }),
+        "branch.restore",
+    );
+    call(
+        "bot",
+        &bot,
+        "POST",
+        &format!("{P}/snapshots?snapshot_id=bot-s"),
+        serde_json::json!({ "spec": { "source_branch": "projects/local/branches/main", "no_expiry": true } }),
+        "snapshot.create",
+        false,
+    );
+    call(
+        "plat",
+        &plat,
+        "POST",
+        &format!("{P}/snapshots?snapshot_id=staging-s"),
+        serde_json::json!({ "spec": { "source_branch": "projects/local/branches/staging", "no_expiry": true } }),
+        "snapshot.create",
+        true,
+    );
+    call(
+        "plat",
+        &plat,
+        "POST",
+        &format!("{P}/snapshots?snapshot_id=staging-t"),
+        serde_json::json!({ "spec": { "source_branch": "projects/local/branches/staging", "no_expiry": true } }),
+        "snapshot.create",
+        true,
+    );
+    both(
+        "DELETE",
+        &format!("{P}/snapshots/staging-t"),
+        Value::Null,
+        "snapshot.delete",
+    );
+    both(
+        "POST",
+        "/api/2.0/postgres/credentials",
+        serde_json::json!({ "endpoint": "projects/local/branches/plat-a/endpoints/primary" }),
+        "credential.create",
+    );
+    // lakelet's own routes.
+    both(
+        "POST",
+        &format!("{v1}/branches/plat-a/restore-point"),
+        serde_json::json!({}),
+        "branch.restore_point",
+    );
+    both(
+        "POST",
+        &format!("{v1}/branches/plat-a/start"),
+        serde_json::json!({}),
+        "compute.start",
+    );
+    both(
+        "POST",
+        &format!("{v1}/branches/plat-a/stop"),
+        serde_json::json!({}),
+        "compute.stop",
+    );
+    both("POST", &format!("{v1}/gc"), serde_json::json!({}), "gc");
+    both(
+        "POST",
+        &format!("{v1}/principals"),
+        serde_json::json!({ "name": "eve", "role": "developer" }),
+        "principal.add",
+    );
+    both(
+        "DELETE",
+        &format!("{v1}/principals/eve"),
+        Value::Null,
+        "principal.remove",
+    );
+    both(
+        "POST",
+        &format!("{v1}/policy/apply"),
+        serde_json::json!({}),
+        "policy.apply",
+    );
+    both(
+        "POST",
+        &format!("{v1}/promotions"),
+        serde_json::json!({ "from": "plat-a", "to": "staging" }),
+        "merge",
+    );
+    both(
+        "POST",
+        &format!("{v1}/rollbacks"),
+        serde_json::json!({ "tier": "staging", "snapshot": "staging-s" }),
+        "rollback",
+    );
+    both(
+        "POST",
+        &format!("{v1}/workflow-events"),
+        serde_json::json!({ "action": "scm.merge", "target": "feature/a" }),
+        "scm.merge",
+    );
+    call(
+        "bot",
+        &bot,
+        "GET",
+        &format!("{v1}/audit"),
+        Value::Null,
+        "audit.read",
+        false,
+    );
+    call(
+        "ci1",
+        &ci,
+        "GET",
+        &format!("{v1}/audit"),
+        Value::Null,
+        "audit.read",
+        true,
+    );
+    let src = common::initdb(tmp.path());
+    both(
+        "POST",
+        &format!("{v1}/import"),
+        serde_json::json!({ "branch": "imported", "pgdata": src }),
+        "import",
+    );
+    both("DELETE", &br("plat-a"), Value::Null, "branch.delete");
+    both(
+        "POST",
+        &format!("{}/undelete", br("plat-a")),
+        serde_json::json!({}),
+        "branch.undelete",
+    );
+    both(
+        "POST",
+        &format!("{v1}/shutdown"),
+        serde_json::json!({}),
+        "shutdown",
+    );
+}

@@ -7,7 +7,8 @@ use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::server::{ApiError, Caller, Daemon};
+use super::daemon::Daemon;
+use super::http::{ApiError, Caller};
 use crate::policy::audit::{Filter, Record};
 use crate::policy::Action;
 
@@ -98,7 +99,7 @@ async fn add_principal(
     Json(req): Json<AddPrincipal>,
 ) -> ApiResult<NewPrincipal> {
     let args = serde_json::json!({ "role": req.role, "rotate": req.rotate });
-    let dec = d.admin(&c, "add principals", &req.name)?;
+    let permit = d.admin(&c, "principal.add", "add principals", &req.name, args)?;
     let r = (|| {
         let p = d.gov.policy();
         if !p.declared {
@@ -141,7 +142,7 @@ async fn add_principal(
             secret,
         }))
     })();
-    d.audited(&c, "principal.add", &req.name, args, &dec, r)
+    permit.finish(r)
 }
 
 async fn remove_principal(
@@ -149,7 +150,13 @@ async fn remove_principal(
     Extension(c): Extension<Caller>,
     UrlPath(name): UrlPath<String>,
 ) -> ApiResult<serde_json::Value> {
-    let dec = d.admin(&c, "remove principals", &name)?;
+    let permit = d.admin(
+        &c,
+        "principal.remove",
+        "remove principals",
+        &name,
+        serde_json::json!({}),
+    )?;
     let r = match d.gov.principals.remove(&name) {
         Ok(true) => Ok(Json(serde_json::json!({ "removed": name }))),
         Ok(false) => Err(ApiError::new(
@@ -159,14 +166,7 @@ async fn remove_principal(
         )),
         Err(e) => Err(e.into()),
     };
-    d.audited(
-        &c,
-        "principal.remove",
-        &name,
-        serde_json::json!({}),
-        &dec,
-        r,
-    )
+    permit.finish(r)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -242,12 +242,14 @@ async fn audit(
     Extension(c): Extension<Caller>,
     Query(f): Query<Filter>,
 ) -> ApiResult<Vec<Record>> {
-    d.enforce(&c, &Action::ReadAudit, "audit", serde_json::json!({}))?;
-    d.gov
+    let permit = d.enforce(&c, &Action::ReadAudit, "audit", serde_json::json!({}))?;
+    let r = d
+        .gov
         .audit
         .read(&f)
         .map(Json)
-        .map_err(|e| bad(format!("{e:#}")))
+        .map_err(|e| bad(format!("{e:#}")));
+    permit.finish(r)
 }
 
 #[derive(Deserialize)]
@@ -282,8 +284,7 @@ async fn promote(
         from: &from,
         to: &to,
     };
-    let name = action.name();
-    let dec = d.enforce(&c, &action, &req.to, args.clone())?;
+    let permit = d.enforce(&c, &action, &req.to, args)?;
     let ttl = std::time::Duration::from_secs(3600);
     let user = d.proxy_user(&c.actor);
     let r = d
@@ -301,7 +302,7 @@ async fn promote(
             })
         })
         .map_err(ApiError::from);
-    d.audited(&c, name, &req.to, args, &dec, r)
+    permit.finish(r)
 }
 
 #[derive(Deserialize)]
@@ -324,7 +325,7 @@ async fn rollback(
         tier: &tier,
         snapshot: &snap,
     };
-    let dec = d.enforce(&c, &action, &req.tier, args.clone())?;
+    let permit = d.enforce(&c, &action, &req.tier, args)?;
     let source = d.computes.store().branch(&req.snapshot)?.parent;
     let r = if source.as_deref() != Some(req.tier.as_str()) {
         Err(bad(format!(
@@ -334,13 +335,13 @@ async fn rollback(
             req.tier
         )))
     } else {
-        d.computes
+        d.branches
             .rollback(&req.tier, &req.snapshot)
             .await
             .map(Json)
             .map_err(ApiError::from)
     };
-    d.audited(&c, "rollback", &req.tier, args, &dec, r)
+    permit.finish(r)
 }
 
 #[derive(Deserialize)]
@@ -364,24 +365,27 @@ async fn workflow_event(
     Extension(c): Extension<Caller>,
     Json(e): Json<WorkflowEvent>,
 ) -> ApiResult<serde_json::Value> {
-    if !["scm.", "ci.", "promote."]
+    let action = Action::Report { event: &e.action };
+    let done = Json(serde_json::json!({ "recorded": e.action }));
+    if e.refused.is_empty() {
+        // A claim that something happened: the daemon decides it as the caller, so a report
+        // claims nothing its caller may not do, under the policy's rule, never the client's.
+        let permit = d.enforce_named(&c, &e.action, &action, &e.target, e.args)?;
+        return permit.finish(Ok(done));
+    }
+    // A gate's own refusal claims nothing; it is recorded as what the client says.
+    if !crate::policy::WORKFLOW_EVENTS
         .iter()
-        .any(|p| e.action.starts_with(p))
-        || e.action.len() > 64
+        .any(|(n, _)| *n == e.action)
     {
         return Err(bad(format!(
-            "workflow event {:?}: the action must start with scm., ci. or promote.",
-            e.action
+            "workflow event {}: not one lakelet's gates report",
+            crate::util::quoted_bounded(&e.action)
         )));
     }
-    let dec = crate::policy::Decision {
-        allowed: e.refused.is_empty(),
-        rule: "scm-gate".into(),
-        reason: e.refused.chars().take(2000).collect(),
-        access: None,
-        mask: false,
-    };
+    let why: String = e.refused.chars().take(2000).collect();
+    let dec = crate::policy::Decision::refused("scm-gate", why);
     d.gov
         .record(&c.actor, c.via, &e.action, &e.target, e.args, &dec, &Ok(()));
-    Ok(Json(serde_json::json!({ "recorded": e.action })))
+    Ok(done)
 }

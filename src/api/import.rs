@@ -15,48 +15,53 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use tokio::io::AsyncReadExt;
 
-use super::server::{ApiError, Daemon};
+use super::daemon::Daemon;
+use super::http::ApiError;
 use super::{ImportRequest, Operation};
 use crate::compute::{postgres, tree};
 
 pub(super) async fn start(
     State(d): State<Arc<Daemon>>,
-    Extension(c): Extension<super::server::Caller>,
+    Extension(c): Extension<super::http::Caller>,
     Json(req): Json<ImportRequest>,
 ) -> Result<(StatusCode, Json<Operation>), ApiError> {
-    let dec = d.admin(&c, "import a cluster", &req.branch)?;
-    d.gov.record(
-        &c.actor,
-        c.via,
+    let from = if req.url.is_some() { "url" } else { "pgdata" };
+    let permit = d.admin(
+        &c,
         "import",
+        "import a cluster",
         &req.branch,
-        serde_json::json!({}),
-        &dec,
-        &Ok(()),
-    );
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", m);
-    crate::storage::validate_branch_name(&req.branch)?;
-    if d.computes.store().branch(&req.branch).is_ok() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "ALREADY_EXISTS",
-            format!(
-                "branch '{}' already exists; import into a new name with --branch",
-                req.branch
-            ),
-        ));
-    }
-    match (&req.pgdata, &req.url) {
-        (Some(p), None) => check_stopped_cluster(p).map_err(|e| bad(format!("{e:#}")))?,
-        (None, Some(_)) => {}
-        _ => return Err(bad("give exactly one of pgdata and url".into())),
+        serde_json::json!({ "from": from }),
+    )?;
+    let checked = (|| {
+        let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", m);
+        crate::storage::validate_branch_name(&req.branch)?;
+        if d.computes.store().branch(&req.branch).is_ok() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "ALREADY_EXISTS",
+                format!(
+                    "branch '{}' already exists; import into a new name with --branch",
+                    req.branch
+                ),
+            ));
+        }
+        match (&req.pgdata, &req.url) {
+            (Some(p), None) => check_stopped_cluster(p).map_err(|e| bad(format!("{e:#}"))),
+            (None, Some(_)) => Ok(()),
+            _ => Err(bad("give exactly one of pgdata and url".into())),
+        }
+    })();
+    if let Err(e) = checked {
+        return permit.finish(Err(e));
     }
     let name = d.new_op("import");
     let op = d.ops.lock().unwrap()[&name].clone();
     let d2 = d.clone();
     let name2 = name.clone();
     tokio::spawn(async move {
-        let r = run(&d2, &name2, &req).await;
+        // Audited with the import's real outcome, once it has one.
+        let r = permit.finish(run(&d2, &name2, &req).await);
         if r.is_err() {
             // Leave nothing half-imported behind.
             let _ = d2.computes.stop(&req.branch).await;

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::server::Daemon;
-use crate::compute::Lifecycle;
+use super::daemon::Daemon;
+use crate::lifecycle::Lifecycle;
 
 /// Escapes a label value: backslash, double quote and newline.
 fn label(v: &str) -> String {

@@ -8,11 +8,13 @@
 //! `server.rs` is the daemon, `client.rs` what the CLI uses. Both share the types below.
 
 pub mod client;
+pub mod daemon;
 pub mod governance;
+mod http;
 mod import;
+mod internal;
 pub mod lakebase;
 mod metrics;
-pub mod server;
 
 use std::path::{Path, PathBuf};
 

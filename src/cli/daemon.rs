@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::api::client::{alive, running_daemon, Client};
-use crate::api::server::DaemonConfig;
+use crate::api::daemon::DaemonConfig;
 use crate::api::{ImportRequest, Operation};
 use crate::compute::Settings;
 use crate::proxy::{AuthMode, ProxyConfig, Relay};
@@ -199,7 +199,7 @@ pub fn foreground(data_dir: &Path, args: &DaemonArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(crate::api::server::run(args.config(&data_dir)))
+    rt.block_on(crate::api::daemon::run(args.config(&data_dir)))
 }
 
 pub fn up(data_dir: &Path, json: bool, args: &DaemonArgs) -> Result<()> {

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
-use super::lifecycle::{new_uid, Lifecycle};
 use super::pg::{self, PgInstall};
 use super::postgres::{self, Postgres};
 use super::user::{self, ComputeUser};
@@ -159,6 +158,45 @@ struct Slot {
 
 type SlotRef = Arc<tokio::sync::Mutex<Slot>>;
 
+/// Why a branch may not start, if it may not (`Computes::refuse_start_when`).
+pub type StartCheck = Box<dyn Fn(&BranchInfo) -> Option<String> + Send + Sync>;
+
+/// A branch's slot, held (`Computes::locked`): its compute can be stopped and started again,
+/// and nothing else happens to the branch meanwhile.
+pub struct BranchLock<'a> {
+    c: &'a Computes,
+    name: &'a str,
+    slot: tokio::sync::OwnedMutexGuard<Slot>,
+}
+
+impl BranchLock<'_> {
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.c.store
+    }
+
+    /// Stops the compute if it runs; whether it did.
+    pub async fn stop(&mut self) -> bool {
+        match self.slot.running.take() {
+            Some(r) => {
+                self.c.teardown(r).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Starts the compute (on the timeline the name points at now).
+    pub async fn start(&mut self) -> Result<Endpoint> {
+        self.c
+            .ensure_running_locked(self.name, &mut self.slot)
+            .await
+    }
+}
+
 pub struct Computes {
     store: Arc<Store>,
     data_dir: PathBuf,
@@ -169,6 +207,8 @@ pub struct Computes {
     slots: Mutex<HashMap<String, SlotRef>>,
     /// Every timeline's WAL on local disk (wal.rs).
     wal: WalDirs,
+    /// Why a branch may not start (lifecycle/ sets it).
+    start_check: std::sync::OnceLock<StartCheck>,
     /// When archives were last pruned (at most once a minute: it reads pg_control at every
     /// retained point).
     pruned_at: Mutex<Option<Instant>>,
@@ -317,6 +357,7 @@ impl Computes {
             settings,
             slots: Mutex::new(HashMap::new()),
             wal,
+            start_check: Default::default(),
             pruned_at: Mutex::new(None),
         })
     }
@@ -331,6 +372,12 @@ impl Computes {
 
     pub fn user(&self) -> &ComputeUser {
         &self.user
+    }
+
+    /// Whether each compute runs under a uid of its own (a root daemon; user.rs). Otherwise
+    /// every compute runs as the daemon's own user.
+    pub fn isolated(&self) -> bool {
+        self.user.switch
     }
 
     /// A uid of its own for a compute that is not a branch's (the system database).
@@ -434,7 +481,7 @@ impl Computes {
 
     /// Seeds the WAL of `name`'s new timeline from `from`'s after a cut `at` (wal.rs); a past
     /// cut's WAL ends at its time.
-    fn seed_wal(&self, name: &str, from: &str, at: At) -> Result<()> {
+    pub fn seed_wal(&self, name: &str, from: &str, at: At) -> Result<()> {
         let parent = self.store.branch_timeline(from)?;
         let child = self.store.branch_timeline(name)?;
         let lsn = self.store.branch(name)?.branch_lsn.unwrap_or(0);
@@ -584,11 +631,8 @@ impl Computes {
         if info.snapshot {
             return Err(Refused(format!("'{name}' is a snapshot: it is never written, so it has no compute; create a branch from it")).into());
         }
-        if Lifecycle::decode(&info.annotations).is_deleted() {
-            return Err(Refused(format!(
-                "branch '{name}' is deleted; undelete it (`lakelet branch undelete {name}`) to connect"
-            ))
-            .into());
+        if let Some(why) = self.start_check.get().and_then(|f| f(&info)) {
+            return Err(Refused(why).into());
         }
         let tl = self.store.branch_timeline(name)?;
         let t0 = Instant::now();
@@ -696,7 +740,7 @@ impl Computes {
 
     /// Asks `name`'s compute for a CHECKPOINT if it runs. Failure is logged, not fatal: the
     /// branch is still crash-consistent, its recovery is just longer.
-    async fn checkpoint_if_running(&self, name: &str) {
+    pub async fn checkpoint_if_running(&self, name: &str) {
         if !self.settings.checkpoint_before_branch {
             return;
         }
@@ -715,274 +759,37 @@ impl Computes {
         }
     }
 
-    /// Creates branch (or snapshot) `name` from `from` as of `at`, with its lifecycle in the
-    /// same record. A deleted source is refused like a missing one.
-    pub async fn create_branch(
-        &self,
-        name: &str,
-        from: &str,
-        at: At,
-        snapshot: bool,
-        lifecycle: &Lifecycle,
-    ) -> Result<BranchInfo> {
-        let src = self.store.branch(from)?;
-        if Lifecycle::decode(&src.annotations).is_deleted() {
-            return Err(Refused(format!(
-                "the source branch '{from}' is deleted; undelete it first"
-            ))
-            .into());
-        }
-        if let Ok(b) = self.store.branch(name) {
-            if let Some(t) = Lifecycle::decode(&b.annotations).deleted_at {
-                return Err(Conflict(format!(
-                    "branch '{name}' already exists, deleted at {}: undelete it \
-                     (`lakelet branch undelete {name}`), or purge it \
-                     (`lakelet branch delete {name} --purge`) to reuse the name",
-                    storage::format_time(t)
-                ))
-                .into());
-            }
-        }
-        if at == At::Head {
-            self.checkpoint_if_running(from).await;
-        }
-        let mut l = lifecycle.clone();
-        if l.uid.is_empty() {
-            l.uid = new_uid(if snapshot { "snap" } else { "br" });
-        }
-        let info = self
-            .store
-            .create_annotated(name, from, at, snapshot, &l.encode())?;
-        if let Err(e) = self.seed_wal(name, from, at) {
-            // Refused whole: the name goes again, nothing else was written.
-            let _ = self.store.delete_branch(name);
-            return Err(e.context(format!("copying the WAL of '{from}' for '{name}'")));
-        }
-        self.store.sync()?;
-        Ok(info)
-    }
-
-    /// The lifecycle of `name`.
-    pub fn lifecycle(&self, name: &str) -> Result<Lifecycle> {
-        Ok(Lifecycle::decode(&self.store.branch(name)?.annotations))
-    }
-
-    /// Changes the lifecycle of `name` under its slot lock (protect, expiry). `f` may refuse.
-    pub async fn update_lifecycle(
-        self: &Arc<Self>,
-        name: &str,
-        f: impl FnOnce(&mut Lifecycle) -> Result<()> + Send + 'static,
-    ) -> Result<BranchInfo> {
+    /// Runs `op` with `name`'s slot held, on its own task (it finishes whatever the caller
+    /// does). What changes a branch's lifecycle runs here (lifecycle/), so no start, stop or
+    /// other change of the branch interleaves with its read-modify-write.
+    pub async fn locked<T, F>(self: &Arc<Self>, name: &str, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(
+                BranchLock<'a>,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>,
+            > + Send
+            + 'static,
+    {
         self.detached(name, move |c, n| {
             Box::pin(async move {
-                let slot = c.slot(n);
-                let _s = slot.lock().await;
-                let mut l = c.lifecycle(n)?;
-                f(&mut l)?;
-                l.updated_at = Some(c.store.now());
-                let info = c.store.annotate(n, &l.encode())?;
-                c.store.sync()?;
-                Ok(info)
+                let slot = c.slot(n).lock_owned().await;
+                op(BranchLock { c, name: n, slot }).await
             })
         })
         .await
     }
 
-    /// Brings a soft-deleted branch back.
-    pub async fn undelete_branch(self: &Arc<Self>, name: &str) -> Result<BranchInfo> {
-        let n = name.to_string();
-        let now = self.store.now();
-        self.update_lifecycle(name, move |l| {
-            if !l.is_deleted() {
-                return Err(Refused(format!("branch '{n}' is not deleted")).into());
-            }
-            l.deleted_at = None;
-            l.purge_at = None;
-            // An expiry already past would delete it again at once.
-            if l.expire_at.is_some_and(|t| t <= now) {
-                l.expire_at = None;
-            }
-            Ok(())
-        })
-        .await
+    /// Forgets the slot of a branch whose name is gone (purged).
+    pub fn forget(&self, name: &str) {
+        self.slots.lock().unwrap().remove(name);
     }
 
-    /// Moves `name` to a new timeline (reset to its parent's head, or restore from `from` at
-    /// `at`). A running compute is stopped first and started again on the new timeline.
-    pub async fn repoint(
-        self: &Arc<Self>,
-        name: &str,
-        restore: Option<(&str, At)>,
-    ) -> Result<BranchInfo> {
-        let restore = restore.map(|(f, at)| (f.to_string(), at));
-        self.detached(name, move |c, n| {
-            Box::pin(async move {
-                c.repoint_now(n, restore.as_ref().map(|(f, at)| (f.as_str(), *at)), false)
-                    .await
-            })
-        })
-        .await
-    }
-
-    /// Repoints a tier at one of its snapshots: a restore that protection does not stop,
-    /// because undoing a merge or promotion is what a tier's snapshot is for (the policy
-    /// decided who may; see `Action::Rollback`).
-    pub async fn rollback(self: &Arc<Self>, tier: &str, snapshot: &str) -> Result<BranchInfo> {
-        let snapshot = snapshot.to_string();
-        self.detached(tier, move |c, n| {
-            Box::pin(async move { c.repoint_now(n, Some((&snapshot, At::Head)), true).await })
-        })
-        .await
-    }
-
-    async fn repoint_now(
-        &self,
-        name: &str,
-        restore: Option<(&str, At)>,
-        protected_ok: bool,
-    ) -> Result<BranchInfo> {
-        let info = self.store.branch(name)?;
-        let action = if restore.is_some() {
-            "restored"
-        } else {
-            "reset"
-        };
-        let refusal = |l: &Lifecycle| {
-            if protected_ok && l.deleted_at.is_none() {
-                None
-            } else {
-                l.refuse(name, action)
-            }
-        };
-        // Checked here to fail fast, and again under the slot lock below: a protect or delete
-        // may come in between.
-        if let Some(why) = refusal(&Lifecycle::decode(&info.annotations)) {
-            return Err(Refused(why).into());
-        }
-        let parent = match restore {
-            Some((from, at)) => (at == At::Head).then_some(from.to_string()),
-            None => Some(info.parent.clone().ok_or_else(|| {
-                Refused(format!(
-                    "'{name}' is a root branch: it has no parent to reset to"
-                ))
-            })?),
-        };
-        if let Some(p) = parent.as_deref() {
-            if p != name {
-                self.checkpoint_if_running(p).await;
-            }
-        }
-        let slot = self.slot(name);
-        let mut s = slot.lock().await;
-        if let Some(why) = refusal(&self.lifecycle(name)?) {
-            return Err(Refused(why).into());
-        }
-        let was_running = s.running.is_some();
-        if let Some(r) = s.running.take() {
-            self.teardown(r).await;
-        }
-        let info = match restore {
-            Some((from, at)) => self.store.restore_branch(name, from, at)?,
-            None => self.store.reset_branch(name)?,
-        };
-        let (from, at) = match restore {
-            Some((from, at)) => (from.to_string(), at),
-            None => (info.parent.clone().unwrap_or_default(), At::Head),
-        };
-        self.seed_wal(name, &from, at)
-            .with_context(|| format!("copying the WAL of '{from}' for '{name}'"))?;
-        self.store.sync()?;
-        if was_running {
-            self.ensure_running_locked(name, &mut s).await?;
-        }
-        Ok(info)
-    }
-
-    /// Deletes `name`: soft (stops its compute, keeps its data until `purge_at`, undeletable)
-    /// unless `purge`, which removes the name at once. A soft-deleted branch can be purged.
-    pub async fn delete_branch(self: &Arc<Self>, name: &str, purge: bool) -> Result<()> {
-        self.detached(name, move |c, n| Box::pin(c.delete_now(n, purge)))
-            .await
-    }
-
-    async fn delete_now(&self, name: &str, purge: bool) -> Result<()> {
-        if name == self.settings.root_branch {
-            return Err(Refused(format!(
-                "'{name}' is the default branch and cannot be deleted"
-            ))
-            .into());
-        }
-        // Read and decide under the slot lock, which protect and expiry changes also take: a
-        // lifecycle read before it could be stale by the time it is written back (a protect
-        // in between was erased and the just-protected branch deleted).
-        crate::util::fault_pause("delete.before_lock").await;
-        let slot = self.slot(name);
-        let mut s = slot.lock().await;
-        let mut l = self.lifecycle(name)?;
-        if l.protected || (!purge && l.is_deleted()) {
-            return Err(Refused(l.refuse(name, "deleted").unwrap()).into());
-        }
-        // Children reset to their parent and name it as their source: a parent goes after
-        // them. Snapshots of it may stay (they keep its pages, not its name), and a snapshot
-        // may go before the branches made from it (they never reset to a snapshot's change).
-        let is_snapshot = self.store.branch(name)?.snapshot;
-        let children: Vec<String> = self
-            .store
-            .branches()
-            .into_iter()
-            .filter(|b| b.parent.as_deref() == Some(name) && !b.snapshot)
-            .map(|b| b.name)
-            .collect();
-        if !children.is_empty() && !is_snapshot {
-            return Err(Refused(format!(
-                "branch '{name}' has child branches ({}); delete them first",
-                children.join(", ")
-            ))
-            .into());
-        }
-        if let Some(r) = s.running.take() {
-            self.teardown(r).await;
-        }
-        if purge {
-            self.store.delete_branch(name)?;
-        } else {
-            let now = self.store.now();
-            l.deleted_at = Some(now);
-            l.purge_at = Some(now + self.store.retention_window().as_nanos() as i64);
-            l.updated_at = Some(now);
-            self.store.annotate(name, &l.encode())?;
-        }
-        self.store.sync()?;
-        drop(s);
-        if purge {
-            self.slots.lock().unwrap().remove(name);
-        }
-        Ok(())
-    }
-
-    /// One pass of expiry: soft-deletes branches past their expire time and purges deleted
-    /// ones past their purge time. Returns what it did, for the log and the tests.
-    pub async fn expire_due(self: &Arc<Self>) -> Vec<(String, &'static str)> {
-        let now = self.store.now();
-        let mut done = vec![];
-        for b in self.store.branches() {
-            let l = Lifecycle::decode(&b.annotations);
-            let purge = l.purgeable(now);
-            if !purge && !l.expired(now) {
-                continue;
-            }
-            let what = if purge { "purged" } else { "expired" };
-            match self.delete_branch(&b.name, purge).await {
-                Ok(()) => {
-                    tracing::info!(branch = b.name, "{what}");
-                    done.push((b.name, what));
-                }
-                // E.g. a parent whose children live on: it waits for them, quietly.
-                Err(e) if e.is::<Refused>() => tracing::debug!(branch = b.name, "expiry: {e:#}"),
-                Err(e) => tracing::warn!(branch = b.name, "expiry: {e:#}"),
-            }
-        }
-        done
+    /// Has `refuse` say why a branch may not start (a soft-deleted one, say: lifecycle/), before
+    /// anything is mounted. Set once, at daemon start.
+    pub fn refuse_start_when(&self, refuse: StartCheck) {
+        let _ = self.start_check.set(refuse);
     }
 
     pub async fn status(&self, name: &str) -> ComputeStatus {

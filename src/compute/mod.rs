@@ -7,7 +7,6 @@
 
 mod archive;
 pub mod claim;
-pub mod lifecycle;
 mod manager;
 pub mod pg;
 pub mod postgres;
@@ -15,8 +14,7 @@ pub mod tree;
 pub mod user;
 pub mod wal;
 
-pub use lifecycle::Lifecycle;
 pub use manager::{
-    clear_stale, remove_run_dir, run_dir, ComputeStatus, Computes, Conflict, Endpoint, Refused,
-    Settings, ViewCounters,
+    clear_stale, remove_run_dir, run_dir, BranchLock, ComputeStatus, Computes, Conflict, Endpoint,
+    Refused, Settings, StartCheck, ViewCounters,
 };

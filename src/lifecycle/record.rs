@@ -2,8 +2,8 @@
 //! came from as the caller asked for it.
 //!
 //! Stored as the branch record's annotations (JSON), so it changes atomically with the name:
-//! a branch is never created without its protection or expiry, and a reset keeps them. The
-//! compute layer enforces it, so the API, the CLI and the proxy cannot disagree: a protected
+//! a branch is never created without its protection or expiry, and a reset keeps them. This
+//! layer enforces it (mod.rs), so the API, the CLI and the proxy cannot disagree: a protected
 //! branch is not deleted or reset, a deleted branch has no compute and takes no connection.
 
 use serde::{Deserialize, Serialize};
@@ -37,25 +37,10 @@ pub struct Lifecycle {
     pub uid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Nanos>,
-    /// The principal that created the branch (the policy's "own"). Written by the policy
-    /// layer; compute only keeps it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    /// The tier the branch's data came from (the policy layer's; kept across resets).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_tier: Option<String>,
-    /// Set on a branch that holds masked data. While `done` is false the masking has not
-    /// finished and the proxy lets nobody in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub masking: Option<MaskState>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MaskState {
-    pub done: bool,
-    /// When the masking last finished.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub at: Option<Nanos>,
+    /// What other layers keep on the branch (the policy's owner, source tier and masking
+    /// state): kept as they are, across resets and restores, and read by none of compute.
+    #[serde(flatten)]
+    pub others: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Lifecycle {
@@ -123,6 +108,20 @@ pub fn new_uid(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Another layer's annotations survive a decode/encode by compute untouched.
+    #[test]
+    fn other_layers_annotations_are_kept() {
+        let text = r#"{"protected":true,"owner":"bot","masking":{"done":false}}"#;
+        let mut l = Lifecycle::decode(text);
+        assert!(l.protected);
+        l.protected = false;
+        let back: serde_json::Value = serde_json::from_str(&l.encode()).unwrap();
+        assert_eq!(
+            back,
+            serde_json::json!({"owner": "bot", "masking": {"done": false}})
+        );
+    }
 
     #[test]
     fn round_trips_and_old_records_read_as_default() {

@@ -2,8 +2,11 @@
 //!
 //! The API and the proxy resolve who is acting (`actor_*`), gather the facts about the
 //! branches involved (`facts`), and call `enforce`, which decides with the active policy and
-//! audits a refusal before returning it. After an allowed action they call `record` with its
-//! result. Nothing else decides, so there is no route around a rule.
+//! audits a refusal before returning it. What it allows comes back as a `Permit`, the only way
+//! to act: `finish(result)` spends it and writes the action's one audit row with its real
+//! outcome, and a permit dropped unfinished (an early return, a cancelled request, a panic)
+//! still writes it, as abandoned. Nothing else decides, so there is no route around a rule,
+//! and no allowed action leaves no row.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,8 +18,9 @@ use super::audit::{AuditLog, Entry};
 use super::file;
 use super::model::{Action, Actor, Decision, Facts, Policy, OWNER};
 use super::principals::Principals;
-use crate::compute::lifecycle::MaskState;
-use crate::compute::{Computes, Lifecycle};
+use super::stamp::{MaskState, Stamp};
+use crate::compute::Computes;
+use crate::lifecycle::{Branches, Lifecycle};
 
 /// A refused action: the rule that refused it, and why. The API answers 403
 /// PERMISSION_DENIED, the proxy 42501, the CLI exits non-zero with the message.
@@ -34,6 +38,69 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
+/// An allowed action waiting for its outcome (module doc). Only `Governor::permit` makes one.
+#[must_use = "finish the permit with the action's outcome: that writes its audit row"]
+pub struct Permit {
+    pending: Option<Pending>,
+    /// What was decided: the rule, and what the action may do (access, masking).
+    pub decision: Decision,
+}
+
+struct Pending {
+    gov: Arc<Governor>,
+    who: Actor,
+    via: String,
+    action: String,
+    target: String,
+    args: serde_json::Value,
+}
+
+impl Permit {
+    /// Adds `key` to the audit row's arguments (what the decision settled, say).
+    pub fn note(&mut self, key: &str, value: serde_json::Value) {
+        if let Some(p) = self.pending.as_mut() {
+            if !p.args.is_object() {
+                p.args = serde_json::json!({});
+            }
+            p.args[key] = value;
+        }
+    }
+
+    /// Spends the permit: the audit row records `r`'s outcome, and `r` is passed on.
+    pub fn finish<T, E: std::fmt::Display>(mut self, r: Result<T, E>) -> Result<T, E> {
+        let outcome = r.as_ref().map(|_| ()).map_err(|e| anyhow::anyhow!("{e:#}"));
+        let p = self.pending.take().expect("a permit is finished once");
+        p.write_decided(&self.decision, &outcome);
+        r
+    }
+}
+
+impl Pending {
+    fn write_decided(self, d: &Decision, result: &Result<()>) {
+        debug_assert!(d.allowed, "a permit holds an allowed decision");
+        self.gov.record(
+            &self.who,
+            &self.via,
+            &self.action,
+            &self.target,
+            self.args,
+            d,
+            result,
+        );
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let r = Err(anyhow::anyhow!(
+                "abandoned: the action ended before its outcome was known"
+            ));
+            p.write_decided(&self.decision, &r);
+        }
+    }
+}
+
 pub struct Governor {
     policy: RwLock<Arc<Policy>>,
     /// The file `lakelet policy apply` re-reads (what `lakelet up` was given).
@@ -42,6 +109,8 @@ pub struct Governor {
     pub principals: Principals,
     pub audit: AuditLog,
     computes: Arc<Computes>,
+    /// Masking's marks go into the branch's lifecycle record, under its lock.
+    branches: Arc<Branches>,
     mask_key: String,
     /// (branch, postmaster pid, database) where lakelet_owner/reader are known to exist.
     roles_ready: Mutex<HashSet<(String, u32, String)>>,
@@ -58,9 +127,10 @@ impl Governor {
     /// one applied). `source`, when given, is applied over it (and audited if it changed).
     pub fn open(
         data_dir: &Path,
-        computes: Arc<Computes>,
+        branches: Arc<Branches>,
         source: Option<&Path>,
     ) -> Result<Governor> {
+        let computes = branches.computes().clone();
         let active_path = data_dir.join("policy.toml");
         let root = computes.settings().root_branch.clone();
         let policy = match std::fs::read_to_string(&active_path) {
@@ -86,6 +156,7 @@ impl Governor {
             audit: AuditLog::open(data_dir)?,
             system: super::system::SystemDb::new(data_dir, computes.clone()),
             computes,
+            branches,
             mask_key,
             roles_ready: Default::default(),
         };
@@ -218,46 +289,18 @@ impl Governor {
     /// What the policy needs to know about branch `name`.
     pub fn facts(&self, name: &str) -> Result<Facts> {
         let info = self.computes.store().branch(name)?;
-        let l = Lifecycle::decode(&info.annotations);
+        let st = Stamp::of(&Lifecycle::decode(&info.annotations));
         Ok(self.policy().facts(
             name,
             info.snapshot,
-            l.owner,
-            l.source_tier,
-            l.masking.is_some(),
+            st.owner,
+            st.source_tier,
+            st.masking.is_some(),
         ))
     }
 
     pub fn decide(&self, who: &Actor, action: &Action) -> Decision {
         self.policy().decide(who, action)
-    }
-
-    /// Decides; a refusal is audited and returned as an error.
-    pub fn enforce(
-        &self,
-        who: &Actor,
-        via: &str,
-        action: &Action,
-        target: &str,
-        args: serde_json::Value,
-    ) -> Result<Decision> {
-        self.enforce_named(who, via, action.name(), action, target, args)
-    }
-
-    /// `enforce`, audited under `name` (an action with its own name: `credential.create` is
-    /// decided as a connection).
-    pub fn enforce_named(
-        &self,
-        who: &Actor,
-        via: &str,
-        name: &str,
-        action: &Action,
-        target: &str,
-        args: serde_json::Value,
-    ) -> Result<Decision> {
-        let d = self.decide(who, action);
-        self.enforce_decided(who, via, name, target, args, &d)?;
-        Ok(d)
     }
 
     fn enforce_decided(
@@ -278,6 +321,45 @@ impl Governor {
             reason: d.reason.clone(),
         }
         .into())
+    }
+
+    /// Decides; a refusal is audited and returned as an error, an allowance as the permit to
+    /// act (audited by its `finish`).
+    pub fn permit(
+        self: &Arc<Self>,
+        who: &Actor,
+        via: &str,
+        action: &Action,
+        target: &str,
+        args: serde_json::Value,
+    ) -> Result<Permit> {
+        self.permit_named(who, via, action.name(), action, target, args)
+    }
+
+    /// `permit`, audited under `name` (an action with its own name: `credential.create` is
+    /// decided as a connection).
+    pub fn permit_named(
+        self: &Arc<Self>,
+        who: &Actor,
+        via: &str,
+        name: &str,
+        action: &Action,
+        target: &str,
+        args: serde_json::Value,
+    ) -> Result<Permit> {
+        let d = self.decide(who, action);
+        self.enforce_decided(who, via, name, target, args.clone(), &d)?;
+        Ok(Permit {
+            pending: Some(Pending {
+                gov: self.clone(),
+                who: who.clone(),
+                via: via.into(),
+                action: name.into(),
+                target: target.into(),
+                args,
+            }),
+            decision: d,
+        })
     }
 
     /// Appends the audit record of a decision (and, if allowed, its result). An audit that
@@ -316,14 +398,15 @@ impl Governor {
 
     /// The lifecycle fields policy sets on a new branch made by `who` from `from`.
     pub fn stamp(&self, l: &mut Lifecycle, who: &Actor, from: &Facts, d: &Decision) {
-        l.owner = Some(who.principal.clone());
-        l.source_tier = from.source_tier.clone();
-        if d.mask || from.masked {
-            l.masking = Some(MaskState {
+        let st = Stamp {
+            owner: Some(who.principal.clone()),
+            source_tier: from.source_tier.clone(),
+            masking: (d.mask || from.masked).then_some(MaskState {
                 done: !d.mask,
                 at: None,
-            });
-        }
+            }),
+        };
+        st.put(l);
     }
 
     /// Applies the masking rules to `name` (whose lifecycle says masking is pending) and marks
@@ -335,12 +418,14 @@ impl Governor {
             .await
             .with_context(|| format!("masking branch '{name}'"))?;
         let now = self.computes.store().now();
-        self.computes
-            .update_lifecycle(name, move |l| {
-                l.masking = Some(MaskState {
+        self.branches
+            .update(name, move |l| {
+                let mut st = Stamp::of(l);
+                st.masking = Some(MaskState {
                     done: true,
                     at: Some(now),
                 });
+                st.put(l);
                 Ok(())
             })
             .await?;
@@ -356,12 +441,14 @@ impl Governor {
     /// Marks `name` as masking-pending before its data is replaced (reset, restore), so the
     /// proxy lets nobody in until `mask` has run again.
     pub async fn hold_for_masking(&self, name: &str) -> Result<()> {
-        self.computes
-            .update_lifecycle(name, |l| {
-                l.masking = Some(MaskState {
+        self.branches
+            .update(name, |l| {
+                let mut st = Stamp::of(l);
+                st.masking = Some(MaskState {
                     done: false,
                     at: None,
                 });
+                st.put(l);
                 Ok(())
             })
             .await?;
@@ -370,9 +457,9 @@ impl Governor {
 
     /// Whether `name`'s masking has not finished (the proxy refuses it then).
     pub fn masking_pending(&self, name: &str) -> bool {
-        self.computes
+        self.branches
             .lifecycle(name)
-            .is_ok_and(|l| l.masking.is_some_and(|m| !m.done))
+            .is_ok_and(|l| Stamp::of(&l).masking.is_some_and(|m| !m.done))
     }
 
     /// The `lakelet` database (audit, branches, usage, the proxy's `sessions` as given),

@@ -9,7 +9,7 @@
 //! Invariants:
 //! - Every allowed or refused action of the API and the proxy passes `Governor::enforce` and
 //!   leaves an audit record; GETs of the API are reads and are not audited.
-//! - A masked branch takes no connection until its masking has finished (`MaskState::done`),
+//! - A masked branch takes no connection until its masking has finished (`stamp::MaskState::done`),
 //!   after creation, reset and restore alike.
 //! - Secrets are never stored, only their SHA-256 and SCRAM verifier.
 
@@ -20,14 +20,15 @@ pub mod mask;
 pub mod model;
 mod pgroles;
 pub mod principals;
+pub mod stamp;
 pub mod system;
 
-pub use governor::{Governor, Refusal};
+pub use governor::{Governor, Permit, Refusal};
 
 /// The commented lakelet.toml `lakelet init` writes: tiers main → staging → qa, the four
 /// roles, masking, migrations and CI.
 pub const STARTER: &str = include_str!("starter.toml");
-pub use model::{Access, Action, Actor, Decision, Facts, Policy, OWNER};
+pub use model::{Access, Action, Actor, Decision, Facts, Policy, OWNER, WORKFLOW_EVENTS};
 
 /// A superuser session of the daemon's own on the Postgres listening in `sockdir` (masking,
 /// role setup, the system database).

@@ -166,13 +166,20 @@ pub struct Facts {
 
 #[derive(Debug, Clone)]
 pub enum Action<'a> {
-    /// A new branch `name` (a snapshot if `snapshot`) from `from`.
+    /// A new branch `name` (a snapshot if `snapshot`) from `from`, at its head or (`past`) at
+    /// an earlier point.
     Create {
         name: &'a str,
         from: &'a Facts,
         snapshot: bool,
+        past: bool,
     },
     Connect {
+        branch: &'a Facts,
+    },
+    /// A connection with a promotion grant (a one-hour write token the promote route issued
+    /// for this branch): decided again at connection, for a policy may have changed since.
+    ConnectGranted {
         branch: &'a Facts,
     },
     Delete {
@@ -203,7 +210,27 @@ pub enum Action<'a> {
         what: &'a str,
     },
     ReadAudit,
+    /// A workflow event the CLI reports after running a gate (`scm.merge`, `ci.pr`, …): held
+    /// to the reporter's own rights, so a report is never more than its caller may do.
+    Report {
+        event: &'a str,
+    },
 }
+
+/// The workflow events the SCM engine reports, and whether each moves changes into a tier
+/// (and so needs the right to merge or promote).
+pub const WORKFLOW_EVENTS: &[(&str, bool)] = &[
+    ("scm.claim", false),
+    ("scm.prepare-pr", false),
+    ("scm.wait-ci", false),
+    ("scm.merge", true),
+    ("scm.abandon", false),
+    ("scm.recover-orphans", false),
+    ("ci.pr", false),
+    ("ci.merge", true),
+    ("ci.cleanup", false),
+    ("promote.apply", true),
+];
 
 impl Action<'_> {
     /// The audit's name for it.
@@ -211,7 +238,7 @@ impl Action<'_> {
         match self {
             Action::Create { snapshot: true, .. } => "snapshot.create",
             Action::Create { .. } => "branch.create",
-            Action::Connect { .. } => "connect",
+            Action::Connect { .. } | Action::ConnectGranted { .. } => "connect",
             Action::Delete { .. } => "branch.delete",
             Action::Reset { from: None, .. } => "branch.reset",
             Action::Reset { .. } => "branch.restore",
@@ -221,6 +248,7 @@ impl Action<'_> {
             Action::Rollback { .. } => "rollback",
             Action::Admin { .. } => "admin",
             Action::ReadAudit => "audit.read",
+            Action::Report { .. } => "workflow-event",
         }
     }
 }
@@ -257,6 +285,12 @@ impl Decision {
     /// decision needs could not be read, so nothing is allowed).
     pub fn refused(rule: &str, reason: impl Into<String>) -> Decision {
         refuse(rule, reason)
+    }
+
+    /// What the daemon does on its own schedule (a branch's expiry): no principal asked, the
+    /// branch's lifecycle did.
+    pub fn scheduled(reason: impl Into<String>) -> Decision {
+        allow("lifecycle", reason)
     }
 }
 
@@ -429,9 +463,22 @@ impl Policy {
                 name,
                 from,
                 snapshot,
+                past,
             } => {
                 if let Some(d) = agent_prod(from, "branch from") {
                     return d;
+                }
+                // A past state of a masked branch may predate its masking: a branch of it is
+                // masked again; a snapshot, never written, cannot be.
+                let remask = from.masked && *past;
+                if remask && *snapshot {
+                    return refuse(
+                        "masking.roles",
+                        format!(
+                            "'{}' is masked; a snapshot of it is taken at its current state only",
+                            from.name
+                        ),
+                    );
                 }
                 if let Some(t) = self.tiers.get(*name).filter(|_| !snapshot) {
                     if !role.admin {
@@ -458,7 +505,7 @@ impl Policy {
                         format!("tiers.{name}.parent"),
                         format!("tier '{name}' from its parent '{}'", from.name),
                     );
-                    d.mask = t.mask && from.raw;
+                    d.mask = (t.mask && from.raw) || remask;
                     return d;
                 }
                 // Tiers by create_from; a feature or snapshot also by being one the role may
@@ -505,8 +552,14 @@ impl Policy {
                 if mask {
                     d.rule = "masking.roles".into();
                     d.reason = format!("role {r} gets a masked copy of '{}'", from.name);
+                } else if remask {
+                    d.rule = "masking.roles".into();
+                    d.reason = format!(
+                        "a past state of masked '{}' is masked again in the new branch",
+                        from.name
+                    );
                 }
-                d.mask = mask;
+                d.mask = mask || remask;
                 d
             }
             Action::Connect { branch } => {
@@ -542,6 +595,21 @@ impl Policy {
                     format!("{access:?}").to_lowercase(),
                 );
                 d.access = Some(access);
+                d
+            }
+            Action::ConnectGranted { branch } => {
+                if let Some(d) = may_move(role, r, "merge or promote") {
+                    return d;
+                }
+                let mut d = allow(
+                    "promotion-chain",
+                    format!("a promotion grant for '{}'", branch.name),
+                );
+                d.access = Some(if role.superuser && !branch.masked {
+                    Access::Superuser
+                } else {
+                    Access::Write
+                });
                 d
             }
             Action::Delete { branch } => {
@@ -581,6 +649,7 @@ impl Policy {
                             name: &branch.name,
                             from: f,
                             snapshot: false,
+                            past: false,
                         },
                     );
                     if !c.allowed && c.rule != "features.name" {
@@ -692,6 +761,26 @@ impl Policy {
                     )
                 }
             }
+            Action::Report { event } => {
+                let Some(&(_, moves)) = WORKFLOW_EVENTS.iter().find(|(e, _)| e == event) else {
+                    return refuse(
+                        "workflow-events",
+                        format!(
+                            "{} is not a workflow event lakelet's gates report",
+                            crate::util::quoted_bounded(event)
+                        ),
+                    );
+                };
+                if moves {
+                    if let Some(d) = may_move(role, r, "merge or promote") {
+                        return d;
+                    }
+                }
+                allow(
+                    "workflow-events",
+                    format!("{event}, reported by a principal whose role may do it"),
+                )
+            }
             Action::ReadAudit => {
                 if role.audit {
                     allow(format!("roles.{r}.audit"), "")
@@ -750,6 +839,7 @@ mod tests {
                     name: "bot-1",
                     from,
                     snapshot: false,
+                    past: false,
                 },
             );
             assert!(!d.allowed && d.rule == "agents-never-production", "{d:?}");
@@ -867,6 +957,7 @@ mod tests {
                 name: "alice-1",
                 from: &main,
                 snapshot: false,
+                past: false,
             },
         );
         assert!(d.allowed && d.mask, "{d:?}");
@@ -876,6 +967,7 @@ mod tests {
                 name: "bob-1",
                 from: &main,
                 snapshot: false,
+                past: false,
             },
         );
         assert!(!d.allowed && d.rule == "features.name", "{d:?}");
@@ -885,6 +977,7 @@ mod tests {
                 name: "alice-s",
                 from: &main,
                 snapshot: true,
+                past: false,
             },
         );
         assert!(!d.allowed && d.rule == "masking.roles");
@@ -914,6 +1007,7 @@ mod tests {
                 name: "alice-2",
                 from: &masked,
                 snapshot: false,
+                past: false,
             },
         );
         assert!(

@@ -21,7 +21,8 @@ use anyhow::{Context, Result};
 use crate::compute::claim::claim;
 use crate::compute::postgres::{self, Postgres, PORT};
 use crate::compute::user::Lease;
-use crate::compute::{Computes, Endpoint, Lifecycle};
+use crate::compute::{Computes, Endpoint};
+use crate::lifecycle::Lifecycle;
 
 pub const DATABASE: &str = "lakelet";
 
@@ -174,6 +175,7 @@ impl SystemDb {
         let mut usage = vec![];
         for b in store.branches() {
             let l = Lifecycle::decode(&b.annotations);
+            let st = super::stamp::Stamp::of(&l);
             let kind = if b.snapshot {
                 "snapshot"
             } else if policy.tiers.contains_key(&b.name) {
@@ -182,8 +184,8 @@ impl SystemDb {
                 "feature"
             };
             branches.push(serde_json::json!({
-                "name": b.name, "kind": kind, "parent": b.parent, "source_tier": l.source_tier,
-                "owner": l.owner, "protected": l.protected, "masked": l.masking.is_some(),
+                "name": b.name, "kind": kind, "parent": b.parent, "source_tier": st.source_tier,
+                "owner": st.owner, "protected": l.protected, "masked": st.masking.is_some(),
                 "deleted": l.is_deleted(),
                 "expire_time": l.expire_at.map(crate::storage::format_time),
                 "created_at": b.created_at, "timeline": b.timeline, "branch_lsn": b.branch_lsn,

@@ -1,17 +1,22 @@
 //! Admission: after authentication, the policy decides whether this principal may use this
-//! branch, and how (superuser, lakelet_owner or lakelet_reader). Every decision is audited.
+//! branch, and how (superuser, lakelet_owner or lakelet_reader). Every decision is audited: a
+//! refusal at once, an admission by its permit once the session has started or failed.
 
 use super::conn::{fatal, Fail};
 use super::startup::Route;
 use super::Proxy;
 use crate::compute::postgres::SUPERUSER;
-use crate::policy::{Access, Action, Decision};
+use crate::policy::{Access, Action, Decision, Permit, Refusal};
 
 impl Proxy {
     /// Decides the connection of `route.user` to `route.branch`; on success the route's
     /// forwarded user is the Postgres role the session runs as. `grant`: the password was a
     /// promotion grant for this branch.
-    pub(super) fn govern(&self, mut route: Route, grant: bool) -> Result<(Route, Access), Fail> {
+    pub(super) fn govern(
+        &self,
+        mut route: Route,
+        grant: bool,
+    ) -> Result<(Route, Access, Permit), Fail> {
         let user = route.user.clone();
         let branch = route.branch.clone();
         let Some(actor) = self.gov.actor(&user) else {
@@ -22,23 +27,20 @@ impl Proxy {
         };
         if route.database == crate::policy::system::DATABASE {
             // The system database: audit, branches, usage. Reading it is reading the audit.
-            let mut d = self.gov.decide(&actor, &Action::ReadAudit);
-            d.access = Some(Access::Read);
-            let args = serde_json::json!({ "database": route.database });
-            self.gov
-                .record(&actor, "proxy", "connect", "lakelet", args, &d, &Ok(()));
-            if !d.allowed {
-                return Err(Fail::Fatal {
-                    code: "42501",
-                    message: format!(
-                        "permission denied for database \"lakelet\": {} (policy rule {})",
-                        d.reason, d.rule
-                    ),
-                    hint: None,
-                });
-            }
+            let args = serde_json::json!({ "database": route.database, "access": Access::Read });
+            let permit = self
+                .gov
+                .permit_named(
+                    &actor,
+                    "proxy",
+                    "connect",
+                    &Action::ReadAudit,
+                    "lakelet",
+                    args,
+                )
+                .map_err(|e| refused(e, "permission denied for database \"lakelet\""))?;
             route.forward.insert("user".into(), "lakelet_reader".into());
-            return Ok((route, Access::Read));
+            return Ok((route, Access::Read, permit));
         }
         let facts = match self.gov.facts(&branch) {
             Ok(f) => f,
@@ -70,42 +72,39 @@ impl Proxy {
             }
         };
         if self.gov.masking_pending(&branch) {
+            let message = format!("branch \"{branch}\" is being masked; nobody may connect until the masking has finished");
+            let d = Decision::refused("admission", message.clone());
+            let args = serde_json::json!({ "database": route.database });
+            self.gov
+                .record(&actor, "proxy", "connect", &branch, args, &d, &Ok(()));
             return Err(Fail::Fatal {
                 code: "57P03",
-                message: format!("branch \"{branch}\" is being masked; nobody may connect until the masking has finished"),
+                message,
                 hint: Some("retry in a moment; if it stays so, the masking failed: reset or delete the branch".into()),
             });
         }
-        let d = if grant {
-            let role = self.gov.policy().role(&actor.role).cloned();
-            let access = match role {
-                Some(r) if r.superuser && !facts.masked => Access::Superuser,
-                _ => Access::Write,
-            };
-            Decision {
-                allowed: true,
-                rule: "promotion-chain".into(),
-                reason: "a promotion grant".into(),
-                access: Some(access),
-                mask: false,
-            }
+        let action = if grant {
+            Action::ConnectGranted { branch: &facts }
         } else {
-            self.gov.decide(&actor, &Action::Connect { branch: &facts })
+            Action::Connect { branch: &facts }
         };
-        let args = serde_json::json!({ "database": route.database, "access": d.access });
-        self.gov
-            .record(&actor, "proxy", "connect", &branch, args, &d, &Ok(()));
-        if !d.allowed {
-            return Err(Fail::Fatal {
-                code: "42501",
-                message: format!(
-                    "permission denied for branch \"{branch}\": {} (policy rule {})",
-                    d.reason, d.rule
-                ),
-                hint: None,
-            });
+        let args = serde_json::json!({ "database": route.database });
+        let mut permit = self
+            .gov
+            .permit_named(&actor, "proxy", "connect", &action, &branch, args)
+            .map_err(|e| refused(e, &format!("permission denied for branch \"{branch}\"")))?;
+        let mut access = permit.decision.access.unwrap_or(Access::Read);
+        if access == Access::Superuser && user != super::LOCAL_USER && !self.computes.isolated() {
+            // A superuser runs programs as its compute's uid; a daemon that is not root runs
+            // computes as itself, so that uid is the daemon's, and a principal would reach
+            // the store, the audit log and every other branch from there.
+            access = Access::Write;
+            permit.note(
+                "superuser_withheld",
+                "computes share the daemon's uid (a daemon not run as root)".into(),
+            );
         }
-        let access = d.access.unwrap_or(Access::Read);
+        permit.note("access", serde_json::json!(access));
         let pg_user = match access {
             Access::Superuser if user == super::LOCAL_USER => user,
             Access::Superuser => SUPERUSER.to_string(),
@@ -113,6 +112,18 @@ impl Proxy {
             Access::Read => "lakelet_reader".to_string(),
         };
         route.forward.insert("user".into(), pg_user);
-        Ok((route, access))
+        Ok((route, access, permit))
+    }
+}
+
+/// A refusal as the client sees it: 42501 with the rule (anything else failed to decide).
+fn refused(e: anyhow::Error, what: &str) -> Fail {
+    match e.downcast_ref::<Refusal>() {
+        Some(r) => Fail::Fatal {
+            code: "42501",
+            message: format!("{what}: {} (policy rule {})", r.reason, r.rule),
+            hint: None,
+        },
+        None => fatal("57P03", format!("{what}: {e:#}")),
     }
 }

@@ -19,6 +19,7 @@ use super::startup::{self, First, Invalid, Route};
 use super::thread_relay;
 use super::CancelKey;
 use super::Proxy;
+use crate::policy::Permit;
 use crate::storage;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + std::any::Any {}
@@ -39,6 +40,24 @@ pub(super) enum Fail {
     },
     /// The compute already told the client (its ErrorResponse was relayed).
     Relayed,
+}
+
+/// What admission granted: the access, and the permit whose audit row the session's start (or
+/// its failure) completes.
+pub(super) struct Admitted {
+    access: crate::policy::Access,
+    permit: Option<Permit>,
+}
+
+/// How an audit row words a session that never started.
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fail::Gone(why) => write!(f, "the client went away: {why}"),
+            Fail::Fatal { code, message, .. } => write!(f, "{code}: {message}"),
+            Fail::Relayed => write!(f, "the compute refused the session (its error was relayed)"),
+        }
+    }
 }
 
 pub(super) fn fatal(code: &'static str, message: impl Into<String>) -> Fail {
@@ -165,16 +184,24 @@ impl Proxy {
                 return;
             }
         };
-        let (route, access) = match self.govern(route, grant) {
+        let (route, access, permit) = match self.govern(route, grant) {
             Ok(r) => r,
             Err(f) => return self.fail_startup(Some(io), f, peer).await,
         };
+        let mut admitted = Admitted {
+            access,
+            permit: Some(permit),
+        };
         match self
-            .connect(io, buf, &route, access, counters.as_ref(), peer)
+            .connect(io, buf, &route, &mut admitted, counters.as_ref(), peer)
             .await
         {
             Ok(()) => {}
             Err((io, f)) => {
+                // Admitted, but the session never started: audited with why.
+                if let Some(p) = admitted.permit.take() {
+                    let _ = p.finish(Err::<(), _>(f.to_string()));
+                }
                 if let (false, Some(c)) = (matches!(f, Fail::Gone(_)), &counters) {
                     c.failed();
                 }
@@ -406,10 +433,11 @@ impl Proxy {
         mut io: Client,
         buf: BytesMut,
         route: &Route,
-        access: crate::policy::Access,
+        admitted: &mut Admitted,
         counters: Option<&Arc<super::metrics::BranchCounters>>,
         peer: SocketAddr,
     ) -> Result<(), (Option<Client>, Fail)> {
+        let access = admitted.access;
         let branch = route.branch.as_str();
         let (ssl_version, ssl_cipher) = tls_names(&io);
         // The `lakelet` database is the system database's, whatever the branch.
@@ -496,6 +524,9 @@ impl Proxy {
         };
         let _session = counters.session();
         tracing::debug!(branch, user = %route.user, "session started");
+        if let Some(p) = admitted.permit.take() {
+            let _ = p.finish(Ok::<_, std::convert::Infallible>(()));
+        }
         self.describe(cancel_pid, |s| {
             *s = Some(super::Session {
                 branch: branch.to_string(),

@@ -12,8 +12,10 @@ use super::validate::{self, format_lsn, timestamp};
 use super::{
     bad, body, flag, lifecycle_of, not_found, page, query, stored, ApiResult, Shared, ENDPOINT_ID,
 };
-use crate::api::server::{ApiError, Caller, Daemon};
-use crate::compute::{Lifecycle, Refused};
+use crate::api::daemon::Daemon;
+use crate::api::http::{ApiError, Caller};
+use crate::compute::Refused;
+use crate::lifecycle::Lifecycle;
 use crate::policy::Action;
 use crate::storage::{At, BranchInfo};
 
@@ -287,10 +289,9 @@ pub(super) async fn create(
         name: id,
         from: &from_f,
         snapshot: false,
+        past: at != At::Head,
     };
-    let mut dec = d.enforce(&c, &action, id, args.clone())?;
-    // A past state of a masked branch may predate its masking: mask the child again.
-    dec.mask |= from_f.masked && at != At::Head;
+    let permit = d.enforce(&c, &action, id, args)?;
     let mut l = Lifecycle {
         protected: spec.is_protected.unwrap_or(false),
         expire_at,
@@ -298,15 +299,15 @@ pub(super) async fn create(
         source_time,
         ..Default::default()
     };
-    d.gov.stamp(&mut l, &c.actor, &from_f, &dec);
+    d.gov.stamp(&mut l, &c.actor, &from_f, &permit.decision);
     let r = async {
         let t = std::time::Instant::now();
-        d.computes.create_branch(id, &from, at, false, &l).await?;
+        d.branches.create(id, &from, at, false, &l).await?;
         let elapsed_us = t.elapsed().as_micros() as u64;
-        if dec.mask {
+        if permit.decision.mask {
             if let Err(e) = d.gov.mask(id).await {
                 // Never leave a half-masked branch behind.
-                let _ = d.computes.delete_branch(id, true).await;
+                let _ = d.branches.delete(id, true).await;
                 return Err(ApiError::from(e));
             }
         }
@@ -314,11 +315,11 @@ pub(super) async fn create(
         Ok(Json(d.done_op_with(
             b.name.as_deref().unwrap(),
             &b,
-            Some(serde_json::json!({ "elapsed_us": elapsed_us, "masked": dec.mask })),
+            Some(serde_json::json!({ "elapsed_us": elapsed_us, "masked": permit.decision.mask })),
         )))
     }
     .await;
-    d.audited(&c, action.name(), id, args, &dec, r)
+    permit.finish(r)
 }
 
 pub(super) async fn get(
@@ -358,9 +359,9 @@ pub(super) async fn delete(
     d.lakebase_branch(&b)?;
     let f = d.facts(&b)?;
     let args = serde_json::json!({ "purge": purge });
-    let dec = d.enforce(&c, &Action::Delete { branch: &f }, &b, args.clone())?;
+    let permit = d.enforce(&c, &Action::Delete { branch: &f }, &b, args)?;
     let r = async {
-        d.computes.delete_branch(&b, purge).await?;
+        d.branches.delete(&b, purge).await?;
         if purge {
             d.proxy.metrics.forget(&b);
             return Ok(Json(d.done_op(
@@ -371,7 +372,7 @@ pub(super) async fn delete(
         Ok(Json(d.branch_op(&d.lakebase_branch(&b)?)))
     }
     .await;
-    d.audited(&c, "branch.delete", &b, args, &dec, r)
+    permit.finish(r)
 }
 
 pub(super) async fn undelete(
@@ -386,15 +387,15 @@ pub(super) async fn undelete(
     let _: serde_json::Value = body(&bytes, &[], &[])?;
     d.lakebase_branch(&b)?;
     let f = d.facts(&b)?;
-    let dec = d.enforce_named(
+    let permit = d.enforce_named(
         &c,
         "branch.undelete",
         &Action::Delete { branch: &f },
         &b,
         serde_json::json!({}),
     )?;
-    let r = async { Ok(Json(d.branch_op(&d.computes.undelete_branch(&b).await?))) }.await;
-    d.audited(&c, "branch.undelete", &b, serde_json::json!({}), &dec, r)
+    let r = async { Ok(Json(d.branch_op(&d.branches.undelete(&b).await?))) }.await;
+    permit.finish(r)
 }
 
 /// `PATCH …/branches/{b}?update_mask=spec.is_protected,spec.ttl`: protection and expiry.
@@ -457,19 +458,19 @@ pub(super) async fn update(
     };
     let f = d.facts(&b)?;
     let args = serde_json::json!({ "update_mask": mask, "protect": protect, "expire_at": expire });
-    let dec = d.enforce(
+    let permit = d.enforce(
         &c,
         &Action::Update {
             branch: &f,
             protect,
         },
         &b,
-        args.clone(),
+        args,
     )?;
     let name = b.clone();
     let r = d
-        .computes
-        .update_lifecycle(&b, move |l| {
+        .branches
+        .update(&b, move |l| {
             if l.is_deleted() {
                 return Err(
                     Refused(format!("branch '{name}' is deleted; undelete it first")).into(),
@@ -486,7 +487,7 @@ pub(super) async fn update(
         .await
         .map(|info| Json(d.branch_op(&info)))
         .map_err(ApiError::from);
-    d.audited(&c, "branch.update", &b, args, &dec, r)
+    permit.finish(r)
 }
 
 /// lakelet's extra: moves the branch to its parent's current state (Lakebase has no reset).
@@ -510,9 +511,10 @@ pub(super) async fn reset(
         branch: &f,
         from: parent.as_ref(),
     };
-    let dec = d.enforce(&c, &action, &b, serde_json::json!({}))?;
-    let r = d.repoint_governed(&b, None, dec.mask).await;
-    d.audited(&c, "branch.reset", &b, serde_json::json!({}), &dec, r)
+    // Decided as a restore from the parent (masking follows the parent), audited as a reset.
+    let permit = d.enforce_named(&c, "branch.reset", &action, &b, serde_json::json!({}))?;
+    let r = d.repoint_governed(&b, None, permit.decision.mask).await;
+    permit.finish(r)
 }
 
 impl Daemon {
@@ -527,7 +529,7 @@ impl Daemon {
         if mask {
             self.gov.hold_for_masking(b).await?;
         }
-        self.computes.repoint(b, restore).await?;
+        self.branches.repoint(b, restore).await?;
         if mask {
             self.gov.mask(b).await?;
         }
@@ -572,9 +574,11 @@ pub(super) async fn restore(
         branch: &f,
         from: Some(&src),
     };
-    let dec = d.enforce(&c, &action, &b, args.clone())?;
-    let r = d.repoint_governed(&b, Some((&from, at)), dec.mask).await;
-    d.audited(&c, "branch.restore", &b, args, &dec, r)
+    let permit = d.enforce(&c, &action, &b, args)?;
+    let r = d
+        .repoint_governed(&b, Some((&from, at)), permit.decision.mask)
+        .await;
+    permit.finish(r)
 }
 
 /// lakelet's extra: the branch's storage, own versus shared.

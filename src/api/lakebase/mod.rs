@@ -33,8 +33,9 @@ use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::server::{ApiError, Caller, Daemon};
-use crate::compute::Lifecycle;
+use super::daemon::Daemon;
+use super::http::{ApiError, Caller};
+use crate::lifecycle::Lifecycle;
 use crate::storage::BranchInfo;
 use types::{DatabaseCredential, ListProjectsResponse, Operation, Project, ProjectSpec};
 use validate::{format_duration, timestamp};
@@ -237,10 +238,7 @@ impl Daemon {
         metadata: Option<serde_json::Value>,
     ) -> Operation {
         let op = Operation {
-            name: format!(
-                "{resource}/operations/{}",
-                crate::compute::lifecycle::new_uid("op")
-            ),
+            name: format!("{resource}/operations/{}", crate::lifecycle::new_uid("op")),
             done: true,
             metadata,
             error: None,
@@ -367,13 +365,6 @@ async fn credentials(
     }
     let branch = branches::endpoint_branch(&d, &req.endpoint)?.name;
     let f = d.facts(&branch)?;
-    let dec = d.enforce_named(
-        &c,
-        "credential.create",
-        &crate::policy::Action::Connect { branch: &f },
-        &branch,
-        serde_json::json!({ "credential": true }),
-    )?;
     let now = d.computes.store().now();
     let ttl = match (&req.ttl, &req.expire_time) {
         (Some(_), Some(_)) => return Err(bad("give only one of ttl and expire_time")),
@@ -390,6 +381,13 @@ async fn credentials(
             ttl.as_secs()
         )));
     }
+    let permit = d.enforce_named(
+        &c,
+        "credential.create",
+        &crate::policy::Action::Connect { branch: &f },
+        &branch,
+        serde_json::json!({ "ttl_s": ttl.as_secs() }),
+    )?;
     let expires = std::time::SystemTime::now() + ttl;
     let r = d
         .proxy
@@ -401,14 +399,7 @@ async fn credentials(
             })
         })
         .map_err(ApiError::from);
-    d.audited(
-        &c,
-        "credential.create",
-        &branch,
-        serde_json::json!({ "ttl_s": ttl.as_secs() }),
-        &dec,
-        r,
-    )
+    permit.finish(r)
 }
 
 /// `GET /api/2.0/postgres/{operation}`; anything else under the prefix is not found.

@@ -10,8 +10,9 @@ use super::branches::source_point;
 use super::types::{ListSnapshotsResponse, Operation, Snapshot, SnapshotSpec, SnapshotStatus};
 use super::validate::{self, timestamp};
 use super::{bad, body, lifecycle_of, not_found, page, query, stored, ApiResult, Shared};
-use crate::api::server::{ApiError, Caller, Daemon};
-use crate::compute::Lifecycle;
+use crate::api::daemon::Daemon;
+use crate::api::http::{ApiError, Caller};
+use crate::lifecycle::Lifecycle;
 use crate::policy::Action;
 use crate::storage::{At, BranchInfo};
 
@@ -120,42 +121,22 @@ pub(super) async fn create(
         name: id,
         from: &from_f,
         snapshot: true,
+        past: at != At::Head,
     };
-    let dec = d.enforce(&c, &action, id, args.clone())?;
-    if from_f.masked && at != At::Head {
-        // A snapshot is never written, so it cannot be masked again; a past state of a
-        // masked branch may predate its masking.
-        let refusal = crate::policy::Decision {
-            allowed: false,
-            rule: "masking.roles".into(),
-            reason: format!(
-                "'{from}' is masked; a snapshot of it is taken at its current state only"
-            ),
-            access: None,
-            mask: false,
-        };
-        d.gov
-            .record(&c.actor, c.via, action.name(), id, args, &refusal, &Ok(()));
-        return Err(ApiError::from(anyhow::Error::from(
-            crate::policy::Refusal {
-                rule: refusal.rule,
-                reason: refusal.reason,
-            },
-        )));
-    }
+    let permit = d.enforce(&c, &action, id, args)?;
     let mut l = Lifecycle {
         expire_at,
         source_time,
         ..Default::default()
     };
-    d.gov.stamp(&mut l, &c.actor, &from_f, &dec);
+    d.gov.stamp(&mut l, &c.actor, &from_f, &permit.decision);
     let r = async {
-        let info = d.computes.create_branch(id, &from, at, true, &l).await?;
+        let info = d.branches.create(id, &from, at, true, &l).await?;
         let snap = d.snapshot_resource(&info);
         Ok(Json(d.done_op(snap.name.as_deref().unwrap(), &snap)))
     }
     .await;
-    d.audited(&c, action.name(), id, args, &dec, r)
+    permit.finish(r)
 }
 
 pub(super) async fn get(
@@ -193,19 +174,20 @@ pub(super) async fn delete(
     query(q, &[])?;
     d.snapshot(&s)?;
     let f = d.facts(&s)?;
-    let dec = d.enforce(
+    let permit = d.enforce_named(
         &c,
+        "snapshot.delete",
         &Action::Delete { branch: &f },
         &s,
         serde_json::json!({}),
     )?;
     let r = async {
-        d.computes.delete_branch(&s, true).await?;
+        d.branches.delete(&s, true).await?;
         Ok(Json(d.done_op(
             &format!("projects/{p}/snapshots/{s}"),
             &serde_json::json!({}),
         )))
     }
     .await;
-    d.audited(&c, "snapshot.delete", &s, serde_json::json!({}), &dec, r)
+    permit.finish(r)
 }
