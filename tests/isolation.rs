@@ -207,7 +207,8 @@ fn a_superuser_session_reaches_no_other_compute() {
 }
 
 /// What a session starts in the background under its compute's uid (`&` in COPY FROM
-/// PROGRAM) does not outlive the compute: the next compute to get that uid meets no stranger.
+/// PROGRAM), and what it leaves in /tmp, do not outlive the compute: the next compute to get
+/// that uid meets no stranger and finds nothing.
 #[test]
 fn nothing_outlives_its_compute_under_its_uid() {
     if !root() {
@@ -218,7 +219,7 @@ fn nothing_outlives_its_compute_under_its_uid() {
     let out = from_program(
         &d,
         "b1",
-        "setsid sleep 600 </dev/null >/dev/null 2>&1 & id -u",
+        "setsid sleep 600 </dev/null >/dev/null 2>&1 & echo b1-secret > /tmp/lakelet-left-$(id -u); id -u",
     );
     let uid: u32 = out.trim().parse().unwrap();
     let running = |uid: u32| -> Vec<String> {
@@ -235,8 +236,16 @@ fn nothing_outlives_its_compute_under_its_uid() {
         running(uid).iter().any(|c| c.starts_with("sleep")),
         "the stray sleep did not start"
     );
+    let left_file = Path::new("/tmp").join(format!("lakelet-left-{uid}"));
+    assert!(left_file.exists(), "the file was not written");
     d.run(&["branch", "stop", "b1"]);
     let left = running(uid);
     assert!(left.is_empty(), "still running as uid {uid}: {left:?}");
+    // Nor what it left in /tmp, for the next compute under that uid to read.
+    assert!(
+        !left_file.exists(),
+        "{} outlived its compute",
+        left_file.display()
+    );
     assert!(Path::new("/proc/self").exists());
 }

@@ -11,7 +11,8 @@
 //! on the machine and ends with its holder, even a killed one. Nothing runs as a pool uid
 //! without its lease: taking a lease and ending one both kill whatever still runs as that uid
 //! (a `COPY … FROM PROGRAM 'sleep 1d &'` left behind), so the next compute to get the uid meets
-//! no stranger. The compute's files carry its uid (its socket directory, its WAL; its view
+//! no stranger, and what the uid left in /tmp, /var/tmp or /dev/shm is removed for the same
+//! reason. The compute's files carry its uid (its socket directory, its WAL; its view
 //! presents every file as the lease's), all 0700/0600: another uid reaches none of them.
 //!
 //! The base user (`lakelet`) runs only short tools (initdb, pg_basebackup) and owns the files
@@ -166,6 +167,7 @@ impl ComputeUser {
             }
             // The lease was free, so whatever runs as this uid outlived its compute's daemon.
             kill_all(uid, &name);
+            sweep_shared_dirs(uid, &name);
             return Ok(Lease {
                 user: ComputeUser {
                     name,
@@ -191,6 +193,58 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if self.lock.is_some() {
             kill_all(self.user.uid, &self.user.name);
+            sweep_shared_dirs(self.user.uid, &self.user.name);
+        }
+    }
+}
+
+/// Where any uid can leave a file for the next holder of the same uid to find.
+const SHARED_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm"];
+
+/// Removes what `uid` left in the machine's shared writable directories (a `COPY … TO
+/// '/tmp/x'`): the next compute to lease the uid would read it as its own. Only entries owned
+/// by `uid` go; it descends only into directories `uid` owns or anyone may write, and stays on
+/// each directory's file system.
+fn sweep_shared_dirs(uid: u32, name: &str) {
+    use std::os::unix::fs::MetadataExt;
+    fn sweep(dir: &Path, dev: u64, uid: u32, removed: &mut usize) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.dev() != dev {
+                continue;
+            }
+            let mine = m.uid() == uid;
+            if m.is_dir() {
+                if mine || m.mode() & 0o002 != 0 {
+                    sweep(&p, dev, uid, removed);
+                }
+                if mine && std::fs::remove_dir(&p).is_ok() {
+                    *removed += 1;
+                }
+            } else if mine && std::fs::remove_file(&p).is_ok() {
+                *removed += 1;
+            }
+        }
+    }
+    for d in SHARED_DIRS {
+        let Ok(m) = std::fs::metadata(d) else {
+            continue;
+        };
+        let mut removed = 0;
+        sweep(Path::new(d), m.dev(), uid, &mut removed);
+        if removed > 0 {
+            tracing::info!(
+                user = name,
+                dir = d,
+                removed,
+                "removed what a compute left in a shared directory"
+            );
         }
     }
 }
