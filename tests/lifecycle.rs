@@ -92,23 +92,7 @@ impl Rng {
 }
 
 fn http(d: &Daemon, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(d.dir.join("daemon.json")).unwrap()).unwrap();
-    let token = std::fs::read_to_string(d.dir.join("api-token")).unwrap();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", info["api"].as_str().unwrap()))
-        .header("Authorization", format!("Bearer {}", token.trim()))
-        .header("Content-Type", "application/json")
-        .body(body.map(|b| b.to_string()).unwrap_or_default())
-        .unwrap();
-    let mut r = agent.run(req).unwrap();
-    let status = r.status().as_u16();
-    (status, r.body_mut().read_to_string().unwrap_or_default())
+    d.http(&d.api_token(), method, path, body)
 }
 
 fn call(d: &Daemon, branch: &'static str, op: Op) -> Call {

@@ -123,25 +123,9 @@ fn refused_as(d: &Daemon, who: &str, secret: &str, args: &[&str], rule: &str) {
     assert!(err.contains(rule), "{who}: lakelet {args:?}: {err}");
 }
 
-/// The REST API as a principal: (status, body).
+/// The REST API as a principal: (status, body as JSON).
 fn api(d: &Daemon, secret: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(d.dir.join("daemon.json")).unwrap()).unwrap();
-    let url = format!("http://{}{path}", info["api"].as_str().unwrap());
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let req = ureq::http::Request::builder()
-        .method(method)
-        .uri(&url)
-        .header("Authorization", format!("Bearer {secret}"))
-        .header("Content-Type", "application/json")
-        .body(body.map(|b| b.to_string()).unwrap_or_default())
-        .unwrap();
-    let mut r = agent.run(req).unwrap();
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap();
+    let (status, text) = d.http(secret, method, path, body);
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 

@@ -339,6 +339,42 @@ impl Daemon {
         self.json(&["branch", "start", branch])
     }
 
+    /// The REST API with bearer `secret` (a principal's, or the owner's token from
+    /// `api_token`): (status, body text).
+    pub fn http(
+        &self,
+        secret: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, String) {
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.join("daemon.json")).unwrap())
+                .unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", info["api"].as_str().unwrap()))
+            .header("Authorization", format!("Bearer {secret}"))
+            .header("Content-Type", "application/json")
+            .body(body.map(|b| b.to_string()).unwrap_or_default())
+            .unwrap();
+        let mut r = agent.run(req).unwrap();
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// The owner's API token (DATA/api-token).
+    pub fn api_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("api-token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
     pub fn pid(&self) -> Option<i32> {
         let text = std::fs::read_to_string(self.dir.join("daemon.json")).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
