@@ -219,7 +219,8 @@ fn nothing_outlives_its_compute_under_its_uid() {
     let out = from_program(
         &d,
         "b1",
-        "setsid sleep 600 </dev/null >/dev/null 2>&1 & echo b1-secret > /tmp/lakelet-left-$(id -u); id -u",
+        "setsid sleep 600 </dev/null >/dev/null 2>&1 & echo b1-secret > /tmp/lakelet-left-$(id -u); \
+         ipcmk -M 4096 >/dev/null; id -u",
     );
     let uid: u32 = out.trim().parse().unwrap();
     let running = |uid: u32| -> Vec<String> {
@@ -238,6 +239,15 @@ fn nothing_outlives_its_compute_under_its_uid() {
     );
     let left_file = Path::new("/tmp").join(format!("lakelet-left-{uid}"));
     assert!(left_file.exists(), "the file was not written");
+    let segments = |uid: u32| {
+        std::fs::read_to_string("/proc/sysvipc/shm")
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter(|l| l.split_whitespace().nth(7) == Some(uid.to_string().as_str()))
+            .count()
+    };
+    assert!(segments(uid) > 0, "ipcmk made no segment");
     d.run(&["branch", "stop", "b1"]);
     let left = running(uid);
     assert!(left.is_empty(), "still running as uid {uid}: {left:?}");

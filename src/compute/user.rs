@@ -11,8 +11,8 @@
 //! on the machine and ends with its holder, even a killed one. Nothing runs as a pool uid
 //! without its lease: taking a lease and ending one both kill whatever still runs as that uid
 //! (a `COPY … FROM PROGRAM 'sleep 1d &'` left behind), so the next compute to get the uid meets
-//! no stranger, and what the uid left in /tmp, /var/tmp or /dev/shm is removed for the same
-//! reason. The compute's files carry its uid (its socket directory, its WAL; its view
+//! no stranger, and what the uid left in /tmp, /var/tmp or /dev/shm, and its System V IPC
+//! objects, are removed for the same reason. The compute's files carry its uid (its socket directory, its WAL; its view
 //! presents every file as the lease's), all 0700/0600: another uid reaches none of them.
 //!
 //! The base user (`lakelet`) runs only short tools (initdb, pg_basebackup) and owns the files
@@ -168,6 +168,7 @@ impl ComputeUser {
             // The lease was free, so whatever runs as this uid outlived its compute's daemon.
             kill_all(uid, &name);
             sweep_shared_dirs(uid, &name);
+            sweep_ipc(uid, &name);
             return Ok(Lease {
                 user: ComputeUser {
                     name,
@@ -194,6 +195,46 @@ impl Drop for Lease {
         if self.lock.is_some() {
             kill_all(self.user.uid, &self.user.name);
             sweep_shared_dirs(self.user.uid, &self.user.name);
+            sweep_ipc(self.user.uid, &self.user.name);
+        }
+    }
+}
+
+/// Removes the System V shared memory segments, semaphore sets and message queues `uid` owns
+/// (a stopped compute's are its leftovers: Postgres removes its own at a clean shutdown), for
+/// the same reason as `sweep_shared_dirs`.
+fn sweep_ipc(uid: u32, name: &str) {
+    // (file under /proc/sysvipc, column of the id, column of the owner's uid)
+    for (kind, id_col, uid_col) in [("shm", 1, 7), ("sem", 1, 4), ("msg", 1, 7)] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/sysvipc/{kind}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(id), Some(owner)) = (
+                cols.get(id_col).and_then(|c| c.parse::<i32>().ok()),
+                cols.get(uid_col).and_then(|c| c.parse::<u32>().ok()),
+            ) else {
+                continue;
+            };
+            if owner != uid {
+                continue;
+            }
+            let r = unsafe {
+                match kind {
+                    "shm" => libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+                    "sem" => libc::semctl(id, 0, libc::IPC_RMID),
+                    _ => libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+                }
+            };
+            if r == 0 {
+                tracing::info!(
+                    user = name,
+                    kind,
+                    id,
+                    "removed a System V object a compute left"
+                );
+            }
         }
     }
 }
