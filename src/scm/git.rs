@@ -45,7 +45,8 @@ impl Git {
                 String::from_utf8_lossy(&o.stderr).trim()
             );
         }
-        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        // Only the end: leading spaces carry meaning (`git status --porcelain`'s " M").
+        Ok(String::from_utf8_lossy(&o.stdout).trim_end().to_string())
     }
 
     /// Whether git succeeds (for questions like "does this ref exist").
@@ -98,17 +99,10 @@ impl Git {
     /// Uncommitted changes outside `.lakebase/` (the workflow's own files), as `git status`
     /// lines. Untracked files count: a migration never committed would never reach CI.
     pub fn dirty(&self) -> Result<Vec<String>> {
-        let out = self.out(&["status", "--porcelain", "--untracked-files=all"])?;
-        Ok(out
-            .lines()
-            .filter(|l| {
-                let p = l.get(3..).unwrap_or("");
-                !p.starts_with(".lakebase/") && !p.starts_with("\".lakebase/")
-            })
-            .map(str::to_string)
-            .collect())
+        // NUL-separated: paths are not quoted, and a rename's old path is its own entry.
+        let out = self.out(&["status", "--porcelain=v1", "-z", "--untracked-files=all"])?;
+        Ok(parse_status_z(&out))
     }
-
     /// Whether merging `from` into `into` would conflict, decided without touching the work
     /// tree or any ref (`git merge-tree --write-tree`, git ≥ 2.38).
     pub fn merges_cleanly(&self, into: &str, from: &str) -> Result<bool> {
@@ -133,5 +127,60 @@ impl Git {
         let p = PathBuf::from(common);
         let p = if p.is_absolute() { p } else { self.dir.join(p) };
         Ok(p.join("lakelet"))
+    }
+}
+
+/// `git status --porcelain=v1 -z` as "XY path" lines, without the workflow's own files.
+fn parse_status_z(out: &str) -> Vec<String> {
+    let mut entries = out.split('\0').filter(|e| !e.is_empty());
+    let mut dirty = vec![];
+    while let Some(e) = entries.next() {
+        let (xy, path) = (e.get(..2).unwrap_or(""), e.get(3..).unwrap_or(""));
+        if xy.starts_with('R') || xy.starts_with('C') {
+            entries.next(); // the old path
+        }
+        if !path.starts_with(".lakebase/") {
+            dirty.push(format!("{xy} {path}"));
+        }
+    }
+    dirty
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A committed, modified state file is the workflow's own, whatever its position in the
+    /// output (the first line's leading space was once trimmed away, so it counted as dirty).
+    #[test]
+    fn the_state_file_is_never_a_dirty_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let o = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .current_dir(tmp.path())
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        };
+        git(&["init", "-q"]);
+        std::fs::create_dir(tmp.path().join(".lakebase")).unwrap();
+        std::fs::write(tmp.path().join(".lakebase/workflow-state.json"), "{}").unwrap();
+        std::fs::write(tmp.path().join("a b.sql"), "x").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-qm", "init"]);
+        let g = Git::open(tmp.path()).unwrap();
+        assert!(g.dirty().unwrap().is_empty());
+        std::fs::write(
+            tmp.path().join(".lakebase/workflow-state.json"),
+            "{\"state\":1}",
+        )
+        .unwrap();
+        assert_eq!(g.dirty().unwrap(), Vec::<String>::new());
+        std::fs::write(tmp.path().join("a b.sql"), "y").unwrap();
+        git(&["mv", "a b.sql", "c.sql"]);
+        std::fs::write(tmp.path().join("new.sql"), "z").unwrap();
+        assert_eq!(g.dirty().unwrap(), vec!["RM c.sql", "?? new.sql"]);
     }
 }
