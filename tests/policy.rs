@@ -1151,3 +1151,52 @@ fn every_state_change_leaves_exactly_one_audit_row() {
         "shutdown",
     );
 }
+
+/// A daemon started without a lakelet.toml takes one with `lakelet policy apply` run in the
+/// project (issue 24): the CLI sends the file, the daemon validates, enforces and audits it.
+/// Without a file on either side the error says where to run it.
+#[test]
+fn policy_apply_loads_a_policy_into_a_daemon_started_without_one() {
+    let d = Daemon::up(&[]);
+    let project = tempfile::tempdir().unwrap();
+    let apply = |dir: &Path| {
+        lakelet()
+            .current_dir(dir)
+            .arg("--data-dir")
+            .arg(&d.dir)
+            .args(["--json", "policy", "apply"])
+            .output()
+            .unwrap()
+    };
+    let o = apply(project.path());
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("lakelet policy apply` in the project"),
+        "{err}"
+    );
+    std::fs::write(project.path().join("lakelet.toml"), POLICY).unwrap();
+    let o = apply(project.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(d.json(&["policy", "show"])["declared"], true);
+    // Enforced at once: an agent may not branch from production.
+    let bot = principal(&d, "bot", "agent");
+    refused_as(
+        &d,
+        "bot",
+        &bot,
+        &["branch", "create", "bot-x", "--from", "main"],
+        "agents-never-production",
+    );
+    let rows = d.json(&["audit", "--action", "policy.apply"]);
+    let last = rows.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&last["decision"], &last["result"]),
+        (&"allowed".into(), &"ok".into()),
+        "{last}"
+    );
+    assert!(
+        last["target"].as_str().unwrap().ends_with("lakelet.toml"),
+        "{last}"
+    );
+}

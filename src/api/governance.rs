@@ -222,12 +222,29 @@ async fn show_policy(State(d): State<Shared>) -> Json<PolicyView> {
     Json(view(&d.gov.policy()))
 }
 
+/// A lakelet.toml sent by the caller: its name (for messages and the audit) and its text.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyText {
+    pub file: String,
+    pub text: String,
+}
+
 async fn apply_policy(
     State(d): State<Shared>,
     Extension(c): Extension<Caller>,
+    body: axum::body::Bytes,
 ) -> ApiResult<PolicyView> {
+    // `{}` (or nothing): re-read the daemon's file; `{file, text}`: apply that text.
+    let given = if body.iter().all(u8::is_ascii_whitespace) || &body[..] == b"{}" {
+        None
+    } else {
+        let t: PolicyText = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("the request body is not {{file, text}}: {e}")))?;
+        Some((t.file, t.text))
+    };
     let g = d.gov.clone();
-    let p = g.apply_policy(&c.actor, c.via).map_err(|e| {
+    let p = g.apply_policy(&c.actor, c.via, given).map_err(|e| {
         if e.is::<crate::policy::Refusal>() {
             ApiError::from(e)
         } else {

@@ -79,8 +79,18 @@ pub fn policy(dd: &Path, json: bool, cmd: PolicyCmd) -> Result<()> {
             print(json, &v, |v| serde_json::to_string_pretty(v).unwrap());
         }
         PolicyCmd::Apply => {
-            let v: serde_json::Value =
-                Client::connect(dd)?.post("/policy/apply", &serde_json::json!({}))?;
+            // The project's lakelet.toml when there is one here (checked first, naming the
+            // line); else the daemon re-reads the file it was started with.
+            let body = match super::config::policy_file()? {
+                Some(path) => {
+                    check_file(&path)?;
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::json!({ "file": path.display().to_string(), "text": text })
+                }
+                None => serde_json::json!({}),
+            };
+            let v: serde_json::Value = Client::connect(dd)?.post("/policy/apply", &body)?;
             print(json, &v, |v| {
                 format!(
                     "policy {} is now enforced",

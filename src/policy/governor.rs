@@ -162,7 +162,7 @@ impl Governor {
         };
         if source.is_some() {
             let owner = g.owner();
-            g.apply_policy(&owner, "daemon")?;
+            g.apply_policy(&owner, "daemon", None)?;
         }
         g.check_root()?;
         Ok(g)
@@ -193,7 +193,16 @@ impl Governor {
     }
 
     /// Re-reads the policy file and makes it active if it is valid; audited either way.
-    pub fn apply_policy(&self, who: &Actor, via: &str) -> Result<Arc<Policy>> {
+    ///
+    /// `given`: a file's name and text sent by the caller (`lakelet policy apply` in a project
+    /// sends its lakelet.toml), applied instead of re-reading the file `lakelet up` named; so
+    /// a daemon started without one can take a policy without a restart.
+    pub fn apply_policy(
+        &self,
+        who: &Actor,
+        via: &str,
+        given: Option<(String, String)>,
+    ) -> Result<Arc<Policy>> {
         let d = self.decide(
             who,
             &Action::Admin {
@@ -208,13 +217,23 @@ impl Governor {
             serde_json::json!({}),
             &d,
         )?;
-        let Some(src) = self.source.lock().unwrap().clone() else {
-            bail!("this daemon was started without a lakelet.toml; run `lakelet up` where the file is");
+        let (src, text) = match given {
+            Some((name, text)) => (PathBuf::from(name), Ok(text)),
+            None => {
+                let Some(src) = self.source.lock().unwrap().clone() else {
+                    bail!(
+                        "this daemon was started without a lakelet.toml and none was sent; run \
+                         `lakelet policy apply` in the project that holds it"
+                    );
+                };
+                let text = std::fs::read_to_string(&src)
+                    .with_context(|| format!("reading {}", src.display()));
+                (src, text)
+            }
         };
         let old = self.policy();
         let result = (|| -> Result<Arc<Policy>> {
-            let text = std::fs::read_to_string(&src)
-                .with_context(|| format!("reading {}", src.display()))?;
+            let text = text?;
             let p = if file::declares_policy(&text) {
                 file::parse(&shown(&src), &text).map_err(anyhow::Error::from)?
             } else {
