@@ -505,10 +505,13 @@ fn orphans_are_found_and_only_orphans_deleted() {
     assert!(has_branch(&d, "ci-pr-3"), "a dry run deletes nothing");
     repo.ok(&["ci", "cleanup-orphans", "--open-prs", "4"]);
     assert!(!has_branch(&d, "ci-pr-3") && has_branch(&d, "ci-pr-4"));
+    // owner-gone looks like an orphaned feature, but the workflow never made it (someone's
+    // experiment): it is left alone.
     let out = repo.ok(&["--json", "scm", "recover-orphans"]);
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(r["deleted"], serde_json::json!(["owner-gone"]));
-    assert!(has_branch(&d, "owner-kept") && !has_branch(&d, "owner-gone"));
+    assert_eq!(r["deleted"], serde_json::json!([]), "{r}");
+    assert_eq!(r["left_alone"], serde_json::json!(["owner-gone"]), "{r}");
+    assert!(has_branch(&d, "owner-kept") && has_branch(&d, "owner-gone"));
     assert!(has_branch(&d, "staging") && has_branch(&d, "main"));
     let o = repo.cmd(&["ci", "cleanup-orphans", "--open-prs", "x"]);
     assert!(!o.status.success());
@@ -587,6 +590,20 @@ fn orphans_are_found_and_only_orphans_deleted() {
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["state_reset"], true, "{r}");
     assert_eq!(repo.state()["state"], "scaffold-complete");
+
+    // A feature the workflow made, whose git branch is gone and which the state no longer
+    // names: soft-deleted, so it can be brought back.
+    repo.ok(&["scm", "claim", "orph"]);
+    git(&repo.dir, &["switch", "-q", "staging"]);
+    git(&repo.dir, &["branch", "-D", "feature/orph"]);
+    std::fs::remove_file(repo.dir.join(".lakebase/workflow-state.json")).unwrap();
+    let out = repo.ok(&["--json", "scm", "recover-orphans"]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["deleted"], serde_json::json!(["owner-orph"]), "{r}");
+    assert!(!has_branch(&d, "owner-orph"));
+    d.run(&["branch", "undelete", "owner-orph"]);
+    assert!(has_branch(&d, "owner-orph"));
+    assert!(has_branch(&d, "owner-gone"), "still left alone");
 }
 
 /// The workflows `lakelet init` writes are YAML, and every lakelet command they run exists

@@ -390,13 +390,28 @@ pub fn scm(
                 let r = scm::care::recover_orphans(cx, dry_run)?;
                 print(json, &r, |r| {
                     format!(
-                        "{} {} orphaned feature branches{}{}",
-                        if dry_run { "would delete" } else { "deleted" },
+                        "{} {} orphaned feature branches{}{}{}",
+                        if dry_run {
+                            "would soft-delete"
+                        } else {
+                            "soft-deleted"
+                        },
                         r.deleted.len(),
                         if r.deleted.is_empty() {
                             String::new()
                         } else {
-                            format!(": {}", r.deleted.join(", "))
+                            format!(
+                                ": {} (`lakelet branch undelete NAME` brings one back)",
+                                r.deleted.join(", ")
+                            )
+                        },
+                        if r.left_alone.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; left alone, not made by the workflow: {}",
+                                r.left_alone.join(", ")
+                            )
                         },
                         if r.state_reset {
                             "; the state is back at scaffold-complete"

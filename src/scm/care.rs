@@ -147,15 +147,21 @@ pub fn doctor(cx: &Ctx, fix: bool) -> Result<Vec<Finding>> {
 
 #[derive(Debug, Serialize)]
 pub struct Recovered {
-    /// Database branches of this principal's features with no git branch left.
+    /// Database branches of this principal's features with no git branch left, soft-deleted
+    /// (`lakelet branch undelete` brings one back).
     pub deleted: Vec<String>,
+    /// Branches named like one of this principal's features, with no git branch, that the
+    /// workflow did not make (or that were made again since): left alone.
+    pub left_alone: Vec<String>,
     /// The state was reset to scaffold-complete (its feature had neither branch left).
     pub state_reset: bool,
 }
 
-/// `lakelet scm recover-orphans`: deletes this principal's feature database branches whose
-/// git branch is gone (locally and on origin), and resets a state file whose feature lost
-/// both of its branches.
+/// `lakelet scm recover-orphans`: soft-deletes this principal's feature database branches
+/// whose git branch is gone (locally and on origin) — only those the workflow made (its
+/// ledger, by name and uid): a branch someone made by hand with a feature-like name is not
+/// the workflow's to clean up — and resets a state file whose feature lost both of its
+/// branches.
 pub fn recover_orphans(cx: &Ctx, dry_run: bool) -> Result<Recovered> {
     let prefix = format!("{}-", cx.env.principal);
     let st = state::load(&cx.project.dir).ok();
@@ -164,6 +170,7 @@ pub fn recover_orphans(cx: &Ctx, dry_run: bool) -> Result<Recovered> {
         .filter(|s| !matches!(s.state, Phase::ScaffoldComplete | Phase::Merged))
         .map(|s| cx.env.feature_branch(s.get("feature_id")));
     let mut deleted = vec![];
+    let mut left_alone = vec![];
     for b in cx.env.api.list(false)? {
         let Some(id) = b.branch_id.clone() else {
             continue;
@@ -184,11 +191,16 @@ pub fn recover_orphans(cx: &Ctx, dry_run: bool) -> Result<Recovered> {
         let remote =
             cx.git.has_remote("origin") && cx.git.remote_head("origin", &git_branch)?.is_some();
         if !cx.git.has_branch(&git_branch) && !remote {
+            if !cx.forge.made_it(&id, b.uid.as_deref())? {
+                left_alone.push(id);
+                continue;
+            }
             if !dry_run {
-                let r = cx.env.api.delete(&id, true);
+                let r = cx.env.api.delete(&id, false);
                 cx.env
                     .record("scm.recover-orphans", &id, serde_json::json!({}), &r);
                 r?;
+                cx.forge.unmade(&id)?;
             }
             deleted.push(id);
         }
@@ -209,6 +221,7 @@ pub fn recover_orphans(cx: &Ctx, dry_run: bool) -> Result<Recovered> {
     }
     Ok(Recovered {
         deleted,
+        left_alone,
         state_reset,
     })
 }

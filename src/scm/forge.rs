@@ -58,6 +58,17 @@ impl Run {
     }
 }
 
+/// A database branch the workflow made (the ledger): what its cleanups may touch, and only
+/// while the name still holds the same branch (same uid).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Made {
+    pub name: String,
+    pub uid: Option<String>,
+    /// The gate that made it (`scm.claim`).
+    pub by: String,
+    pub at: String,
+}
+
 pub struct Forge {
     dir: PathBuf,
 }
@@ -81,6 +92,38 @@ impl Forge {
 
     pub fn logs(&self) -> PathBuf {
         self.dir.join("logs")
+    }
+
+    fn made_dir(&self) -> PathBuf {
+        self.dir.join("branches")
+    }
+
+    /// Records that the workflow made database branch `name` (uid `uid`).
+    pub fn made(&self, name: &str, uid: Option<&str>, by: &str) -> Result<()> {
+        std::fs::create_dir_all(self.made_dir())?;
+        let m = Made {
+            name: name.into(),
+            uid: uid.map(str::to_string),
+            by: by.into(),
+            at: super::state::now(),
+        };
+        let p = self.made_dir().join(format!("{name}.json"));
+        crate::util::write_atomically(&p, &serde_json::to_vec_pretty(&m)?, 0o644)
+    }
+
+    /// Whether the workflow made `name` as the branch that now has `uid`.
+    pub fn made_it(&self, name: &str, uid: Option<&str>) -> Result<bool> {
+        let m: Option<Made> = read(&self.made_dir().join(format!("{name}.json")))?;
+        Ok(m.is_some_and(|m| m.uid.is_some() && m.uid.as_deref() == uid))
+    }
+
+    /// Forgets `name` (its branch is gone).
+    pub fn unmade(&self, name: &str) -> Result<()> {
+        match std::fs::remove_file(self.made_dir().join(format!("{name}.json"))) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Opens a PR: the next number, claimed with `create_new` so two at once cannot share it.

@@ -186,6 +186,8 @@ pub fn claim(cx: &Ctx, feature: &str, parent: Option<&str>) -> Result<WorkflowSt
             let _ = cx.env.api.delete(&db, true);
             return Err(e.context("creating the git branch; the database branch was deleted again"));
         }
+        // The ledger of what the workflow made: its cleanups touch nothing else.
+        cx.forge.made(&db, created.uid.as_deref(), "scm.claim")?;
         let next = WorkflowState {
             state: Phase::FeatureClaimed,
             feature_id: Some(feature.into()),
