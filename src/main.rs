@@ -12,8 +12,13 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    let json = cli.json();
     if let Err(e) = lakelet::cli::run(cli) {
-        eprintln!("error: {e:#}");
+        if json {
+            eprintln!("{}", lakelet::cli::error_json(&e));
+        } else {
+            eprintln!("error: {e:#}");
+        }
         std::process::exit(1);
     }
 }

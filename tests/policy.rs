@@ -1188,6 +1188,33 @@ fn policy_apply_loads_a_policy_into_a_daemon_started_without_one() {
         &["branch", "create", "bot-x", "--from", "main"],
         "agents-never-production",
     );
+    // With --json the refusal is JSON too, with the code and the rule.
+    let o = as_p(
+        &d,
+        "bot",
+        &bot,
+        &["--json", "branch", "create", "bot-x", "--from", "main"],
+    );
+    assert!(!o.status.success());
+    let e: Value = serde_json::from_slice(&o.stderr).expect("a JSON error on stderr");
+    assert_eq!(e["error_code"], "PERMISSION_DENIED", "{e}");
+    assert_eq!(e["rule"], "agents-never-production", "{e}");
+    // The server's own code when it answered; an error of the CLI's own (no project here)
+    // is CLI_ERROR.
+    let nowhere = tempfile::tempdir().unwrap();
+    let e: Value = serde_json::from_slice(&apply(nowhere.path()).stderr).expect("JSON");
+    assert_eq!(e["error_code"], "INVALID_PARAMETER_VALUE", "{e}");
+    let o = lakelet()
+        .current_dir(nowhere.path())
+        .args(["--json", "scm", "state"])
+        .output()
+        .unwrap();
+    let e: Value = serde_json::from_slice(&o.stderr).expect("a JSON error on stderr");
+    assert_eq!(e["error_code"], "CLI_ERROR", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("lakelet init"),
+        "{e}"
+    );
     let rows = d.json(&["audit", "--action", "policy.apply"]);
     let last = rows.as_array().unwrap().last().unwrap().clone();
     assert_eq!(

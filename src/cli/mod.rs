@@ -200,6 +200,36 @@ impl Cli {
     pub fn is_daemon(&self) -> bool {
         matches!(self.cmd, Cmd::Daemon(_))
     }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+/// An error as `--json` reports it, on stderr: the Databricks shape the API answers with
+/// (`error_code`, `message`), plus the policy rule when a rule refused it. The code is the
+/// server's when the server answered; a refusal is PERMISSION_DENIED; anything else, which
+/// happened here, is INTERNAL_ERROR only if nothing better is known: CLI_ERROR.
+pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    let message = format!("{e:#}");
+    let mut v = serde_json::json!({ "error_code": "CLI_ERROR", "message": message });
+    if let Some(f) = e.downcast_ref::<crate::api::client::ApiFailure>() {
+        v["error_code"] = f.code.clone().into();
+        v["status"] = f.status.into();
+        // The server's words carry the rule: "refused by policy rule R: …".
+        if let Some(rule) = f
+            .message
+            .split("policy rule ")
+            .nth(1)
+            .and_then(|r| r.split([':', ')']).next())
+        {
+            v["rule"] = rule.trim().into();
+        }
+    } else if let Some(r) = e.downcast_ref::<crate::policy::Refusal>() {
+        v["error_code"] = "PERMISSION_DENIED".into();
+        v["rule"] = r.rule.clone().into();
+    }
+    v
 }
 
 pub fn run(cli: Cli) -> Result<()> {
