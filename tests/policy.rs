@@ -1227,3 +1227,114 @@ fn policy_apply_loads_a_policy_into_a_daemon_started_without_one() {
         "{last}"
     );
 }
+
+/// `lakelet branch share` (issue 24): a feature's owner lets a teammate in, read-only and for
+/// a while; nobody else can, no tier can be shared, taking it back shuts the door, and every
+/// step is audited.
+#[test]
+fn an_owner_shares_a_feature_with_a_teammate_and_takes_it_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = governed(tmp.path());
+    let alice = principal(&d, "alice", "developer");
+    let bob = principal(&d, "bob", "developer");
+    ok_as(
+        &d,
+        "alice",
+        &alice,
+        &["branch", "create", "alice-f", "--from", "staging"],
+    );
+    let count = "select count(*) from customers";
+    assert_eq!(
+        pg(&d, "bob", &bob, "alice-f", "postgres", count),
+        Err("42501".into())
+    );
+    refused_as(
+        &d,
+        "bob",
+        &bob,
+        &["branch", "share", "alice-f", "--with", "bob"],
+        "shares",
+    );
+    refused_as(
+        &d,
+        "alice",
+        &alice,
+        &["branch", "share", "staging", "--with", "bob"],
+        "shares",
+    );
+    ok_as(
+        &d,
+        "alice",
+        &alice,
+        &[
+            "branch",
+            "share",
+            "alice-f",
+            "--with",
+            "bob",
+            "--read-only",
+            "--ttl",
+            "1h",
+        ],
+    );
+    assert_eq!(
+        one(pg(&d, "bob", &bob, "alice-f", "postgres", count)),
+        "2000"
+    );
+    assert_eq!(
+        pg(
+            &d,
+            "bob",
+            &bob,
+            "alice-f",
+            "postgres",
+            "delete from customers"
+        ),
+        Err("42501".into()),
+        "a read-only share writes nothing"
+    );
+    ok_as(
+        &d,
+        "alice",
+        &alice,
+        &["branch", "unshare", "alice-f", "--with", "bob"],
+    );
+    assert_eq!(
+        pg(&d, "bob", &bob, "alice-f", "postgres", count),
+        Err("42501".into())
+    );
+    let rows = d.json(&["audit"]);
+    let story: Vec<(String, String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"].as_str().unwrap().contains("share"))
+        .map(|r| {
+            (
+                r["principal"].as_str().unwrap().to_string(),
+                r["action"].as_str().unwrap().to_string(),
+                r["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("bob", "branch.share", "refused"),
+        ("alice", "branch.share", "refused"),
+        ("alice", "branch.share", "allowed"),
+        ("alice", "branch.unshare", "allowed"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(story, want);
+    let connects = d.json(&["audit", "--action", "connect", "--principal", "bob"]);
+    assert!(
+        connects
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rule"] == "shares" && r["decision"] == "allowed"),
+        "{connects:#}"
+    );
+}

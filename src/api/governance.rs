@@ -26,6 +26,8 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/promotions", post(promote))
         .route("/rollbacks", post(rollback))
         .route("/workflow-events", post(workflow_event))
+        .route("/branches/{name}/shares", post(share))
+        .route("/branches/{name}/shares/{principal}", delete(unshare))
 }
 
 fn bad(m: impl Into<String>) -> ApiError {
@@ -405,4 +407,83 @@ async fn workflow_event(
     d.gov
         .record(&c.actor, c.via, &e.action, &e.target, e.args, &dec, &Ok(()));
     Ok(done)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRequest {
+    pub principal: String,
+    /// Read access only (lakelet_reader); else write (lakelet_owner).
+    #[serde(default)]
+    pub read_only: bool,
+    /// How long (`2h`, `7d`); for as long as the branch lives if unset.
+    pub ttl: Option<String>,
+}
+
+/// `lakelet branch share NAME --with P`: lets principal P into a feature branch, decided (its
+/// owner's or an admin's, never a tier's or production's) and audited.
+async fn share(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<ShareRequest>,
+) -> ApiResult<serde_json::Value> {
+    let f = d.facts(&name)?;
+    if d.gov.actor(&req.principal).is_none() {
+        return Err(bad(format!(
+            "no principal {} (`lakelet principal list` shows them)",
+            crate::util::quoted_bounded(&req.principal)
+        )));
+    }
+    let ttl = match &req.ttl {
+        Some(t) => Some(
+            humantime::parse_duration(t)
+                .map_err(|e| bad(format!("ttl {t:?}: {e} (e.g. 2h, 7d)")))?,
+        ),
+        None => None,
+    };
+    if ttl.is_some_and(|t| t.as_secs() < 1) {
+        return Err(bad("a share's ttl is at least 1s"));
+    }
+    let args =
+        serde_json::json!({ "with": req.principal, "read_only": req.read_only, "ttl": req.ttl });
+    let action = Action::Share {
+        branch: &f,
+        with: &req.principal,
+    };
+    let permit = d.enforce(&c, &action, &name, args)?;
+    let until = ttl.map(|t| crate::util::now_nanos() + t.as_nanos() as i64);
+    let share = crate::policy::Share {
+        principal: req.principal.clone(),
+        write: !req.read_only,
+        until,
+    };
+    let r = d
+        .gov
+        .set_share(&name, &req.principal, Some(share.clone()))
+        .await
+        .map(|()| Json(serde_json::json!({ "branch": name, "share": share })))
+        .map_err(ApiError::from);
+    permit.finish(r)
+}
+
+async fn unshare(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    UrlPath((name, principal)): UrlPath<(String, String)>,
+) -> ApiResult<serde_json::Value> {
+    let f = d.facts(&name)?;
+    let action = Action::Share {
+        branch: &f,
+        with: &principal,
+    };
+    let args = serde_json::json!({ "with": principal });
+    let permit = d.enforce_named(&c, "branch.unshare", &action, &name, args)?;
+    let r = d
+        .gov
+        .set_share(&name, &principal, None)
+        .await
+        .map(|()| Json(serde_json::json!({ "branch": name, "unshared": principal })))
+        .map_err(ApiError::from);
+    permit.finish(r)
 }

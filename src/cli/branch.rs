@@ -16,6 +16,24 @@ use crate::compute::Endpoint;
 
 #[derive(Subcommand)]
 pub enum BranchCmd {
+    /// Let principal WITH into feature branch NAME (yours, or as an admin): write access unless
+    /// --read-only, until --ttl if given. Decided by the daemon's policy and audited.
+    Share {
+        name: String,
+        #[arg(long = "with")]
+        with: String,
+        #[arg(long)]
+        read_only: bool,
+        /// How long the share lasts (e.g. 2h, 7d); as long as the branch if unset.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Take a share back.
+    Unshare {
+        name: String,
+        #[arg(long = "with")]
+        with: String,
+    },
     /// Create NAME from PARENT (default: the default branch), now or as of --at LSN|RFC3339.
     Create {
         name: String,
@@ -317,6 +335,41 @@ pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> 
                          --purge frees the name now)"
                     )
                 }
+            });
+        }
+        BranchCmd::Share {
+            name,
+            with,
+            read_only,
+            ttl,
+        } => {
+            let v: serde_json::Value = crate::api::client::Client::connect(dd)?.post(
+                &format!("/branches/{}/shares", crate::api::client::seg(&name)),
+                &serde_json::json!({ "principal": with, "read_only": read_only, "ttl": ttl }),
+            )?;
+            print(json, &v, |_| {
+                format!(
+                    "'{name}' is shared with {with} ({}{})",
+                    if read_only {
+                        "read only"
+                    } else {
+                        "read and write"
+                    },
+                    ttl.as_deref()
+                        .map(|t| format!(", for {t}"))
+                        .unwrap_or_default()
+                )
+            });
+        }
+        BranchCmd::Unshare { name, with } => {
+            let v: serde_json::Value =
+                crate::api::client::Client::connect(dd)?.delete(&format!(
+                    "/branches/{}/shares/{}",
+                    crate::api::client::seg(&name),
+                    crate::api::client::seg(&with)
+                ))?;
+            print(json, &v, |_| {
+                format!("'{name}' is no longer shared with {with}")
             });
         }
         BranchCmd::Undelete { name } => {

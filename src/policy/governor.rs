@@ -309,13 +309,20 @@ impl Governor {
     pub fn facts(&self, name: &str) -> Result<Facts> {
         let info = self.computes.store().branch(name)?;
         let st = Stamp::of(&Lifecycle::decode(&info.annotations));
-        Ok(self.policy().facts(
+        let now = self.computes.store().now();
+        let mut f = self.policy().facts(
             name,
             info.snapshot,
             st.owner,
             st.source_tier,
             st.masking.is_some(),
-        ))
+        );
+        f.shared = st
+            .shares
+            .into_iter()
+            .filter(|s| s.until.is_none_or(|t| t > now))
+            .collect();
+        Ok(f)
     }
 
     pub fn decide(&self, who: &Actor, action: &Action) -> Decision {
@@ -424,6 +431,7 @@ impl Governor {
                 done: !d.mask,
                 at: None,
             }),
+            shares: vec![],
         };
         st.put(l);
     }
@@ -467,6 +475,27 @@ impl Governor {
                     done: false,
                     at: None,
                 });
+                st.put(l);
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Lets `share.principal` into `name` (replacing an earlier share with it), or out again
+    /// (`share` None for `principal`), in the branch's record under its lock.
+    pub async fn set_share(
+        &self,
+        name: &str,
+        principal: &str,
+        share: Option<super::Share>,
+    ) -> Result<()> {
+        let principal = principal.to_string();
+        self.branches
+            .update(name, move |l| {
+                let mut st = Stamp::of(l);
+                st.shares.retain(|s| s.principal != principal);
+                st.shares.extend(share);
                 st.put(l);
                 Ok(())
             })

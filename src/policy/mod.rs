@@ -28,7 +28,7 @@ pub use governor::{Governor, Permit, Refusal};
 /// The commented lakelet.toml `lakelet init` writes: tiers main → staging → qa, the four
 /// roles, masking, migrations and CI.
 pub const STARTER: &str = include_str!("starter.toml");
-pub use model::{Access, Action, Actor, Decision, Facts, Policy, OWNER, WORKFLOW_EVENTS};
+pub use model::{Access, Action, Actor, Decision, Facts, Policy, Share, OWNER, WORKFLOW_EVENTS};
 
 /// A superuser session of the daemon's own on the Postgres listening in `sockdir` (masking,
 /// role setup, the system database).

@@ -162,6 +162,19 @@ pub struct Facts {
     /// Holds raw (unmasked) data that masked roles must not see.
     pub raw: bool,
     pub masked: bool,
+    /// The principals its owner let in (`lakelet branch share`), live ones only.
+    pub shared: Vec<Share>,
+}
+
+/// One principal let into a branch by its owner, until a time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Share {
+    pub principal: String,
+    /// Write access (lakelet_owner); otherwise read (lakelet_reader).
+    pub write: bool,
+    /// When it ends (store nanos); never if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +223,12 @@ pub enum Action<'a> {
         what: &'a str,
     },
     ReadAudit,
+    /// Letting principal `with` into `branch` (or out again): its owner's (or an admin's) to
+    /// give, never a tier's or production's.
+    Share {
+        branch: &'a Facts,
+        with: &'a str,
+    },
     /// A workflow event the CLI reports after running a gate (`scm.merge`, `ci.pr`, …): held
     /// to the reporter's own rights, so a report is never more than its caller may do.
     Report {
@@ -249,6 +268,7 @@ impl Action<'_> {
             Action::Admin { .. } => "admin",
             Action::ReadAudit => "audit.read",
             Action::Report { .. } => "workflow-event",
+            Action::Share { .. } => "branch.share",
         }
     }
 }
@@ -419,6 +439,7 @@ impl Policy {
             production,
             raw,
             masked,
+            shared: vec![],
         }
     }
 
@@ -584,6 +605,18 @@ impl Policy {
                     (a, "migrate")
                 } else if covered(&role.connect, branch) {
                     (Access::Read, "connect")
+                } else if let Some(sh) = branch.shared.iter().find(|s| s.principal == p) {
+                    let a = if sh.write {
+                        Access::Write
+                    } else {
+                        Access::Read
+                    };
+                    let mut d = allow(
+                        "shares",
+                        format!("'{}' is shared with {p} by its owner", branch.name),
+                    );
+                    d.access = Some(a);
+                    return d;
                 } else {
                     return refuse(
                         format!("roles.{r}.connect"),
@@ -758,6 +791,38 @@ impl Policy {
                     refuse(
                         format!("roles.{r}.admin"),
                         format!("role {r} may not {what}"),
+                    )
+                }
+            }
+            Action::Share { branch, with } => {
+                if let Some(d) = agent_prod(branch, "share") {
+                    return d;
+                }
+                if branch.tier || branch.production {
+                    return refuse(
+                        "shares",
+                        format!(
+                            "'{}' is a tier or holds production data: who reaches it is lakelet.toml's to say, not a share's",
+                            branch.name
+                        ),
+                    );
+                }
+                if *with == p {
+                    return refuse("shares", format!("{p} already reaches what it owns"));
+                }
+                if branch.owner.as_deref() == Some(p) || role.admin {
+                    allow(
+                        "shares",
+                        format!("the owner of '{}' shares it with {with}", branch.name),
+                    )
+                } else {
+                    refuse(
+                        "shares",
+                        format!(
+                            "only the owner of '{}' ({}) or an admin role shares it",
+                            branch.name,
+                            branch.owner.as_deref().unwrap_or("unknown")
+                        ),
                     )
                 }
             }

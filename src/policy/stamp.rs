@@ -21,6 +21,9 @@ pub struct Stamp {
     /// finished and the proxy lets nobody in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub masking: Option<MaskState>,
+    /// Who else its owner let in (`lakelet branch share`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shares: Vec<super::Share>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +34,7 @@ pub struct MaskState {
     pub at: Option<Nanos>,
 }
 
-const KEYS: [&str; 3] = ["owner", "source_tier", "masking"];
+const KEYS: [&str; 4] = ["owner", "source_tier", "masking", "shares"];
 
 impl Stamp {
     /// The stamp in `l`'s annotations. One that cannot be read is corruption: it reads as
@@ -80,6 +83,11 @@ mod tests {
                 done: true,
                 at: Some(7),
             }),
+            shares: vec![crate::policy::Share {
+                principal: "bob".into(),
+                write: false,
+                until: Some(9),
+            }],
         };
         s.put(&mut l);
         let again = Lifecycle::decode(&l.encode());
