@@ -341,6 +341,11 @@ impl Computes {
         let installs = pg::discover(settings.pg_bindir.as_deref())?;
         let user = user::ensure(&settings.compute_user)?;
         let run_dir = run_dir(data_dir);
+        // The base (/run/lakelet) too: the daemon's umask (077) would make a missing one 0700,
+        // and a compute's uid could then reach neither its socket nor its view.
+        if let Some(base) = run_dir.parent() {
+            mkdir(base, 0o711)?;
+        }
         mkdir(&run_dir, 0o711)?;
         mkdir(&run_dir.join("m"), 0o711)?;
         mkdir(&run_dir.join("s"), 0o711)?;

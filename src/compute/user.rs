@@ -141,7 +141,17 @@ impl ComputeUser {
                 lock: None,
             });
         }
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        // /run/lakelet holds every daemon's runtime directory: traversable by computes (0711),
+        // whatever the umask; the leases in it are root's alone.
+        let base = Path::new(LEASES).parent().expect("a parent");
+        if !base.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .create(base)
+                .with_context(|| format!("creating {}", base.display()))?;
+            std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o711))?;
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
