@@ -254,6 +254,30 @@ fn the_worked_example_through_every_gate() {
     assert!(has_branch(&d, "staging"));
     git(&repo.dir, &["push", "-q", "origin", "main", "staging"]);
 
+    // A teammate's fresh clone has origin's tiers as remote-tracking branches only: claim
+    // says how to track the entry tier rather than to make a new one.
+    let clone2 = Repo {
+        dir: tmp.path().join("clone2"),
+        data: d.dir.clone(),
+    };
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "main",
+            origin.to_str().unwrap(),
+            clone2.dir.to_str().unwrap(),
+        ],
+    );
+    clone2.ok(&["init"]);
+    clone2.refused(
+        &d,
+        &["scm", "claim", "other"],
+        "`git branch --track staging origin/staging`",
+    );
+
     // Out of order, and the wrong tier.
     repo.refused(&d, &["scm", "prepare-pr"], "needs feature-claimed");
     repo.refused(&d, &["scm", "wait-ci", "--local"], "needs pr-ready");

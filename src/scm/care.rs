@@ -91,10 +91,17 @@ pub fn doctor(cx: &Ctx, fix: bool) -> Result<Vec<Finding>> {
             ));
         } else {
             out.push(f);
+            let entry = p.entry_tier();
             out.push(finding(
                 "git-tier",
-                t != p.entry_tier(),
-                format!("git has no branch '{t}' (the entry tier needs one: `git branch {t}`)"),
+                t != entry,
+                if t == entry {
+                    format!(
+                        "git has no branch '{t}', and the entry tier needs one: `git branch {t}`"
+                    )
+                } else {
+                    format!("git has no branch '{t}' (only the entry tier '{entry}' needs one)")
+                },
             ));
         }
     }

@@ -151,9 +151,13 @@ pub fn claim(cx: &Ctx, feature: &str, parent: Option<&str>) -> Result<WorkflowSt
             )
         });
         pre.check(cx.git.has_branch(&entry), || {
-            format!(
-                "git has no branch '{entry}' for the entry tier; create it (`git branch {entry}`)"
-            )
+            // A clone has origin's tiers as remote-tracking branches only: track that one.
+            let how = if cx.git.rev(&format!("origin/{entry}")).is_some() {
+                format!("`git branch --track {entry} origin/{entry}`")
+            } else {
+                format!("`git branch {entry}`")
+            };
+            format!("git has no branch '{entry}' for the entry tier; create it ({how})")
         });
         pre.check(!cx.git.has_branch(&branch), || {
             format!("git branch '{branch}' already exists; pick another feature id or delete it")
