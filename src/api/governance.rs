@@ -393,10 +393,7 @@ async fn workflow_event(
         return permit.finish(Ok(done));
     }
     // A gate's own refusal claims nothing; it is recorded as what the client says.
-    if !crate::policy::WORKFLOW_EVENTS
-        .iter()
-        .any(|(n, _)| *n == e.action)
-    {
+    if crate::policy::workflow_event_moves(&e.action).is_none() {
         return Err(bad(format!(
             "workflow event {}: not one lakelet's gates report",
             crate::util::quoted_bounded(&e.action)

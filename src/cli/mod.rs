@@ -394,7 +394,11 @@ fn open_offline(
                 ..Default::default()
             };
             crate::policy::audit::AuditLog::open(data_dir)?.append(e)?;
-            bail!("refused by policy rule offline-owner-only: {why}");
+            return Err(crate::policy::Refusal {
+                rule: "offline-owner-only".into(),
+                reason: why,
+            }
+            .into());
         }
     }
     Ok(Store::open(&p, Options::default())?)

@@ -385,7 +385,7 @@ impl Computes {
         self.user.switch
     }
 
-    /// A uid of its own for a compute that is not a branch's (the system database).
+    /// A uid of its own for a compute (a branch's at its start, the system database's).
     pub async fn lease(&self) -> Result<user::Lease> {
         let base = self.user.clone();
         tokio::task::spawn_blocking(move || base.lease()).await?
@@ -645,8 +645,7 @@ impl Computes {
             .install_of(tl)
             .with_context(|| format!("branch '{name}'"))?
             .clone();
-        let base = self.user.clone();
-        let lease = tokio::task::spawn_blocking(move || base.lease()).await??;
+        let lease = self.lease().await?;
         let run_as = (lease.user.uid, lease.user.gid);
         self.wal.prepare(&self.store, tl, run_as)?;
         let owner = fs::Owner {

@@ -12,8 +12,9 @@
 //! without its lease: taking a lease and ending one both kill whatever still runs as that uid
 //! (a `COPY … FROM PROGRAM 'sleep 1d &'` left behind), so the next compute to get the uid meets
 //! no stranger, and what the uid left in /tmp, /var/tmp or /dev/shm, and its System V IPC
-//! objects, are removed for the same reason. The compute's files carry its uid (its socket directory, its WAL; its view
-//! presents every file as the lease's), all 0700/0600: another uid reaches none of them.
+//! objects, are removed for the same reason. The compute's files carry its uid (its socket
+//! directory, its WAL; its view presents every file as the lease's), all 0700/0600: another
+//! uid reaches none of them.
 //!
 //! The base user (`lakelet`) runs only short tools (initdb, pg_basebackup) and owns the files
 //! in the store; views present them as the lease's.
@@ -141,22 +142,14 @@ impl ComputeUser {
                 lock: None,
             });
         }
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-        // /run/lakelet holds every daemon's runtime directory: traversable by computes (0711),
-        // whatever the umask; the leases in it are root's alone.
-        let base = Path::new(LEASES).parent().expect("a parent");
-        if !base.is_dir() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .create(base)
-                .with_context(|| format!("creating {}", base.display()))?;
-            std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o711))?;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        // Its parent, /run/lakelet, is made (0711) with the daemon's runtime directory
+        // (`Computes::open`); the leases in it are root's alone.
+        match std::fs::DirBuilder::new().mode(0o700).create(LEASES) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating {LEASES}")),
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(LEASES)
-            .with_context(|| format!("creating {LEASES}"))?;
         for i in 0..MAX_POOL {
             let name = format!("{}-c{i}", self.name);
             let f = std::fs::OpenOptions::new()
@@ -190,13 +183,6 @@ impl ComputeUser {
             });
         }
         bail!("all {MAX_POOL} compute users are leased; stop some computes (`lakelet branch stop`)")
-    }
-}
-
-impl Lease {
-    /// Whether computes are kept apart by uid (a root daemon).
-    pub fn isolated(&self) -> bool {
-        self.lock.is_some()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The governor: the daemon's one place where identity, policy, masking and audit meet.
 //!
 //! The API and the proxy resolve who is acting (`actor_*`), gather the facts about the
-//! branches involved (`facts`), and call `enforce`, which decides with the active policy and
+//! branches involved (`facts`), and call `permit`, which decides with the active policy and
 //! audits a refusal before returning it. What it allows comes back as a `Permit`, the only way
 //! to act: `finish(result)` spends it and writes the action's one audit row with its real
 //! outcome, and a permit dropped unfinished (an early return, a cancelled request, a panic)
@@ -374,7 +374,10 @@ impl Governor {
         args: serde_json::Value,
     ) -> Result<Permit> {
         let d = self.decide(who, action);
-        self.enforce_decided(who, via, name, target, args.clone(), &d)?;
+        if !d.allowed {
+            let refused = self.enforce_decided(who, via, name, target, args, &d);
+            return Err(refused.expect_err("a refused decision is an error"));
+        }
         Ok(Permit {
             pending: Some(Pending {
                 gov: self.clone(),
@@ -445,17 +448,13 @@ impl Governor {
             .await
             .with_context(|| format!("masking branch '{name}'"))?;
         let now = self.computes.store().now();
-        self.branches
-            .update(name, move |l| {
-                let mut st = Stamp::of(l);
-                st.masking = Some(MaskState {
-                    done: true,
-                    at: Some(now),
-                });
-                st.put(l);
-                Ok(())
+        self.update_stamp(name, move |st| {
+            st.masking = Some(MaskState {
+                done: true,
+                at: Some(now),
             })
-            .await?;
+        })
+        .await?;
         tracing::info!(
             branch = name,
             tables = report.tables.len(),
@@ -468,18 +467,13 @@ impl Governor {
     /// Marks `name` as masking-pending before its data is replaced (reset, restore), so the
     /// proxy lets nobody in until `mask` has run again.
     pub async fn hold_for_masking(&self, name: &str) -> Result<()> {
-        self.branches
-            .update(name, |l| {
-                let mut st = Stamp::of(l);
-                st.masking = Some(MaskState {
-                    done: false,
-                    at: None,
-                });
-                st.put(l);
-                Ok(())
+        self.update_stamp(name, |st| {
+            st.masking = Some(MaskState {
+                done: false,
+                at: None,
             })
-            .await?;
-        Ok(())
+        })
+        .await
     }
 
     /// Lets `share.principal` into `name` (replacing an earlier share with it), or out again
@@ -491,11 +485,23 @@ impl Governor {
         share: Option<super::Share>,
     ) -> Result<()> {
         let principal = principal.to_string();
+        self.update_stamp(name, move |st| {
+            st.shares.retain(|s| s.principal != principal);
+            st.shares.extend(share);
+        })
+        .await
+    }
+
+    /// Changes the policy's marks on `name`, in its lifecycle record under its lock.
+    async fn update_stamp(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Stamp) + Send + 'static,
+    ) -> Result<()> {
         self.branches
             .update(name, move |l| {
                 let mut st = Stamp::of(l);
-                st.shares.retain(|s| s.principal != principal);
-                st.shares.extend(share);
+                f(&mut st);
                 st.put(l);
                 Ok(())
             })

@@ -28,7 +28,9 @@ pub use governor::{Governor, Permit, Refusal};
 /// The commented lakelet.toml `lakelet init` writes: tiers main → staging → qa, the four
 /// roles, masking, migrations and CI.
 pub const STARTER: &str = include_str!("starter.toml");
-pub use model::{Access, Action, Actor, Decision, Facts, Policy, Share, OWNER, WORKFLOW_EVENTS};
+pub use model::{
+    workflow_event_moves, Access, Action, Actor, Decision, Facts, Policy, Share, OWNER,
+};
 
 /// A superuser session of the daemon's own on the Postgres listening in `sockdir` (masking,
 /// role setup, the system database).

@@ -236,6 +236,15 @@ pub enum Action<'a> {
     },
 }
 
+/// Whether `event` is one the SCM engine reports (Some), and whether it moves changes into a
+/// tier.
+pub fn workflow_event_moves(event: &str) -> Option<bool> {
+    WORKFLOW_EVENTS
+        .iter()
+        .find(|(e, _)| *e == event)
+        .map(|(_, moves)| *moves)
+}
+
 /// The workflow events the SCM engine reports, and whether each moves changes into a tier
 /// (and so needs the right to merge or promote).
 pub const WORKFLOW_EVENTS: &[(&str, bool)] = &[
@@ -827,7 +836,7 @@ impl Policy {
                 }
             }
             Action::Report { event } => {
-                let Some(&(_, moves)) = WORKFLOW_EVENTS.iter().find(|(e, _)| e == event) else {
+                let Some(moves) = workflow_event_moves(event) else {
                     return refuse(
                         "workflow-events",
                         format!(

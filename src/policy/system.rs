@@ -1,8 +1,8 @@
 //! The `lakelet` database: the audit, the branches and their usage as tables, so one SQL query
 //! through the proxy reads them (`psql "dbname=lakelet …" -c "select … from audit"`).
 //!
-//! A small Postgres cluster of its own in DATA/system (plain local disk, its own uid, not a branch: it holds
-//! no user data and must not appear among the branches), started on first use. Its tables are
+//! A small Postgres cluster of its own in DATA/system (plain local disk, its own uid, not a
+//! branch: it holds no user data and must not appear among the branches), started on first use. Its tables are
 //! copies: the audit log file stays the record of truth, and each connection first brings the
 //! tables up to date (new audit records appended by sequence number, branches, usage and the
 //! proxy's live sessions replaced) before the session starts as `lakelet_reader`, which can
@@ -119,11 +119,11 @@ impl SystemDb {
                     std::fs::remove_file(&p)?;
                 }
             }
-            claim(&pgdata, owner)?;
+        }
+        // The uid changes from start to start (compute/user.rs).
+        claim(&pgdata, owner)?;
+        if fresh {
             postgres::initdb(install, user, &pgdata, &self.log).await?;
-        } else {
-            // The uid changes from start to start (compute/user.rs).
-            claim(&pgdata, owner)?;
         }
         let _ = std::fs::remove_dir_all(&self.sockdir);
         std::fs::create_dir_all(&self.sockdir)?;

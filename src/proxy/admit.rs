@@ -60,28 +60,15 @@ impl Proxy {
                         format!("branch \"{branch}\" cannot be admitted now: {e:#}"),
                     )
                 };
-                let d = Decision::refused("admission", message.clone());
-                let args = serde_json::json!({ "database": route.database });
-                self.gov
-                    .record(&actor, "proxy", "connect", &branch, args, &d, &Ok(()));
-                return Err(Fail::Fatal {
-                    code,
-                    message,
-                    hint: missing.then(|| "`lakelet branch list` shows the branches".into()),
-                });
+                let hint = missing.then(|| "`lakelet branch list` shows the branches".into());
+                return Err(self.refuse_admission(&actor, &route, code, message, hint));
             }
         };
         if self.gov.masking_pending(&branch) {
             let message = format!("branch \"{branch}\" is being masked; nobody may connect until the masking has finished");
-            let d = Decision::refused("admission", message.clone());
-            let args = serde_json::json!({ "database": route.database });
-            self.gov
-                .record(&actor, "proxy", "connect", &branch, args, &d, &Ok(()));
-            return Err(Fail::Fatal {
-                code: "57P03",
-                message,
-                hint: Some("retry in a moment; if it stays so, the masking failed: reset or delete the branch".into()),
-            });
+            let hint = "retry in a moment; if it stays so, the masking failed: reset or delete \
+                        the branch";
+            return Err(self.refuse_admission(&actor, &route, "57P03", message, Some(hint.into())));
         }
         let action = if grant {
             Action::ConnectGranted { branch: &facts }
@@ -113,6 +100,29 @@ impl Proxy {
         };
         route.forward.insert("user".into(), pg_user);
         Ok((route, access, permit))
+    }
+}
+
+impl Proxy {
+    /// A connection refused before any rule could decide (its branch cannot be read, or it is
+    /// being masked): audited under rule `admission`, and told to the client with `code`.
+    fn refuse_admission(
+        &self,
+        actor: &crate::policy::Actor,
+        route: &Route,
+        code: &'static str,
+        message: String,
+        hint: Option<String>,
+    ) -> Fail {
+        let d = Decision::refused("admission", message.clone());
+        let args = serde_json::json!({ "database": route.database });
+        self.gov
+            .record(actor, "proxy", "connect", &route.branch, args, &d, &Ok(()));
+        Fail::Fatal {
+            code,
+            message,
+            hint,
+        }
     }
 }
 
