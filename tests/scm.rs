@@ -45,6 +45,7 @@ test = "sh db-test.sh"
 /// sync with `inventory_code` during the transition.
 const SPLIT: &str = "
 -- applied by ${flyway:user} (a built-in placeholder: prepare-pr must know it)
+SET lock_timeout = '5s';
 ALTER TABLE inventory ADD COLUMN IF NOT EXISTS location_code text,
                       ADD COLUMN IF NOT EXISTS batch_number int,
                       ADD COLUMN IF NOT EXISTS serial_number int;
@@ -365,13 +366,13 @@ fn the_worked_example_through_every_gate() {
         git(&origin, &["rev-parse", "feature/split-inventory"]),
         head
     );
-    assert!(!has_branch(&d, "ci-pr-1"));
+    assert!(!has_branch(&d, "ci-pr-1-1"));
     repo.refused(&d, &["scm", "merge"], "needs ci-green");
     repo.refused(&d, &["scm", "prepare-pr"], "needs feature-claimed");
     repo.refused(&d, &["scm", "wait-ci"], "no CI run has tested HEAD");
 
     // 4. CI, red: the test asks for a column the migration does not make.
-    // The run itself happens (and keeps ci-pr-1 for diagnosis); the gate changes nothing.
+    // The run itself happens (and keeps its branch for diagnosis); the gate changes nothing.
     let o = repo.cmd(&["scm", "wait-ci", "--local"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -380,8 +381,8 @@ fn the_worked_example_through_every_gate() {
     );
     assert_eq!(repo.state(), ready);
     assert!(
-        has_branch(&d, "ci-pr-1"),
-        "the red run keeps ci-pr-1 for diagnosis"
+        has_branch(&d, "ci-pr-1-1"),
+        "the red run keeps its branch for diagnosis"
     );
     // A red run is recorded, so waiting again without a new commit is red again.
     repo.refused(&d, &["scm", "wait-ci"], "CI is red");
@@ -402,16 +403,23 @@ fn the_worked_example_through_every_gate() {
     repo.ok(&["scm", "wait-ci", "--local"]);
     let green = repo.state();
     assert_eq!(green["state"], "ci-green");
+    // The run is the daemon's record, at the URL the state file carries.
     let run_url = green["ci_run_url"].as_str().unwrap();
-    let run: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run_url.strip_prefix("file://").unwrap()).unwrap(),
-    )
-    .unwrap();
+    let path = &run_url[run_url.find("/lakelet/v1").unwrap()..];
+    let (status, body) = d.http(&d.api_token(), "GET", path, None);
+    assert_eq!(status, 200, "{body}");
+    let run: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(run["conclusion"], "success");
+    assert_eq!(run["branch"], "ci-pr-1-2", "every run forks its own branch");
+    assert_eq!(run["by"], "owner");
     assert_eq!(run["sha"], git(&repo.dir, &["rev-parse", "HEAD"]));
     let comment = std::fs::read_to_string(run["comment"].as_str().unwrap()).unwrap();
     assert!(comment.contains("location_code"), "{comment}");
-    assert!(columns(&d, "ci-pr-1").contains("serial_number"));
+    assert!(columns(&d, "ci-pr-1-2").contains("serial_number"));
+    assert!(
+        !has_branch(&d, "ci-pr-1-1"),
+        "the red run's branch is soft-deleted when the next run forks its own"
+    );
     assert!(!columns(&d, "staging").contains("serial_number"));
 
     // A new commit after green: merge is refused until CI is green for it.
@@ -442,11 +450,25 @@ fn the_worked_example_through_every_gate() {
         "0"
     );
     assert!(!columns(&d, "main").contains("serial_number"));
-    assert!(!has_branch(&d, "ci-pr-1") && !has_branch(&d, feature));
-    let snaps = d.json(&["branch", "list"])["snapshots"].to_string();
+    assert!(!has_branch(&d, "ci-pr-1-2") && !has_branch(&d, feature));
+    // Soft-deleted, not purged: a merge deletes nothing for good.
+    d.run(&["branch", "undelete", feature]);
+    d.run(&["branch", "delete", feature]);
+    let snaps = d.json(&["branch", "list"])["snapshots"].clone();
+    let snap = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["snapshot_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("staging-pre-merge-pr-1-")
+        })
+        .unwrap_or_else(|| panic!("the merge snapshot is kept for a while: {snaps}"));
     assert!(
-        !snaps.contains("staging-pre-merge"),
-        "the merge snapshot goes after success: {snaps}"
+        snap["status"]["expire_time"].is_string(),
+        "and expires ([ci] snapshot_ttl): {snap}"
     );
     assert_eq!(git(&repo.dir, &["branch", "--show-current"]), "staging");
     assert_eq!(
@@ -513,9 +535,30 @@ fn orphans_are_found_and_only_orphans_deleted() {
     repo.commit("scaffold");
     git(&repo.dir, &["branch", "staging"]);
     git(&repo.dir, &["branch", "feature/kept"]);
-    for b in ["ci-pr-3", "ci-pr-4", "owner-kept", "owner-gone"] {
+    for b in ["ci-pr-3", "owner-kept", "owner-gone"] {
         d.run(&["branch", "create", b, "--from", "staging", "--ttl", "1h"]);
     }
+    // Every run forks its own branch from the base, never one an earlier run left behind.
+    repo.write("db-test.sh", "true\n");
+    repo.write("migrations/V1__a.sql", "create table a (id int);\n");
+    let run = |out: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        assert_eq!(v["conclusion"], "success", "{v}");
+        v
+    };
+    let pr = ["--json", "ci", "pr", "--number", "9", "--base", "staging"];
+    assert_eq!(run(&repo.ok(&pr))["branch"], "ci-pr-9-1");
+    let second = run(&repo.ok(&pr));
+    assert_eq!(second["branch"], "ci-pr-9-2");
+    assert!(
+        second["steps"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("soft-deleted the earlier runs' ci-pr-9-1"),
+        "{second}"
+    );
+    assert!(!has_branch(&d, "ci-pr-9-1") && has_branch(&d, "ci-pr-9-2"));
+    // Cleanup touches only what runs recorded: the hand-made ci-pr-3 stays.
     let out = repo.ok(&[
         "--json",
         "ci",
@@ -525,10 +568,11 @@ fn orphans_are_found_and_only_orphans_deleted() {
         "--dry-run",
     ]);
     let v: Vec<String> = serde_json::from_str(&out).unwrap();
-    assert_eq!(v, vec!["ci-pr-3"]);
-    assert!(has_branch(&d, "ci-pr-3"), "a dry run deletes nothing");
+    assert_eq!(v, vec!["ci-pr-9-2"]);
+    assert!(has_branch(&d, "ci-pr-9-2"), "a dry run deletes nothing");
     repo.ok(&["ci", "cleanup-orphans", "--open-prs", "4"]);
-    assert!(!has_branch(&d, "ci-pr-3") && has_branch(&d, "ci-pr-4"));
+    assert!(!has_branch(&d, "ci-pr-9-2") && has_branch(&d, "ci-pr-3"));
+    d.run(&["branch", "undelete", "ci-pr-9-2"]);
     // owner-gone looks like an orphaned feature, but the workflow never made it (someone's
     // experiment): it is left alone.
     let out = repo.ok(&["--json", "scm", "recover-orphans"]);
@@ -540,25 +584,19 @@ fn orphans_are_found_and_only_orphans_deleted() {
     let o = repo.cmd(&["ci", "cleanup-orphans", "--open-prs", "x"]);
     assert!(!o.status.success());
 
-    // ci pr reuses ci-pr-N while the base stands still, and recreates it when the base moved.
-    repo.write("db-test.sh", "true\n");
-    repo.write("migrations/V1__a.sql", "create table a (id int);\n");
-    let detail = |out: &str| {
-        let v: serde_json::Value = serde_json::from_str(out).unwrap();
-        assert_eq!(v["conclusion"], "success", "{v}");
-        v["steps"][0]["detail"].as_str().unwrap().to_string()
-    };
-    let pr = ["--json", "ci", "pr", "--number", "9", "--base", "staging"];
-    assert!(detail(&repo.ok(&pr)).contains("forked"));
-    assert!(detail(&repo.ok(&pr)).contains("reused"));
+    // A merge needs a green run of the head on the tier as it is now: staging moved.
     repo.write("migrations/V2__b.sql", "create table b (id int);\n");
     repo.ok(&["migrate", "migrate", "--branch", "staging"]);
-    assert!(detail(&repo.ok(&pr)).contains("recreated"));
-    assert_eq!(d.sql("ci-pr-9", "select count(*) from b"), "0");
+    let o = repo.cmd(&["ci", "merge", "--number", "9", "--base", "staging"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("'staging' moved since"), "{err}");
+    assert_eq!(run(&repo.ok(&pr))["branch"], "ci-pr-9-3");
+    assert_eq!(d.sql("ci-pr-9-3", "select count(*) from b"), "0");
     let o = repo.cmd(&["ci", "pr", "--number", "9", "--base", "main-ish"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("not a tier"));
 
-    // A failing migration at merge: the tier's snapshot and ci-pr-9 stay, for rollback.
+    // A failing migration at merge: the tier's snapshot and the run's branch stay, for
+    // rollback.
     repo.write(
         "migrations/V3__boom.sql",
         "create table c (id int);\nselect 1/0;\n",
@@ -569,7 +607,7 @@ fn orphans_are_found_and_only_orphans_deleted() {
         !o.status.success() && err.contains("is kept") && err.contains("lakelet rollback staging"),
         "{err}"
     );
-    assert!(has_branch(&d, "ci-pr-9"));
+    assert!(has_branch(&d, "ci-pr-9-3"));
     let list = d.json(&["branch", "list"]);
     let snap = list["snapshots"]
         .as_array()
@@ -594,10 +632,8 @@ fn orphans_are_found_and_only_orphans_deleted() {
     assert!(d
         .fails(&["branch", "delete", "staging"])
         .contains("protected"));
-    // The rollback moved staging: ci-pr-9 (forked before it) is forked again.
     std::fs::remove_file(repo.dir.join("migrations/V3__boom.sql")).unwrap();
-    assert!(detail(&repo.ok(&pr)).contains("recreated"));
-    assert!(detail(&repo.ok(&pr)).contains("reused"));
+    assert_eq!(run(&repo.ok(&pr))["branch"], "ci-pr-9-4");
 
     // A claimed feature that lost both its branches: recover-orphans resets the state.
     std::fs::remove_dir_all(repo.dir.join("migrations")).unwrap();

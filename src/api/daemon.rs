@@ -56,6 +56,9 @@ pub(super) struct Daemon {
     pub(super) shutdown: Notify,
     pub project: String,
     pub lakebase_ops: Mutex<std::collections::VecDeque<super::lakebase::types::Operation>>,
+    /// The project's pull requests and CI runs (DATA/forge). Lock order: taken alone, held
+    /// only for a record's read or write, never across an await.
+    pub forge: Mutex<super::records::Records>,
 }
 
 pub(super) type Shared = Arc<Daemon>;
@@ -151,6 +154,10 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         shutdown: Notify::new(),
         project: cfg.project.clone(),
         lakebase_ops: Default::default(),
+        forge: Mutex::new(super::records::Records::at(
+            data_dir.join("forge"),
+            super::records::Urls::Api(format!("http://{addr}/lakelet/v1")),
+        )),
     });
 
     let reaper = {
@@ -234,7 +241,8 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
 fn router(d: Shared) -> Router {
     let v1 = super::internal::routes()
         .route("/import", post(super::import::start))
-        .merge(super::governance::routes());
+        .merge(super::governance::routes())
+        .merge(super::forge::routes());
     Router::new()
         .nest("/lakelet/v1", v1)
         .merge(super::lakebase::routes())

@@ -9,12 +9,14 @@
 
 pub mod client;
 pub mod daemon;
+mod forge;
 pub mod governance;
 mod http;
 mod import;
 mod internal;
 pub mod lakebase;
 mod metrics;
+pub mod records;
 
 use std::path::{Path, PathBuf};
 

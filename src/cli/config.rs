@@ -51,6 +51,11 @@ pub struct CiTable {
     /// The project's test command, run by `sh -c` in the project directory with
     /// DATABASE_URL set.
     pub test: Option<String>,
+    /// Whether lint findings on a PR's migrations fail its run: "error" (the default) or
+    /// "warn".
+    pub lint: Option<crate::scm::LintLevel>,
+    /// How long the pre-migration snapshot of a merge is kept (`2d` unless given).
+    pub snapshot_ttl: Option<String>,
 }
 
 /// `[migrations]`: where the files are and how the runner treats them.

@@ -64,8 +64,9 @@ pub enum ScmCmd {
 
 #[derive(Subcommand)]
 pub enum CiCmd {
-    /// Fork (or reuse) ci-pr-N from the PR's base tier, migrate, run `[ci] test` with
-    /// DATABASE_URL, write the schema-diff comment. Exits 1 when red.
+    /// Fork a fresh ci-pr-N-K from the PR's base tier for this run, migrate, lint, run
+    /// `[ci] test` with DATABASE_URL, write the schema-diff comment; the run is recorded
+    /// with the daemon's PR. Exits 1 when red.
     Pr {
         #[arg(long)]
         number: u64,
@@ -76,8 +77,10 @@ pub enum CiCmd {
         #[arg(long)]
         comment_file: Option<PathBuf>,
     },
-    /// Snapshot the base tier, migrate it, delete ci-pr-N and the feature branch. The snapshot
-    /// is kept when a migration fails.
+    /// Merge PR N: checks it is open and its head green (by a run a merge trusts) on the
+    /// tier as it is now; snapshots the tier, migrates it, merges and pushes the head, marks
+    /// the PR merged and soft-deletes its branches. The snapshot expires after
+    /// `[ci] snapshot_ttl`.
     Merge {
         #[arg(long)]
         number: u64,
@@ -87,7 +90,8 @@ pub enum CiCmd {
         #[arg(long)]
         feature_branch: Option<String>,
     },
-    /// Delete ci-pr-* branches whose PR is not open, and features whose PR or git branch is gone.
+    /// Soft-delete the run branches of PRs no longer open, and features whose PR or git
+    /// branch is gone (only branches the workflow recorded).
     CleanupOrphans {
         /// The open PR numbers, comma-separated (default: the local forge's).
         #[arg(long)]
@@ -119,6 +123,12 @@ fn project(project_flag: Option<&str>) -> Result<Project> {
         migrations,
         settings,
         test_command: cfg.ci.test.clone(),
+        lint: cfg.ci.lint.unwrap_or_default(),
+        merge_snapshot_ttl: match &cfg.ci.snapshot_ttl {
+            Some(t) => humantime::parse_duration(t)
+                .with_context(|| format!("[ci] snapshot_ttl {t:?}: a duration like 2d or 12h"))?,
+            None => std::time::Duration::from_secs(2 * 86400),
+        },
     })
 }
 
@@ -154,7 +164,12 @@ fn parts(dd: &Path, target: Option<TargetKind>, project_flag: Option<&str>) -> R
     let project = project(project_flag)?;
     let api = super::config::branches(dd, target, project_flag)?;
     let git = Git::open(&project.dir)?;
-    let forge = Forge::at(git.records_dir()?);
+    // Against the local daemon, PRs and runs are the daemon's: one numbering for every clone.
+    let forge = if api.kind == TargetKind::Local {
+        Forge::daemon(dd.to_path_buf(), git.records_dir()?)
+    } else {
+        Forge::at(git.records_dir()?)
+    };
     let principal = if api.kind == TargetKind::Local {
         let w: crate::api::governance::WhoAmI = Client::connect(dd)?.get("/whoami")?;
         w.principal
@@ -338,15 +353,22 @@ pub fn scm(
                 });
             }
             ScmCmd::Merge => {
-                let (s, m) = scm::gates::merge(cx)?;
-                print(json, &s, |_| {
-                    format!(
-                        "merged into '{}': {} migrations applied behind snapshot '{}' (deleted after success); deleted {}",
+                let o = scm::gates::merge(cx)?;
+                print(json, &o.state, |_| match &o.merged {
+                    Some(m) => format!(
+                        "merged #{} into '{}': {} migrations applied behind snapshot '{}' (kept, expiring); soft-deleted {}",
+                        o.pr.number,
                         m.tier,
                         m.change.migrate.applied.len(),
                         m.change.snapshot,
                         m.deleted.join(", ")
-                    )
+                    ),
+                    None => format!(
+                        "merged: pull request #{} was merged into '{}' by {}; the state records it",
+                        o.pr.number,
+                        o.pr.base,
+                        o.pr.closed_by.as_deref().unwrap_or("its merger")
+                    ),
                 });
             }
             ScmCmd::Abandon { delete_branch } => {
@@ -458,12 +480,19 @@ fn ci_cmd(cx: &Ctx, json: bool, cmd: CiCmd) -> Result<()> {
             base,
             feature_branch,
         } => {
+            // With a PR this forge keeps, the merger carries it the whole way (git merge and
+            // push, the PR marked merged): the handoff. Without one (a GitHub workflow after
+            // GitHub merged), only the tier.
+            let git = cx.forge.pr(number)?.is_some();
             let m = scm::pipeline::merge(
                 cx,
                 number,
-                base.as_deref(),
-                feature_branch.as_deref(),
-                false,
+                scm::pipeline::MergeHow {
+                    base: base.as_deref(),
+                    feature: feature_branch.as_deref(),
+                    undo_on_failure: false,
+                    git,
+                },
             )?;
             print(json, &m, |m| {
                 format!(

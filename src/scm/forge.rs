@@ -1,62 +1,21 @@
-//! The local forge: pull requests and CI runs as records in the repository's git directory,
-//! for laptops and CI runners with no GitHub. A record's `file://` URL is what the state file
-//! carries as `pr_url`, `ci_run_url` and `migrate_run_url`, so every gate can re-read what
-//! it points at instead of trusting the state file's word.
+//! The forge the gates use: pull requests and CI runs. Against a local daemon they are the
+//! daemon's (one numbering for every clone and principal of the project, decided and audited
+//! there); against Lakebase, with no daemon, they are records in the repository's git
+//! directory. A record's URL is what the state file carries as `pr_url`, `ci_run_url` and
+//! `migrate_run_url`, so every gate re-reads what it points at instead of trusting the state
+//! file's word.
+//!
+//! The ledger of database branches the workflow made stays in the git directory: it is this
+//! clone's, and what this clone's cleanups may touch.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Pr {
-    pub number: u64,
-    pub url: String,
-    /// The feature's git branch.
-    pub head: String,
-    /// The tier it merges into (git branch and database branch of that name).
-    pub base: String,
-    /// The feature's database branch, deleted when the PR is merged or closed.
-    pub database_branch: Option<String>,
-    /// open, merged or closed.
-    pub state: String,
-    pub opened_at: String,
-    pub closed_at: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Run {
-    /// `pr-7-1`: the PR and the run's sequence number, or `merge-pr-7-1`.
-    pub id: String,
-    pub url: String,
-    pub kind: String,
-    pub pr: u64,
-    /// The commit that was tested (or merged).
-    pub sha: String,
-    /// success or failure.
-    pub conclusion: String,
-    pub started_at: String,
-    pub finished_at: String,
-    /// Each step and what came of it.
-    pub steps: Vec<Step>,
-    /// The schema-diff comment, Markdown.
-    pub comment: Option<PathBuf>,
-    /// A pre-migration snapshot, if the run took one and kept it.
-    pub snapshot: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Step {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-impl Run {
-    pub fn green(&self) -> bool {
-        self.conclusion == "success"
-    }
-}
+pub use crate::api::records::{Pr, Run, Step};
+use crate::api::client::Client;
+use crate::api::records::{id_of, Records, Urls};
 
 /// A database branch the workflow made (the ledger): what its cleanups may touch, and only
 /// while the name still holds the same branch (same uid).
@@ -69,25 +28,49 @@ pub struct Made {
     pub at: String,
 }
 
+/// What a PR is opened with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Opening {
+    pub head: String,
+    pub base: String,
+    pub database_branch: String,
+    pub title: String,
+    pub body: String,
+    pub diff: Option<String>,
+}
+
+enum Backend {
+    /// The git directory's records (a project against Lakebase).
+    Local(Records),
+    /// The daemon of this data directory.
+    Daemon(PathBuf),
+}
+
 pub struct Forge {
+    backend: Backend,
+    /// The git directory's `lakelet/`: the ledger and the logs.
     dir: PathBuf,
 }
 
-fn url(p: &Path) -> String {
-    format!("file://{}", p.display())
-}
-
 impl Forge {
+    /// PRs and runs in `records` (the git directory's `lakelet/`).
     pub fn at(records: PathBuf) -> Forge {
-        Forge { dir: records }
+        Forge {
+            backend: Backend::Local(Records::at(records.clone(), Urls::Files)),
+            dir: records,
+        }
     }
 
-    fn prs(&self) -> PathBuf {
-        self.dir.join("prs")
+    /// PRs and runs kept by the daemon of `data_dir`; the ledger and logs in `records`.
+    pub fn daemon(data_dir: PathBuf, records: PathBuf) -> Forge {
+        Forge {
+            backend: Backend::Daemon(data_dir),
+            dir: records,
+        }
     }
 
-    fn runs(&self) -> PathBuf {
-        self.dir.join("runs")
+    fn client(dd: &Path) -> Result<Client> {
+        Client::connect(dd)
     }
 
     pub fn logs(&self) -> PathBuf {
@@ -113,7 +96,15 @@ impl Forge {
 
     /// Whether the workflow made `name` as the branch that now has `uid`.
     pub fn made_it(&self, name: &str, uid: Option<&str>) -> Result<bool> {
-        let m: Option<Made> = read(&self.made_dir().join(format!("{name}.json")))?;
+        let p = self.made_dir().join(format!("{name}.json"));
+        let m: Option<Made> = match std::fs::read(&p) {
+            Ok(b) => Some(
+                serde_json::from_slice(&b)
+                    .with_context(|| format!("{} is not a lakelet record", p.display()))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        };
         Ok(m.is_some_and(|m| m.uid.is_some() && m.uid.as_deref() == uid))
     }
 
@@ -126,106 +117,144 @@ impl Forge {
         }
     }
 
-    /// Opens a PR: the next number, claimed with `create_new` so two at once cannot share it.
-    pub fn open(&self, head: &str, base: &str, database_branch: &str) -> Result<Pr> {
-        std::fs::create_dir_all(self.prs())?;
-        let mut n = self.list()?.iter().map(|p| p.number).max().unwrap_or(0) + 1;
-        loop {
-            let p = self.prs().join(format!("{n}.json"));
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&p)
-            {
-                Ok(_) => {
-                    let pr = Pr {
-                        number: n,
-                        url: url(&p),
-                        head: head.into(),
-                        base: base.into(),
-                        database_branch: Some(database_branch.into()),
-                        state: "open".into(),
-                        opened_at: super::state::now(),
-                        closed_at: None,
-                    };
-                    self.save(&pr)?;
-                    return Ok(pr);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
-                Err(e) => return Err(e).with_context(|| format!("creating {}", p.display())),
-            }
+    /// Opens a PR under the project's next number.
+    pub fn open(&self, o: Opening) -> Result<Pr> {
+        match &self.backend {
+            Backend::Local(r) => r.open(Pr {
+                number: 0,
+                url: String::new(),
+                head: o.head,
+                base: o.base,
+                database_branch: Some(o.database_branch),
+                state: "open".into(),
+                opened_at: super::state::now(),
+                closed_at: None,
+                title: o.title,
+                body: o.body,
+                opened_by: None,
+                closed_by: None,
+                diff: o.diff,
+            }),
+            Backend::Daemon(dd) => Self::client(dd)?.post("/prs", &o),
         }
     }
 
-    pub fn save(&self, pr: &Pr) -> Result<()> {
-        let p = self.prs().join(format!("{}.json", pr.number));
-        crate::util::write_atomically(&p, &serde_json::to_vec_pretty(pr)?, 0o644)
-    }
-
     pub fn pr(&self, n: u64) -> Result<Option<Pr>> {
-        read(&self.prs().join(format!("{n}.json")))
+        match &self.backend {
+            Backend::Local(r) => r.pr(n),
+            Backend::Daemon(dd) => match Self::client(dd)?.get(&format!("/prs/{n}")) {
+                Ok(p) => Ok(Some(p)),
+                Err(e) if crate::api::client::is_not_found(&e) => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     /// The PR a state file's `pr_url` names.
     pub fn pr_at(&self, url: &str) -> Result<Pr> {
-        let path = url.strip_prefix("file://").with_context(|| {
+        if let Some(path) = url.strip_prefix("file://") {
+            return read(Path::new(path))?.with_context(|| {
+                format!("the pull request {url} does not exist (was .git cleaned?)")
+            });
+        }
+        let n: u64 = match (&self.backend, url.starts_with("http")) {
+            (Backend::Daemon(_), true) => id_of(url).parse().ok(),
+            _ => None,
+        }
+        .with_context(|| {
             format!(
-                "pr_url {url} is not a local pull request; this project's PRs live on a remote \
-                 forge, which lakelet cannot reach offline"
+                "pr_url {url} is not a pull request lakelet keeps; this project's PRs live on \
+                 a remote forge, which lakelet cannot reach offline"
             )
         })?;
-        read(Path::new(path))?
-            .with_context(|| format!("the pull request {url} does not exist (was .git cleaned?)"))
+        self.pr(n)?
+            .with_context(|| format!("the pull request {url} does not exist on this daemon"))
     }
 
     pub fn list(&self) -> Result<Vec<Pr>> {
-        list(&self.prs())
+        match &self.backend {
+            Backend::Local(r) => r.list(),
+            Backend::Daemon(dd) => Self::client(dd)?.get("/prs"),
+        }
     }
 
+    /// Marks `pr` merged or closed (the daemon decides whether the caller may).
     pub fn set_state(&self, pr: &mut Pr, state: &str) -> Result<()> {
-        pr.state = state.into();
-        pr.closed_at = Some(super::state::now());
-        self.save(pr)
+        match &self.backend {
+            Backend::Local(r) => {
+                pr.state = state.into();
+                pr.closed_at = Some(super::state::now());
+                r.save(pr)
+            }
+            Backend::Daemon(dd) => {
+                *pr = Self::client(dd)?.post(
+                    &format!("/prs/{}/state", pr.number),
+                    &serde_json::json!({ "state": state }),
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The sequence number the next `kind` run of `pr` will get.
+    pub fn next_seq(&self, kind: &str, pr: u64) -> Result<u64> {
+        match &self.backend {
+            Backend::Local(r) => r.next_seq(kind, pr),
+            Backend::Daemon(_) => Ok(self
+                .runs_of(pr)?
+                .iter()
+                .filter(|r| r.kind == kind)
+                .filter_map(|r| r.id.rsplit('-').next()?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)
+                + 1),
+        }
     }
 
     /// Records a finished run under the next sequence number for its PR.
-    pub fn record(&self, mut run: Run) -> Result<Run> {
-        std::fs::create_dir_all(self.runs())?;
-        let prefix = format!("{}-pr-{}-", run.kind, run.pr);
-        let seq = self
-            .all_runs()?
-            .iter()
-            .filter_map(|r| r.id.strip_prefix(&prefix)?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        run.id = format!("{prefix}{seq}");
-        let p = self.runs().join(format!("{}.json", run.id));
-        run.url = url(&p);
-        crate::util::write_atomically(&p, &serde_json::to_vec_pretty(&run)?, 0o644)?;
-        Ok(run)
+    pub fn record(&self, run: Run) -> Result<Run> {
+        match &self.backend {
+            Backend::Local(r) => r.record(run),
+            Backend::Daemon(dd) => Self::client(dd)?.post(
+                &format!("/prs/{}/runs", run.pr),
+                &serde_json::json!({
+                    "kind": run.kind, "sha": run.sha, "conclusion": run.conclusion,
+                    "started_at": run.started_at, "finished_at": run.finished_at,
+                    "steps": run.steps, "comment": run.comment, "snapshot": run.snapshot,
+                    "branch": run.branch,
+                }),
+            ),
+        }
     }
 
     pub fn run_at(&self, url: &str) -> Result<Run> {
-        let path = url
-            .strip_prefix("file://")
-            .with_context(|| format!("ci_run_url {url} is not a local CI run"))?;
-        read(Path::new(path))?.with_context(|| format!("the CI run {url} does not exist"))
+        if let Some(path) = url.strip_prefix("file://") {
+            return read(Path::new(path))?
+                .with_context(|| format!("the CI run {url} does not exist"));
+        }
+        match &self.backend {
+            Backend::Daemon(dd) if url.starts_with("http") => {
+                Self::client(dd)?.get(&format!("/runs/{}", id_of(url)))
+            }
+            _ => anyhow::bail!("ci_run_url {url} is not a CI run lakelet keeps"),
+        }
     }
 
-    pub fn all_runs(&self) -> Result<Vec<Run>> {
-        list(&self.runs())
+    /// Every run of `pr`, oldest first.
+    pub fn runs_of(&self, pr: u64) -> Result<Vec<Run>> {
+        match &self.backend {
+            Backend::Local(r) => r.runs_of(pr),
+            Backend::Daemon(dd) => Self::client(dd)?.get(&format!("/prs/{pr}/runs")),
+        }
     }
 
     /// The newest CI run of `pr` that tested `sha`.
     pub fn latest_ci(&self, pr: u64, sha: &str) -> Result<Option<Run>> {
-        let mut runs: Vec<Run> = self
-            .all_runs()?
+        Ok(self
+            .runs_of(pr)?
             .into_iter()
-            .filter(|r| r.kind == "ci" && r.pr == pr && r.sha == sha)
-            .collect();
-        runs.sort_by(|a, b| a.finished_at.cmp(&b.finished_at).then(a.id.cmp(&b.id)));
-        Ok(runs.pop())
+            .filter(|r| r.kind == "ci" && r.sha == sha)
+            .next_back())
     }
 }
 
@@ -237,27 +266,4 @@ fn read<T: for<'de> Deserialize<'de>>(p: &Path) -> Result<Option<T>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
     }
-}
-
-fn list<T: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Vec<T>> {
-    let mut out = vec![];
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for e in rd {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "json") {
-            // An empty file is a PR number claimed a moment before its record is written.
-            if std::fs::metadata(&p)?.len() == 0 {
-                continue;
-            }
-            match read(&p)? {
-                Some(v) => out.push(v),
-                None => bail!("{} vanished while listing", p.display()),
-            }
-        }
-    }
-    Ok(out)
 }

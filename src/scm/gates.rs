@@ -112,6 +112,62 @@ impl Ctx<'_> {
     }
 }
 
+/// What the acting principal sees of a tier: the tier itself, or, for a principal that may not
+/// connect to it (an agent), a throwaway branch forked from it, masked as the policy says.
+/// The fork is the gate's own and is purged when the view is dropped.
+struct TierView<'a> {
+    url: String,
+    fork: Option<String>,
+    api: &'a crate::api::lakebase::client::Branches,
+}
+
+impl<'a> TierView<'a> {
+    fn open(cx: &'a Ctx, tier: &str, feature: &str) -> Result<TierView<'a>> {
+        let direct = (cx.env.connect)(tier)
+            .and_then(|u| crate::migrate::db::Db::connect(&u).map(|_| u));
+        let api = cx.env.api;
+        match direct {
+            Ok(url) => Ok(TierView {
+                url,
+                fork: None,
+                api,
+            }),
+            Err(refused) => {
+                let name = format!("{}-view-{feature}", cx.env.principal);
+                api.create(
+                    &name,
+                    BranchSpec {
+                        source_branch: Some(api.branch_name(tier)),
+                        ttl: Some("3600s".into()),
+                        ..Default::default()
+                    },
+                )
+                .with_context(|| {
+                    format!("'{tier}' cannot be read directly ({refused:#}), and forking a view of it failed")
+                })?;
+                // Purged by Drop if connecting to it fails.
+                let mut view = TierView {
+                    url: String::new(),
+                    fork: Some(name.clone()),
+                    api,
+                };
+                view.url = (cx.env.connect)(&name)?;
+                Ok(view)
+            }
+        }
+    }
+}
+
+impl Drop for TierView<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.fork.take() {
+            if let Err(e) = self.api.delete(&f, true) {
+                eprintln!("could not delete the view branch '{f}': {e:#}");
+            }
+        }
+    }
+}
+
 fn valid_feature_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 40
@@ -170,12 +226,19 @@ pub fn claim(cx: &Ctx, feature: &str, parent: Option<&str>) -> Result<WorkflowSt
             )),
             Err(e) => pre.fail(format!("{e:#}")),
         }
-        match cx.env.exists(&db) {
-            Ok(false) => {}
-            Ok(true) => pre.fail(format!(
+        match cx.env.api.get(&db) {
+            Err(e) if crate::api::client::is_not_found(&e) => {}
+            Err(e) => pre.fail(format!("{e:#}")),
+            Ok(b) if b.status.as_ref().and_then(|st| st.current_state.as_deref()) == Some("DELETED") => {
+                pre.fail(format!(
+                    "the database branch '{db}' was soft-deleted (an earlier merge or abandon of \
+                     this feature id); `lakelet branch undelete {db}` or \
+                     `lakelet branch delete {db} --purge` first, or pick another feature id"
+                ))
+            }
+            Ok(_) => pre.fail(format!(
                 "the database branch '{db}' already exists; delete it or pick another feature id"
             )),
-            Err(e) => pre.fail(format!("{e:#}")),
         }
         pre.verdict("claim")?;
 
@@ -238,9 +301,10 @@ pub fn prepare_pr(cx: &Ctx) -> Result<Prepared> {
         let branch = s.get("branch").to_string();
 
         // Validate against the tier, then rehearse there: what merging will do.
+        let view = TierView::open(cx, &tier, s.get("feature_id"))?;
         let mut pre = Preconditions::default();
         {
-            let db = crate::migrate::db::Db::connect(&(cx.env.connect)(&tier)?)?;
+            let db = crate::migrate::db::Db::connect(&view.url)?;
             let settings = cx.project.settings.clone().with_builtins(&db)?;
             let runner = crate::migrate::run::Runner::new(&db, &settings, &scripts)?;
             let applied = runner.history()?;
@@ -301,7 +365,7 @@ pub fn prepare_pr(cx: &Ctx) -> Result<Prepared> {
         }
         let diff_path = cx.project.dir.join(".lakebase/schema-diff.md");
         let diff = (|| -> Result<()> {
-            let base_url = (cx.env.connect)(&tier)?;
+            let base_url = view.url.clone();
             let plan = crate::diff::compare(&base_url, &(cx.env.connect)(&rehearsal.branch)?)?;
             let report = crate::diff::Report {
                 base: tier.clone(),
@@ -314,14 +378,28 @@ pub fn prepare_pr(cx: &Ctx) -> Result<Prepared> {
             Ok(())
         })();
         cleanup(&rehearsal.branch);
+        drop(view);
         diff.context("writing the schema diff")?;
 
         cx.git
             .out(&["push", "--quiet", "-u", "origin", &branch])
             .context("pushing the feature branch")?;
-        let pr = cx
-            .forge
-            .open(&branch, &tier, &cx.env.feature_branch(s.get("feature_id")))?;
+        let feature = s.get("feature_id");
+        let pr = cx.forge.open(super::forge::Opening {
+            head: branch.clone(),
+            base: tier.clone(),
+            database_branch: cx.env.feature_branch(feature),
+            title: cx
+                .git
+                .out(&["log", "-1", "--format=%s"])
+                .unwrap_or_else(|_| format!("feature {feature}")),
+            body: format!(
+                "Feature `{feature}` into `{tier}`, by {}. Rehearsed {} migrations on a throwaway branch of `{tier}`.",
+                cx.env.principal,
+                rehearsal.migrations.len()
+            ),
+            diff: std::fs::read_to_string(&diff_path).ok(),
+        })?;
         let next = WorkflowState {
             state: Phase::PrReady,
             pr_url: Some(pr.url.clone()),
@@ -371,7 +449,8 @@ fn pushed_head(
         Err(e) => pre.fail(format!("{e:#}")),
     }
     match cx.forge.pr_at(s.get("pr_url")) {
-        Ok(pr) if pr.state == "open" => Some((head, pr)),
+        // Merged already: carried there by a principal that may merge (the handoff).
+        Ok(pr) if pr.state == "open" || pr.state == "merged" => Some((head, pr)),
         Ok(pr) => {
             pre.fail(format!("pull request #{} is {}", pr.number, pr.state));
             None
@@ -429,15 +508,32 @@ pub fn wait_ci(cx: &Ctx, local: bool) -> Result<(WorkflowState, Run)> {
     cx.refused("wait-ci", "feature", r)
 }
 
+/// What `scm merge` did: merged the feature itself, or found it merged by a principal that
+/// may merge (the handoff) and recorded that.
+#[derive(Debug, Serialize)]
+pub struct MergeOutcome {
+    pub state: WorkflowState,
+    /// Set when this principal merged it.
+    pub merged: Option<pipeline::Merged>,
+    pub pr: super::forge::Pr,
+}
+
 /// `lakelet scm merge`: only when CI is green for HEAD. The tier is migrated first, behind a
 /// snapshot (rolled back if a migration fails, before git is touched); then git merges and
-/// pushes the tier's branch; then the ephemeral branches go.
-pub fn merge(cx: &Ctx) -> Result<(WorkflowState, pipeline::Merged)> {
+/// pushes the tier's branch; then the ephemeral branches go. When a principal that may merge
+/// (CI, a maintainer) has already carried the PR to merged (`lakelet ci merge`), the gate
+/// checks that merge and records it; when this principal may not merge, it says whom to
+/// hand the PR to.
+pub fn merge(cx: &Ctx) -> Result<MergeOutcome> {
     let r = (|| {
         let s = cx.load()?;
         let mut pre = Preconditions::default();
         let found = pushed_at(cx, &s, Phase::CiGreen, &mut pre);
-        if let Some((head, _)) = &found {
+        if let Some((head, pr)) = &found {
+            if pr.state == "merged" {
+                pre.verdict("merge")?;
+                return adopt(cx, s, pr.clone(), head);
+            }
             match cx.forge.run_at(s.get("ci_run_url")) {
                 Ok(run) if run.green() && &run.sha == head => {}
                 Ok(run) if !run.green() => pre.fail(format!("the CI run {} is red", run.url)),
@@ -462,13 +558,22 @@ pub fn merge(cx: &Ctx) -> Result<(WorkflowState, pipeline::Merged)> {
         let (_, pr) = found.expect("checked");
         let tier = s.get("parent_branch").to_string();
         let branch = s.get("branch").to_string();
-        let merged = pipeline::merge(
-            cx,
-            pr.number,
-            Some(&tier),
-            pr.database_branch.as_deref(),
-            true,
-        )?;
+        let how = pipeline::MergeHow {
+            base: Some(&tier),
+            feature: pr.database_branch.as_deref(),
+            undo_on_failure: true,
+            git: false,
+        };
+        let merged = pipeline::merge(cx, pr.number, how).map_err(|e| {
+            if crate::api::client::is_permission_denied(&e) {
+                e.context(format!(
+                    "merge refused; your role may not merge into '{tier}'. Hand pull request                      #{n} to a principal that may (CI or a maintainer runs `lakelet ci merge                      --number {n}`), then `lakelet scm merge` here records it. Nothing was                      changed; the state stays ci-green",
+                    n = pr.number
+                ))
+            } else {
+                e
+            }
+        })?;
         if !merged.change.ok {
             bail!(
                 "merge refused; migrating '{tier}' failed and it was rolled back to '{}': {}\n\
@@ -507,9 +612,84 @@ pub fn merge(cx: &Ctx) -> Result<(WorkflowState, pipeline::Merged)> {
             ..s
         };
         cx.commit("merge", &next)?;
-        Ok((next, merged))
+        Ok(MergeOutcome {
+            state: next,
+            merged: Some(merged),
+            pr,
+        })
     })();
     cx.refused("merge", "feature", r)
+}
+
+/// The PR was merged by another principal: the gate checks its green merge run took the HEAD
+/// this state is at, records the merge in the state, and brings git to the tier's branch.
+fn adopt(
+    cx: &Ctx,
+    s: WorkflowState,
+    pr: super::forge::Pr,
+    head: &str,
+) -> Result<MergeOutcome> {
+    let run = cx
+        .forge
+        .runs_of(pr.number)?
+        .into_iter()
+        .filter(|r| r.kind == "merge" && r.green())
+        .next_back()
+        .with_context(|| {
+            format!(
+                "merge refused; pull request #{} is marked merged (by {}), but no green merge \
+                 run records it; ask its merger (`lakelet ci merge --number {}` records one)",
+                pr.number,
+                pr.closed_by.as_deref().unwrap_or("someone"),
+                pr.number
+            )
+        })?;
+    if run.sha != head {
+        bail!(
+            "merge refused; pull request #{} was merged at {}, but HEAD is {}; the state stays ci-green \
+             (`git switch {}` and `git pull` to take the merged tier)",
+            pr.number,
+            &run.sha[..12.min(run.sha.len())],
+            &head[..12],
+            s.get("parent_branch")
+        );
+    }
+    let tier = s.get("parent_branch").to_string();
+    // The tier's branch as origin has it now: the merge is there.
+    let git = (|| -> Result<()> {
+        cx.git.out(&["fetch", "--quiet", "origin"])?;
+        if cx.git.has_branch(&tier) {
+            cx.git.out(&["switch", "--quiet", &tier])?;
+            cx.git
+                .out(&["merge", "--quiet", "--ff-only", &format!("origin/{tier}")])?;
+        } else {
+            cx.git.out(&[
+                "switch",
+                "--quiet",
+                "--track",
+                "-c",
+                &tier,
+                &format!("origin/{tier}"),
+            ])?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = git {
+        eprintln!("warning: '{tier}' was not brought up to origin's: {e:#}");
+    }
+    let next = WorkflowState {
+        state: Phase::Merged,
+        merged_at: Some(pr.closed_at.clone().unwrap_or_else(state::now)),
+        migrate_run_url: Some(run.url.clone()),
+        migrate_completed_at: Some(run.finished_at.clone()),
+        ..s
+    };
+    cx.commit("merge", &next)?;
+    Ok(MergeOutcome {
+        state: next,
+        merged: None,
+        pr,
+    })
 }
 
 /// `lakelet scm abandon [--delete-branch]`: drops the feature: its database branches go, its
@@ -535,17 +715,26 @@ pub fn abandon(cx: &Ctx, delete_git_branch: bool) -> Result<WorkflowState> {
         let tier = s.get("parent_branch").to_string();
         let branch = s.get("branch").to_string();
         let db = cx.env.feature_branch(s.get("feature_id"));
+        // Soft deletes: `lakelet branch undelete` brings any of them back.
         if let Some(url) = &s.pr_url {
             if let Ok(mut pr) = cx.forge.pr_at(url) {
-                let ci = pipeline::ci_branch(pr.number);
-                if cx.env.exists(&ci)? {
-                    cx.env.api.delete(&ci, true)?;
+                for r in cx.forge.runs_of(pr.number)? {
+                    let Some(b) = r.branch.filter(|b| pipeline::ci_branch_pr(b) == Some(pr.number))
+                    else {
+                        continue;
+                    };
+                    if cx.env.exists(&b)? {
+                        cx.env.api.delete(&b, false)?;
+                    }
                 }
-                cx.forge.set_state(&mut pr, "closed")?;
+                if pr.state == "open" {
+                    cx.forge.set_state(&mut pr, "closed")?;
+                }
             }
         }
         if cx.env.exists(&db)? {
-            cx.env.api.delete(&db, true)?;
+            cx.env.api.delete(&db, false)?;
+            cx.forge.unmade(&db)?;
         }
         if cx.git.current_branch().ok().as_deref() == Some(branch.as_str()) {
             cx.git.out(&["switch", "--quiet", &tier])?;

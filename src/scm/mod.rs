@@ -43,6 +43,21 @@ pub struct Project {
     pub settings: Settings,
     /// `[ci] test`: the project's test command, run with DATABASE_URL set.
     pub test_command: Option<String>,
+    /// `[ci] lint`: whether lint findings fail a PR's run.
+    pub lint: LintLevel,
+    /// `[ci] snapshot_ttl`: how long a merge's pre-migration snapshot is kept.
+    pub merge_snapshot_ttl: std::time::Duration,
+}
+
+/// What lint findings on a PR's migrations do to its CI run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LintLevel {
+    /// An unacknowledged finding fails the run.
+    #[default]
+    Error,
+    /// Findings are reported; the run stays green.
+    Warn,
 }
 
 impl Project {

@@ -8,18 +8,52 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::forge::{Forge, Run, Step};
+use super::forge::{Forge, Pr, Run, Step};
 use super::git::Git;
 use super::tiers::{self, Guard, TierChange};
-use super::{Ctx, Env, Project};
+use super::{Ctx, Env, LintLevel, Preconditions, Project};
 use crate::api::lakebase::types::BranchSpec;
 use crate::migrate::db::Db;
 use crate::migrate::history::Applied;
 use crate::migrate::run::Runner;
 
-/// The per-PR database branch.
-pub fn ci_branch(number: u64) -> String {
-    format!("ci-pr-{number}")
+/// The database branch of run `seq` of PR `number`: forked anew for that run alone, so a run
+/// never inherits what an earlier (red) run left behind.
+pub fn ci_branch(number: u64, seq: u64) -> String {
+    format!("ci-pr-{number}-{seq}")
+}
+
+/// The PR a CI branch belongs to: `ci-pr-7-2`, or `ci-pr-7` as lakelet named them before.
+pub fn ci_branch_pr(name: &str) -> Option<u64> {
+    name.strip_prefix("ci-pr-")?.split('-').next()?.parse().ok()
+}
+
+/// Whether the name `b` is taken, by a live or a soft-deleted branch.
+fn taken(env: &Env, b: &str) -> Result<bool> {
+    match env.api.get(b) {
+        Ok(_) => Ok(true),
+        Err(e) if crate::api::client::is_not_found(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Soft-deletes the branches earlier runs of PR `number` forked (as their records say), but
+/// `keep`: the workflow touches only what it recorded as its own, and a soft delete can be
+/// undone (`lakelet branch undelete`).
+fn retire_runs(env: &Env, forge: &Forge, number: u64, keep: &str) -> Result<Vec<String>> {
+    let mut gone = vec![];
+    for r in forge.runs_of(number)? {
+        let Some(b) = r.branch.filter(|b| b != keep && ci_branch_pr(b) == Some(number)) else {
+            continue;
+        };
+        if !gone.contains(&b) && env.exists(&b)? {
+            env.api
+                .delete(&b, false)
+                .with_context(|| format!("soft-deleting the earlier run's branch '{b}'"))?;
+            gone.push(b);
+        }
+    }
+    Ok(gone)
 }
 
 /// The tier a PR merges into: `--base`, else the local PR's record.
@@ -49,24 +83,6 @@ fn base_of(p: &Project, forge: &Forge, number: u64, base: Option<&str>) -> Resul
         );
     }
     Ok(base)
-}
-
-/// Whether `ci` still stands on `base` as it is now: forked from it, from the timeline the
-/// base is on (a rollback moves it), and carrying the base's whole migration history as a
-/// prefix (a merge of another PR moves it). Data written to the base since does not count.
-fn still_on(env: &Env, p: &Project, ci: &str, base: &str) -> Result<bool> {
-    let b = env.api.get(ci)?;
-    let source = b.status.and_then(|s| s.source_branch).unwrap_or_default();
-    if source != env.api.branch_name(base) && source != base {
-        return Ok(false);
-    }
-    if (env.on_timeline)(ci, base)? == Some(false) {
-        return Ok(false);
-    }
-    let key = |a: &Applied| (a.version.clone(), a.script.clone(), a.checksum, a.success);
-    let on_base: Vec<_> = tiers::history(env, p, base)?.iter().map(key).collect();
-    let on_ci: Vec<_> = tiers::history(env, p, ci)?.iter().map(key).collect();
-    Ok(on_ci.len() >= on_base.len() && on_ci[..on_base.len()] == on_base[..])
 }
 
 fn step(steps: &mut Vec<Step>, name: &str, r: Result<String>) -> bool {
@@ -115,24 +131,28 @@ pub fn pr(cx: &Ctx, number: u64, base: Option<&str>, comment: Option<PathBuf>) -
     let (p, env, git, forge) = (cx.project, cx.env, cx.git, cx.forge);
     let base = base_of(p, forge, number, base)?;
     let sha = git.head()?;
-    let ci = ci_branch(number);
+    let mut ci = ci_branch(number, forge.next_seq("ci", number)?);
     let started_at = super::state::now();
     let mut steps = vec![];
     let fork = (|| -> Result<String> {
-        if env.exists(&ci)? {
-            if still_on(env, p, &ci, &base)? {
-                return Ok(format!(
-                    "reused '{ci}': '{base}' has not moved since it was forked"
-                ));
+        // Runs at once may pick the same next number: the first to fork it has it.
+        for _ in 0..20 {
+            if !taken(env, &ci)? {
+                break;
             }
-            env.api.delete(&ci, true)?;
-            create_ci(env, &ci, &base)?;
-            return Ok(format!(
-                "'{base}' moved since '{ci}' was forked: recreated it"
-            ));
+            let seq = ci.rsplit('-').next().and_then(|n| n.parse::<u64>().ok());
+            ci = ci_branch(number, seq.unwrap_or(0) + 1);
         }
         create_ci(env, &ci, &base)?;
-        Ok(format!("forked '{ci}' from '{base}'"))
+        let retired = retire_runs(env, forge, number, &ci)?;
+        Ok(format!(
+            "forked '{ci}' from '{base}' for this run{}",
+            if retired.is_empty() {
+                String::new()
+            } else {
+                format!("; soft-deleted the earlier runs' {}", retired.join(", "))
+            }
+        ))
     })();
     let mut green = step(&mut steps, "fork", fork);
     let url = if green {
@@ -156,6 +176,9 @@ pub fn pr(cx: &Ctx, number: u64, base: Option<&str>, comment: Option<PathBuf>) -
             ))
         })();
         green = step(&mut steps, "migrate", migrated);
+        if green {
+            green = step(&mut steps, "lint", lint_gate(p, env, &base));
+        }
         if green {
             let log = forge
                 .logs()
@@ -202,6 +225,9 @@ pub fn pr(cx: &Ctx, number: u64, base: Option<&str>, comment: Option<PathBuf>) -
         steps,
         comment: comment_path,
         snapshot: None,
+        branch: Some(ci.clone()),
+        by: None,
+        by_role: None,
     })?;
     env.record(
         "ci.pr",
@@ -214,6 +240,42 @@ pub fn pr(cx: &Ctx, number: u64, base: Option<&str>, comment: Option<PathBuf>) -
         },
     );
     Ok(run)
+}
+
+/// Lint findings on the PR's pending migrations fail the run at `[ci] lint = "error"` (the
+/// default) unless acknowledged in the file (`-- lakelet:allow RULE reason`); at "warn" they
+/// are reported only.
+fn lint_gate(p: &Project, env: &Env, base: &str) -> Result<String> {
+    let lints = crate::diff::lint_pending(&(env.connect)(base)?, &p.settings, &p.scripts()?)?;
+    let open: Vec<String> = lints
+        .iter()
+        .flat_map(|f| {
+            f.findings
+                .iter()
+                .filter(|x| x.acknowledged.is_none())
+                .map(move |x| format!("{}:{} {}: {} (fix: {})", f.file, x.line, x.rule, x.message, x.fix))
+        })
+        .collect();
+    let acked: usize = lints
+        .iter()
+        .map(|f| f.findings.iter().filter(|x| x.acknowledged.is_some()).count())
+        .sum();
+    if open.is_empty() {
+        return Ok(format!("no open findings ({acked} acknowledged)"));
+    }
+    if p.lint == LintLevel::Warn {
+        return Ok(format!(
+            "{} findings, reported only ([ci] lint = \"warn\"): {}",
+            open.len(),
+            open.join("; ")
+        ));
+    }
+    bail!(
+        "{} lint findings block the run ([ci] lint = \"error\"); apply the fix, or acknowledge \
+         one with `-- lakelet:allow RULE reason` in the file:\n    {}",
+        open.len(),
+        open.join("\n    ")
+    )
 }
 
 fn create_ci(env: &Env, ci: &str, base: &str) -> Result<()> {
@@ -234,36 +296,194 @@ fn create_ci(env: &Env, ci: &str, base: &str) -> Result<()> {
 pub struct Merged {
     pub pr: u64,
     pub tier: String,
+    /// The commit merged: the PR head the green run tested.
+    pub sha: String,
     pub change: TierChange,
     pub deleted: Vec<String>,
     pub run: Run,
+    /// This principal also merged the head into the tier's git branch, pushed it and marked
+    /// the PR merged: the handoff, for a PR another principal opened.
+    pub handed_off: bool,
 }
 
-/// `lakelet ci merge --number N`: snapshots the base tier, applies the migrations to it, and
-/// on success deletes `ci-pr-N` and the feature branch (and the snapshot); on failure the
-/// snapshot stays for `lakelet rollback` and every branch stays for diagnosis.
-pub fn merge(
+/// How `ci merge` runs.
+pub struct MergeHow<'a> {
+    /// The tier (default: the PR's).
+    pub base: Option<&'a str>,
+    /// The feature's database branch (default: the PR's).
+    pub feature: Option<&'a str>,
+    /// Repoint the tier at its snapshot when a migration fails (the `scm merge` gate).
+    pub undo_on_failure: bool,
+    /// Merge the PR's head into the tier's git branch, push it, and mark the PR merged.
+    pub git: bool,
+}
+
+/// The commit a merge takes: origin's head of the PR's branch when the PR is recorded (the
+/// merger's clone need not have it checked out), else HEAD.
+fn merge_sha(git: &Git, pr: Option<&Pr>) -> Result<String> {
+    match pr {
+        Some(pr) if git.has_remote("origin") => {
+            git.remote_head("origin", &pr.head)?.with_context(|| {
+                format!(
+                    "origin has no branch '{}' (pull request #{}'s head)",
+                    pr.head, pr.number
+                )
+            })
+        }
+        _ => git.head(),
+    }
+}
+
+/// Whether a run's verdict is one a merge trusts: recorded by the merger itself, or by a
+/// principal whose role may merge. An author's own green run is not a review.
+fn trusted(p: &Project, env: &Env, run: &Run) -> bool {
+    match (&run.by, &run.by_role) {
+        // A record in the git directory (against Lakebase): no principals to tell apart.
+        (None, _) => true,
+        (Some(by), _) if *by == env.principal => true,
+        (_, Some(role)) => p
+            .policy
+            .roles
+            .get(role)
+            .is_some_and(|r| r.promote && !r.agent),
+        _ => false,
+    }
+}
+
+/// Every failed precondition of a merge of PR `number` at `sha` into `base`; the green run
+/// it rests on when none failed.
+fn merge_checks(
     cx: &Ctx,
     number: u64,
-    base: Option<&str>,
-    feature: Option<&str>,
-    undo_on_failure: bool,
-) -> Result<Merged> {
+    pr: Option<&Pr>,
+    base: &str,
+    sha: &str,
+    how: &MergeHow,
+) -> Result<Run> {
     let (p, env, git, forge) = (cx.project, cx.env, cx.git, cx.forge);
-    let base = base_of(p, forge, number, base)?;
-    let ci = ci_branch(number);
+    let mut pre = Preconditions::default();
+    let short = &sha[..12.min(sha.len())];
+    if let Some(pr) = pr {
+        pre.check(pr.state == "open", || {
+            format!(
+                "pull request #{number} is {} (by {})",
+                pr.state,
+                pr.closed_by.as_deref().unwrap_or("someone")
+            )
+        });
+        pre.check(pr.base == base, || {
+            format!("pull request #{number} merges into '{}', not '{base}'", pr.base)
+        });
+    } else if how.git {
+        pre.fail(format!("there is no pull request #{number} to merge"));
+    }
+    let run = forge
+        .runs_of(number)?
+        .into_iter()
+        .filter(|r| r.kind == "ci" && r.sha == sha)
+        .next_back();
+    match &run {
+        None => pre.fail(format!(
+            "no CI run has tested {short} (pull request #{number}'s head); `lakelet ci pr --number {number}` first"
+        )),
+        Some(r) if !r.green() => pre.fail(format!(
+            "the CI run {} of {short} is red; fix it, push, and run CI again",
+            r.id
+        )),
+        Some(r) if !trusted(p, env, r) => pre.fail(format!(
+            "the green run {} was recorded by {} (role {}), whose role may not merge; a merge \
+             trusts runs by CI or a maintainer: `lakelet ci pr --number {number}` as one",
+            r.id,
+            r.by.as_deref().unwrap_or("?"),
+            r.by_role.as_deref().unwrap_or("?")
+        )),
+        Some(r) => {
+            // The run tested the PR on the tier as it was; if another merge (or a rollback)
+            // moved the tier since, that verdict is stale.
+            if let Some(b) = r.branch.as_deref().filter(|b| env.exists(b).unwrap_or(false)) {
+                if !still_on(env, p, b, base)? {
+                    pre.fail(format!(
+                        "'{base}' moved since {} tested the PR (another merge or a rollback); \
+                         merge '{base}' into the feature's branch, push, and run CI again",
+                        r.id
+                    ));
+                }
+            }
+        }
+    }
+    if how.git {
+        pre.check(git.dirty()?.is_empty(), || {
+            "the merger's work tree has uncommitted changes".into()
+        });
+        match git.merges_cleanly(&format!("origin/{base}"), sha) {
+            Ok(true) => {}
+            Ok(false) => pre.fail(format!(
+                "{short} does not merge cleanly into '{base}'; merge '{base}' into the feature's branch, push, and run CI again"
+            )),
+            Err(e) => pre.fail(format!("{e:#}")),
+        }
+    }
+    pre.verdict("ci merge")?;
+    Ok(run.expect("checked"))
+}
+
+/// Whether `ci` still stands on `base` as it is now: forked from it, from the timeline the
+/// base is on (a rollback moves it), and carrying the base's whole migration history as a
+/// prefix (a merge of another PR moves it). Data written to the base since does not count.
+fn still_on(env: &Env, p: &Project, ci: &str, base: &str) -> Result<bool> {
+    let b = env.api.get(ci)?;
+    let source = b.status.and_then(|s| s.source_branch).unwrap_or_default();
+    if source != env.api.branch_name(base) && source != base {
+        return Ok(false);
+    }
+    if (env.on_timeline)(ci, base)? == Some(false) {
+        return Ok(false);
+    }
+    let key = |a: &Applied| (a.version.clone(), a.script.clone(), a.checksum, a.success);
+    let on_base: Vec<_> = tiers::history(env, p, base)?.iter().map(key).collect();
+    let on_ci: Vec<_> = tiers::history(env, p, ci)?.iter().map(key).collect();
+    Ok(on_ci.len() >= on_base.len() && on_ci[..on_base.len()] == on_base[..])
+}
+
+/// Merges `sha` into the tier's git branch as origin has it, and pushes.
+fn git_merge(git: &Git, base: &str, sha: &str, title: &str) -> Result<()> {
+    if git.has_branch(base) {
+        git.out(&["switch", "--quiet", base])?;
+        git.out(&["merge", "--quiet", "--ff-only", &format!("origin/{base}")])?;
+    } else {
+        git.out(&["switch", "--quiet", "--track", "-c", base, &format!("origin/{base}")])?;
+    }
+    git.out(&["merge", "--no-ff", "--quiet", "-m", title, sha])?;
+    git.out(&["push", "--quiet", "origin", base])?;
+    Ok(())
+}
+
+/// `lakelet ci merge --number N`: checks the PR is open, its head tested green (by a run a
+/// merge trusts) on the tier as it is now; snapshots the tier, applies the migrations, and on
+/// success (with `how.git`) merges and pushes the head and marks the PR merged, then
+/// soft-deletes the PR's run branches and feature branch. The snapshot is kept for
+/// `[ci] snapshot_ttl` (2 days unless declared) and then expires, so a bad merge found the
+/// next morning can still be rolled back; every branch stays after a failure, for diagnosis.
+pub fn merge(cx: &Ctx, number: u64, how: MergeHow) -> Result<Merged> {
+    let (p, env, git, forge) = (cx.project, cx.env, cx.git, cx.forge);
     let pr = forge.pr(number)?;
-    let feature = feature
+    let base = base_of(p, forge, number, how.base)?;
+    if how.git && git.has_remote("origin") {
+        git.out(&["fetch", "--quiet", "origin"])?;
+    }
+    let sha = merge_sha(git, pr.as_ref())?;
+    let green = merge_checks(cx, number, pr.as_ref(), &base, &sha, &how)?;
+    let feature = how
+        .feature
         .map(str::to_string)
         .or_else(|| pr.as_ref().and_then(|p| p.database_branch.clone()));
-    // The grant is for moving this PR's branch into the tier: the PR's own database branch,
-    // which the daemon knows was forked from `base`.
-    let from = if env.exists(&ci)? {
-        ci.clone()
-    } else {
-        feature.clone().with_context(|| {
-            format!("neither '{ci}' nor the feature's database branch exists; run `lakelet ci pr --number {number}` first")
-        })?
+    // The grant is for moving this PR's branch into the tier: the run's branch, else the
+    // PR's own database branch, which the daemon knows was forked from `base`.
+    let from = match green.branch.clone().filter(|b| env.exists(b).unwrap_or(false)) {
+        Some(b) => b,
+        None => feature.clone().filter(|f| env.exists(f).unwrap_or(false)).with_context(|| {
+            format!("neither the run's branch nor the feature's database branch exists; run `lakelet ci pr --number {number}` again")
+        })?,
     };
     let started_at = super::state::now();
     let change = tiers::migrate_behind_snapshot(
@@ -274,11 +494,11 @@ pub fn merge(
         &format!("merge-pr-{number}"),
         Guard {
             target: None,
-            keep_on_success: false,
-            undo_on_failure,
+            keep_on_success: true,
+            undo_on_failure: how.undo_on_failure,
+            snapshot_ttl: Some(p.merge_snapshot_ttl),
         },
     )?;
-    let mut deleted = vec![];
     let mut steps = vec![Step {
         name: "migrate".into(),
         ok: change.ok,
@@ -290,19 +510,38 @@ pub fn merge(
             Some(f) => f.to_string(),
         },
     }];
+    let mut deleted = vec![];
     if change.ok {
-        for b in [Some(ci.clone()), feature.clone()].into_iter().flatten() {
-            if env.exists(&b)? {
-                env.api
-                    .delete(&b, true)
-                    .with_context(|| format!("'{base}' is migrated; deleting '{b}' failed"))?;
+        if how.git {
+            let title = format!(
+                "Merge {} (#{number})",
+                pr.as_ref().map(|p| p.head.as_str()).unwrap_or("?")
+            );
+            git_merge(git, &base, &sha, &title).with_context(|| {
+                format!("'{base}' is migrated, but the git merge did not finish; finish it by hand (`git merge {sha}` on '{base}', `git push`), then `lakelet ci merge` again marks the PR")
+            })?;
+            let mut pr = pr.clone().expect("checked");
+            forge.set_state(&mut pr, "merged")?;
+        }
+        let mut doomed: Vec<String> = forge
+            .runs_of(number)?
+            .into_iter()
+            .filter_map(|r| r.branch)
+            .filter(|b| ci_branch_pr(b) == Some(number))
+            .collect();
+        doomed.extend(feature.clone());
+        for b in doomed {
+            if !deleted.contains(&b) && env.exists(&b)? {
+                env.api.delete(&b, false).with_context(|| {
+                    format!("'{base}' is migrated; soft-deleting '{b}' failed")
+                })?;
                 deleted.push(b);
             }
         }
         steps.push(Step {
             name: "cleanup".into(),
             ok: true,
-            detail: format!("deleted {}", deleted.join(", ")),
+            detail: format!("soft-deleted {}", deleted.join(", ")),
         });
     }
     let run = forge.record(Run {
@@ -310,13 +549,16 @@ pub fn merge(
         url: String::new(),
         kind: "merge".into(),
         pr: number,
-        sha: git.head()?,
+        sha: sha.clone(),
         conclusion: if change.ok { "success" } else { "failure" }.into(),
         started_at,
         finished_at: super::state::now(),
         steps,
         comment: None,
         snapshot: change.snapshot_kept.then(|| change.snapshot.clone()),
+        branch: Some(from),
+        by: None,
+        by_role: None,
     })?;
     let r = if change.ok {
         Ok(())
@@ -326,20 +568,23 @@ pub fn merge(
     env.record(
         "ci.merge",
         &base,
-        serde_json::json!({ "pr": number, "snapshot": change.snapshot, "deleted": deleted }),
+        serde_json::json!({ "pr": number, "sha": sha, "snapshot": change.snapshot, "deleted": deleted }),
         &r,
     );
     Ok(Merged {
         pr: number,
         tier: base,
+        sha,
         change,
         deleted,
         run,
+        handed_off: how.git,
     })
 }
 
-/// `lakelet ci cleanup-orphans`: deletes `ci-pr-N` branches whose PR is no longer open, and
-/// feature branches whose PR was merged or closed or whose git branch is gone. Open PRs are
+/// `lakelet ci cleanup-orphans`: soft-deletes the branches CI runs forked for PRs no longer
+/// open, and feature branches whose PR was merged or closed or whose git branch is gone.
+/// Only branches the workflow recorded (a run's branch, a PR's database branch) are touched. Open PRs are
 /// the local forge's, or `open` when the caller knows them (a GitHub workflow passes
 /// `gh pr list`'s numbers).
 pub fn cleanup_orphans(
@@ -364,11 +609,13 @@ pub fn cleanup_orphans(
         }) else {
             continue;
         };
-        if let Some(n) = id
-            .strip_prefix("ci-pr-")
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            if !is_open(n) {
+        if let Some(n) = ci_branch_pr(&id) {
+            // Only a branch a recorded run forked: a `ci-pr-…` someone made by hand stays.
+            let recorded = forge
+                .runs_of(n)?
+                .iter()
+                .any(|r| r.branch.as_deref() == Some(id.as_str()));
+            if recorded && !is_open(n) {
                 doomed.push(id);
             }
             continue;
@@ -388,7 +635,7 @@ pub fn cleanup_orphans(
     }
     if !dry_run {
         for b in &doomed {
-            let r = env.api.delete(b, true);
+            let r = env.api.delete(b, false);
             env.record("ci.cleanup", b, serde_json::json!({}), &r);
             r.with_context(|| format!("deleting the orphan '{b}'"))?;
         }

@@ -47,6 +47,8 @@ pub struct Guard {
     /// Repoint the tier at the snapshot when a migration fails (the `scm merge` gate, which
     /// must change nothing when it fails).
     pub undo_on_failure: bool,
+    /// The snapshot expires this long after it is taken (none: it is kept until deleted).
+    pub snapshot_ttl: Option<std::time::Duration>,
 }
 
 /// Snapshots `tier`, then applies the project's pending migrations over a connection granted
@@ -63,14 +65,16 @@ pub fn migrate_behind_snapshot(
         target,
         keep_on_success,
         undo_on_failure,
+        snapshot_ttl,
     } = guard;
     let scripts = p.scripts()?;
     // The grant first: a refused promotion must not leave a snapshot behind.
     let url = (env.grant)(from, tier)?;
     let snap = snapshot_name(tier, why);
     eprintln!("snapshot '{snap}' of '{tier}' before migrating it…");
+    let ttl = snapshot_ttl.map(|t| format!("{}s", t.as_secs().max(1)));
     env.api
-        .create_snapshot(&snap, tier, None)
+        .create_snapshot(&snap, tier, ttl.as_deref().map(|t| ("ttl", t)))
         .with_context(|| format!("taking the pre-migration snapshot of '{tier}'"))?;
     let mut settings = p.settings.clone();
     settings.target = target;
@@ -172,6 +176,7 @@ pub fn promote(p: &Project, env: &Env, from: &str, to: Option<&str>) -> Result<T
         target: top,
         keep_on_success: true,
         undo_on_failure: false,
+        snapshot_ttl: None,
     };
     let c = migrate_behind_snapshot(p, env, from, &to, "promote", guard)?;
     if !c.ok {
