@@ -589,7 +589,10 @@ fn orphans_are_found_and_only_orphans_deleted() {
     repo.ok(&["migrate", "migrate", "--branch", "staging"]);
     let o = repo.cmd(&["ci", "merge", "--number", "9", "--base", "staging"]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("'staging' moved since"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("'staging' moved since"),
+        "{err}"
+    );
     assert_eq!(run(&repo.ok(&pr))["branch"], "ci-pr-9-3");
     assert_eq!(d.sql("ci-pr-9-3", "select count(*) from b"), "0");
     let o = repo.cmd(&["ci", "pr", "--number", "9", "--base", "main-ish"]);

@@ -249,14 +249,6 @@ pub fn is_not_found(e: &anyhow::Error) -> bool {
         .is_some_and(|f| f.code == "NOT_FOUND" || f.status == 404)
 }
 
-/// Whether `e` is the API refusing the caller (403 / PERMISSION_DENIED): a policy decision.
-pub fn is_permission_denied(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<ApiFailure>()
-            .is_some_and(|f| f.code == "PERMISSION_DENIED" || f.status == 403)
-    })
-}
-
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)

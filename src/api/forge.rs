@@ -171,7 +171,11 @@ async fn record(
             req.conclusion
         )));
     }
-    let event = if req.kind == "ci" { "ci.pr" } else { "ci.merge" };
+    let event = if req.kind == "ci" {
+        "ci.pr"
+    } else {
+        "ci.merge"
+    };
     let args = serde_json::json!({ "pr": n, "sha": req.sha, "conclusion": req.conclusion, "branch": req.branch });
     let permit = d.enforce_named(
         &c,

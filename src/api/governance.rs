@@ -28,6 +28,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/workflow-events", post(workflow_event))
         .route("/branches/{name}/shares", post(share))
         .route("/branches/{name}/shares/{principal}", delete(unshare))
+        .route("/branches/{name}/schema-owner", post(own_schema))
 }
 
 fn bad(m: impl Into<String>) -> ApiError {
@@ -482,5 +483,46 @@ async fn unshare(
         .await
         .map(|()| Json(serde_json::json!({ "branch": name, "unshared": principal })))
         .map_err(ApiError::from);
+    permit.finish(r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnSchemaRequest {
+    #[serde(default = "postgres_db")]
+    pub database: String,
+}
+
+fn postgres_db() -> String {
+    "postgres".into()
+}
+
+/// `lakelet branch own-schema NAME`: hands every application object a superuser owns on the
+/// branch (an import, a schema made as the superuser) to `lakelet_app`, the role migrations
+/// run as, so developers' and CI's migrations may alter it. An admin's, audited.
+async fn own_schema(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<OwnSchemaRequest>,
+) -> ApiResult<serde_json::Value> {
+    d.facts(&name)?;
+    let args = serde_json::json!({ "database": req.database });
+    let permit = d.admin(
+        &c,
+        "schema.own",
+        "hand a schema to lakelet_app",
+        &name,
+        args,
+    )?;
+    let r = async {
+        let ep = d.computes.ensure_running(&name).await?;
+        let n = d.gov.hand_schema(&ep, &req.database).await?;
+        Ok::<_, anyhow::Error>(Json(
+            serde_json::json!({ "branch": name, "database": req.database, "objects": n }),
+        ))
+    }
+    .await
+    .map_err(ApiError::from);
     permit.finish(r)
 }

@@ -16,6 +16,14 @@ use crate::compute::Endpoint;
 
 #[derive(Subcommand)]
 pub enum BranchCmd {
+    /// Hand every application object a superuser owns on branch NAME (an import, tables made
+    /// as the superuser) to lakelet_app, the role migrations run as, so developers' and CI's
+    /// migrations may alter them; branches forked afterwards inherit it. Admins only.
+    OwnSchema {
+        name: String,
+        #[arg(long, default_value = "postgres")]
+        database: String,
+    },
     /// Let principal WITH into feature branch NAME (yours, or as an admin): write access unless
     /// --read-only, until --ttl if given. Decided by the daemon's policy and audited.
     Share {
@@ -335,6 +343,18 @@ pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> 
                          --purge frees the name now)"
                     )
                 }
+            });
+        }
+        BranchCmd::OwnSchema { name, database } => {
+            let v: serde_json::Value = crate::api::client::Client::connect(dd)?.post(
+                &format!("/branches/{}/schema-owner", crate::api::client::seg(&name)),
+                &serde_json::json!({ "database": database }),
+            )?;
+            print(json, &v, |v| {
+                format!(
+                    "'{name}' (database {database}): {} objects handed to lakelet_app",
+                    v["objects"]
+                )
             });
         }
         BranchCmd::Share {

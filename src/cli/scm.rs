@@ -354,7 +354,8 @@ pub fn scm(
             }
             ScmCmd::Merge => {
                 let o = scm::gates::merge(cx)?;
-                print(json, &o.state, |_| match &o.merged {
+                print(json, &o.state, |_| {
+                    match &o.merged {
                     Some(m) => format!(
                         "merged #{} into '{}': {} migrations applied behind snapshot '{}' (kept, expiring); soft-deleted {}",
                         o.pr.number,
@@ -369,6 +370,7 @@ pub fn scm(
                         o.pr.base,
                         o.pr.closed_by.as_deref().unwrap_or("its merger")
                     ),
+                }
                 });
             }
             ScmCmd::Abandon { delete_branch } => {

@@ -148,6 +148,25 @@ impl Db {
         Ok(self.rt.block_on(self.client.execute(sql, params))?)
     }
 
+    /// Runs the rest of the session as `lakelet_app`, the role that owns the application
+    /// schema on a lakelet compute, when this session may and the role is set up in this
+    /// database: what a migration creates is then the schema owner's, so any later migration,
+    /// whoever runs it, may alter it. On plain Postgres or Lakebase there is no such role and
+    /// nothing changes. A migration that needs the superuser (CREATE EXTENSION of an untrusted
+    /// extension) says `RESET ROLE;` first. Returns whether it switched.
+    pub fn act_as_schema_owner(&self) -> Result<bool, DbError> {
+        let may = self.value(
+            "SELECT CASE WHEN to_regrole('lakelet_app') IS NULL THEN false ELSE \
+               current_user <> 'lakelet_app' AND pg_has_role('lakelet_app', 'MEMBER') \
+               AND coalesce(has_schema_privilege('lakelet_app', to_regnamespace('public')::oid, 'CREATE'), false) END",
+        )?;
+        if may.as_deref() == Some("t") {
+            self.exec("SET ROLE lakelet_app")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// One text value (`select current_user`).
     pub fn value(&self, sql: &str) -> Result<Option<String>, DbError> {
         Ok(self

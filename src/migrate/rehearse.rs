@@ -136,6 +136,8 @@ pub fn rehearse(
         );
         report.corrupted.push(done);
     }
+    // As the merge will: the migrations run as the schema's owner where there is one.
+    db.act_as_schema_owner()?;
     let applied = runner.history()?;
     // Validates the history and prepares every pending file; changes nothing.
     let pending = runner.pending(&applied)?;

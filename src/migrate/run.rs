@@ -247,6 +247,7 @@ impl<'a> Runner<'a> {
     pub fn migrate(&self, dry_run: bool) -> Result<MigrateReport> {
         let _lock = if dry_run { None } else { Some(self.lock()?) };
         if !dry_run {
+            self.db.act_as_schema_owner()?;
             self.ensure_table()?;
         }
         let applied = self.history()?;
@@ -395,6 +396,7 @@ impl<'a> Runner<'a> {
     /// Reverts the most recently applied versioned migration with its `U` file.
     pub fn undo(&self) -> Result<Result<Ran, Failure>> {
         let _lock = self.lock()?;
+        self.db.act_as_schema_owner()?;
         let applied = self.history()?;
         let plan = self.plan(&applied);
         let problems = plan.problems(false);

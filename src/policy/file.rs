@@ -78,6 +78,7 @@ struct RoleDoc {
     create_from: Vec<S<String>>,
     connect: Vec<S<String>>,
     migrate: Vec<S<String>>,
+    drop: Option<Vec<S<String>>>,
     reset: Vec<S<String>>,
     delete: Vec<S<String>>,
     promote: Option<S<bool>>,
@@ -452,6 +453,24 @@ pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
                 create_from: sels("create_from", &rd.create_from)?,
                 connect: sels("connect", &rd.connect)?,
                 migrate: sels("migrate", &rd.migrate)?,
+                // Unset: the roles that move changes into tiers own the schema where they
+                // migrate; everyone else writes rows and their own objects.
+                drop: match &rd.drop {
+                    Some(list) => {
+                        if agent && !list.is_empty() {
+                            return Err(cx.err(
+                                list[0].span(),
+                                format!("roles.{n}.drop"),
+                                "agents never drop what the application schema owns",
+                            ));
+                        }
+                        sels("drop", list)?
+                    }
+                    None if rd.admin || rd.promote.as_ref().is_some_and(|p| *p.get_ref()) => {
+                        sels("migrate", &rd.migrate)?
+                    }
+                    None => vec![],
+                },
                 reset: sels("reset", &rd.reset)?,
                 delete: sels("delete", &rd.delete)?,
                 promote: rd.promote.as_ref().is_some_and(|p| *p.get_ref()),

@@ -530,6 +530,16 @@ impl Governor {
         self.system.stop().await;
     }
 
+    /// Hands what a superuser owns in database `db` of the compute to `lakelet_app`.
+    pub async fn hand_schema(&self, ep: &crate::compute::Endpoint, db: &str) -> Result<u64> {
+        let n = super::pgroles::hand_to_app(&ep.socket_dir, db).await?;
+        self.roles_ready
+            .lock()
+            .unwrap()
+            .insert((ep.branch.clone(), ep.pid, db.to_string()));
+        Ok(n)
+    }
+
     /// Makes sure the non-superuser roles exist on the compute before a session uses them.
     pub async fn ensure_roles(&self, ep: &crate::compute::Endpoint, db: &str) -> Result<()> {
         let key = (ep.branch.clone(), ep.pid, db.to_string());

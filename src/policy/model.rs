@@ -80,6 +80,9 @@ pub struct Role {
     pub connect: Vec<Sel>,
     /// Write access (and so migrations) over the proxy.
     pub migrate: Vec<Sel>,
+    /// Where this role's sessions hold the application schema's ownership (alter, drop,
+    /// truncate outside a migration). Elsewhere its writes are DML and its own objects.
+    pub drop: Vec<Sel>,
     pub reset: Vec<Sel>,
     pub delete: Vec<Sel>,
     pub promote: bool,
@@ -252,6 +255,8 @@ pub const WORKFLOW_EVENTS: &[(&str, bool)] = &[
     ("scm.prepare-pr", false),
     ("scm.wait-ci", false),
     ("scm.merge", true),
+    // A merge another principal made, recorded in the feature's state by its author.
+    ("scm.record-merge", false),
     ("scm.abandon", false),
     ("scm.recover-orphans", false),
     ("ci.pr", false),
@@ -288,10 +293,31 @@ impl Action<'_> {
 pub enum Access {
     /// The Postgres superuser.
     Superuser,
-    /// `lakelet_owner`: reads and writes every table, creates objects; not a superuser.
+    /// `lakelet_owner`: reads and writes every table and holds the application schema's
+    /// ownership (`lakelet_app`): alters, drops, truncates anything in it. Not a superuser.
     Write,
+    /// `lakelet_writer`: reads and writes every table's rows, creates (and drops) its own
+    /// objects; what the application schema owns it may not alter, drop or truncate, except
+    /// through a migration (the runner's `SET ROLE lakelet_app`).
+    Dml,
+    /// `lakelet_agent`: as `Dml`, but never drops anything: a DROP, in a migration or not, is
+    /// refused with SQLSTATE 42501 (event triggers on the compute).
+    DmlNoDrop,
     /// `lakelet_reader`: pg_read_all_data only.
     Read,
+}
+
+impl Access {
+    /// The Postgres role a session with this access runs as (the superuser aside).
+    pub fn pg_role(self) -> Option<&'static str> {
+        match self {
+            Access::Superuser => None,
+            Access::Write => Some("lakelet_owner"),
+            Access::Dml => Some("lakelet_writer"),
+            Access::DmlNoDrop => Some("lakelet_agent"),
+            Access::Read => Some("lakelet_reader"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -389,6 +415,7 @@ impl Policy {
             create_from: all.clone(),
             connect: all.clone(),
             migrate: all.clone(),
+            drop: all.clone(),
             reset: all.clone(),
             delete: all,
             promote: true,
@@ -538,6 +565,18 @@ impl Policy {
                     d.mask = (t.mask && from.raw) || remask;
                     return d;
                 }
+                // A restore point of a tier, by a role that may move changes into it: a merge
+                // or promotion never runs without one. A snapshot is never written, and who
+                // reaches it is the connect rules' to say.
+                if *snapshot && from.tier && role.promote && !role.agent && !role.masked {
+                    return allow(
+                        format!("roles.{r}.promote"),
+                        format!(
+                            "a restore point of tier '{}' before changes move in",
+                            from.name
+                        ),
+                    );
+                }
                 // Tiers by create_from; a feature or snapshot also by being one the role may
                 // connect to (forking it shows nothing a connection would not).
                 let visible =
@@ -608,17 +647,22 @@ impl Policy {
                 let (access, rule) = if covered(&role.migrate, branch) {
                     let a = if role.superuser && !branch.masked {
                         Access::Superuser
-                    } else {
+                    } else if covered(&role.drop, branch) {
                         Access::Write
+                    } else if role.agent {
+                        Access::DmlNoDrop
+                    } else {
+                        Access::Dml
                     };
                     (a, "migrate")
                 } else if covered(&role.connect, branch) {
                     (Access::Read, "connect")
                 } else if let Some(sh) = branch.shared.iter().find(|s| s.principal == p) {
-                    let a = if sh.write {
-                        Access::Write
-                    } else {
-                        Access::Read
+                    // A teammate's write is to the rows: the schema stays the owner's.
+                    let a = match (sh.write, role.agent) {
+                        (false, _) => Access::Read,
+                        (true, true) => Access::DmlNoDrop,
+                        (true, false) => Access::Dml,
                     };
                     let mut d = allow(
                         "shares",

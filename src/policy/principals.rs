@@ -17,6 +17,10 @@ pub const RESERVED: &[&str] = &[
     super::model::OWNER,
     "postgres",
     "lakelet_owner",
+    "lakelet_writer",
+    "lakelet_agent",
+    "lakelet_app",
+    "lakelet_migrate",
     "lakelet_reader",
     "lakelet",
 ];

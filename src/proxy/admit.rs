@@ -92,11 +92,10 @@ impl Proxy {
             );
         }
         permit.note("access", serde_json::json!(access));
-        let pg_user = match access {
-            Access::Superuser if user == super::LOCAL_USER => user,
-            Access::Superuser => SUPERUSER.to_string(),
-            Access::Write => "lakelet_owner".to_string(),
-            Access::Read => "lakelet_reader".to_string(),
+        let pg_user = match access.pg_role() {
+            None if user == super::LOCAL_USER => user,
+            None => SUPERUSER.to_string(),
+            Some(role) => role.to_string(),
         };
         route.forward.insert("user".into(), pg_user);
         Ok((route, access, permit))

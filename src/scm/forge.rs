@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub use crate::api::records::{Pr, Run, Step};
 use crate::api::client::Client;
 use crate::api::records::{id_of, Records, Urls};
+pub use crate::api::records::{Pr, Run, Step};
 
 /// A database branch the workflow made (the ledger): what its cleanups may touch, and only
 /// while the name still holds the same branch (same uid).

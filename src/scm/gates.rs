@@ -123,8 +123,8 @@ struct TierView<'a> {
 
 impl<'a> TierView<'a> {
     fn open(cx: &'a Ctx, tier: &str, feature: &str) -> Result<TierView<'a>> {
-        let direct = (cx.env.connect)(tier)
-            .and_then(|u| crate::migrate::db::Db::connect(&u).map(|_| u));
+        let direct =
+            (cx.env.connect)(tier).and_then(|u| crate::migrate::db::Db::connect(&u).map(|_| u));
         let api = cx.env.api;
         match direct {
             Ok(url) => Ok(TierView {
@@ -229,7 +229,10 @@ pub fn claim(cx: &Ctx, feature: &str, parent: Option<&str>) -> Result<WorkflowSt
         match cx.env.api.get(&db) {
             Err(e) if crate::api::client::is_not_found(&e) => {}
             Err(e) => pre.fail(format!("{e:#}")),
-            Ok(b) if b.status.as_ref().and_then(|st| st.current_state.as_deref()) == Some("DELETED") => {
+            Ok(b)
+                if b.status.as_ref().and_then(|st| st.current_state.as_deref())
+                    == Some("DELETED") =>
+            {
                 pre.fail(format!(
                     "the database branch '{db}' was soft-deleted (an earlier merge or abandon of \
                      this feature id); `lakelet branch undelete {db}` or \
@@ -527,13 +530,17 @@ pub struct MergeOutcome {
 pub fn merge(cx: &Ctx) -> Result<MergeOutcome> {
     let r = (|| {
         let s = cx.load()?;
+        // Merged already by a principal that may merge (the handoff): record it.
+        if s.state == Phase::CiGreen {
+            if let Ok(pr) = cx.forge.pr_at(s.get("pr_url")) {
+                if pr.state == "merged" {
+                    return adopt(cx, s, pr);
+                }
+            }
+        }
         let mut pre = Preconditions::default();
         let found = pushed_at(cx, &s, Phase::CiGreen, &mut pre);
-        if let Some((head, pr)) = &found {
-            if pr.state == "merged" {
-                pre.verdict("merge")?;
-                return adopt(cx, s, pr.clone(), head);
-            }
+        if let Some((head, _)) = &found {
             match cx.forge.run_at(s.get("ci_run_url")) {
                 Ok(run) if run.green() && &run.sha == head => {}
                 Ok(run) if !run.green() => pre.fail(format!("the CI run {} is red", run.url)),
@@ -564,16 +571,7 @@ pub fn merge(cx: &Ctx) -> Result<MergeOutcome> {
             undo_on_failure: true,
             git: false,
         };
-        let merged = pipeline::merge(cx, pr.number, how).map_err(|e| {
-            if crate::api::client::is_permission_denied(&e) {
-                e.context(format!(
-                    "merge refused; your role may not merge into '{tier}'. Hand pull request                      #{n} to a principal that may (CI or a maintainer runs `lakelet ci merge                      --number {n}`), then `lakelet scm merge` here records it. Nothing was                      changed; the state stays ci-green",
-                    n = pr.number
-                ))
-            } else {
-                e
-            }
-        })?;
+        let merged = pipeline::merge(cx, pr.number, how)?;
         if !merged.change.ok {
             bail!(
                 "merge refused; migrating '{tier}' failed and it was rolled back to '{}': {}\n\
@@ -621,14 +619,14 @@ pub fn merge(cx: &Ctx) -> Result<MergeOutcome> {
     cx.refused("merge", "feature", r)
 }
 
-/// The PR was merged by another principal: the gate checks its green merge run took the HEAD
-/// this state is at, records the merge in the state, and brings git to the tier's branch.
-fn adopt(
-    cx: &Ctx,
-    s: WorkflowState,
-    pr: super::forge::Pr,
-    head: &str,
-) -> Result<MergeOutcome> {
+/// The PR was merged by another principal: the gate checks that its green merge run took
+/// the commit origin has for the feature (what this clone pushed), records the merge in the
+/// state, and brings git to the tier's branch.
+fn adopt(cx: &Ctx, s: WorkflowState, pr: super::forge::Pr) -> Result<MergeOutcome> {
+    let mut pre = Preconditions::default();
+    let head = pushed_head(cx, &s, &mut pre).map(|(h, _)| h);
+    pre.verdict("merge")?;
+    let head = head.expect("checked");
     let run = cx
         .forge
         .runs_of(pr.number)?
@@ -646,12 +644,10 @@ fn adopt(
         })?;
     if run.sha != head {
         bail!(
-            "merge refused; pull request #{} was merged at {}, but HEAD is {}; the state stays ci-green \
-             (`git switch {}` and `git pull` to take the merged tier)",
+            "merge refused; pull request #{} was merged at {}, but HEAD is {}; the state stays ci-green",
             pr.number,
             &run.sha[..12.min(run.sha.len())],
-            &head[..12],
-            s.get("parent_branch")
+            &head[..12]
         );
     }
     let tier = s.get("parent_branch").to_string();
@@ -684,7 +680,7 @@ fn adopt(
         migrate_completed_at: Some(run.finished_at.clone()),
         ..s
     };
-    cx.commit("merge", &next)?;
+    cx.commit("record-merge", &next)?;
     Ok(MergeOutcome {
         state: next,
         merged: None,
@@ -719,7 +715,9 @@ pub fn abandon(cx: &Ctx, delete_git_branch: bool) -> Result<WorkflowState> {
         if let Some(url) = &s.pr_url {
             if let Ok(mut pr) = cx.forge.pr_at(url) {
                 for r in cx.forge.runs_of(pr.number)? {
-                    let Some(b) = r.branch.filter(|b| pipeline::ci_branch_pr(b) == Some(pr.number))
+                    let Some(b) = r
+                        .branch
+                        .filter(|b| pipeline::ci_branch_pr(b) == Some(pr.number))
                     else {
                         continue;
                     };

@@ -43,7 +43,10 @@ fn taken(env: &Env, b: &str) -> Result<bool> {
 fn retire_runs(env: &Env, forge: &Forge, number: u64, keep: &str) -> Result<Vec<String>> {
     let mut gone = vec![];
     for r in forge.runs_of(number)? {
-        let Some(b) = r.branch.filter(|b| b != keep && ci_branch_pr(b) == Some(number)) else {
+        let Some(b) = r
+            .branch
+            .filter(|b| b != keep && ci_branch_pr(b) == Some(number))
+        else {
             continue;
         };
         if !gone.contains(&b) && env.exists(&b)? {
@@ -253,12 +256,22 @@ fn lint_gate(p: &Project, env: &Env, base: &str) -> Result<String> {
             f.findings
                 .iter()
                 .filter(|x| x.acknowledged.is_none())
-                .map(move |x| format!("{}:{} {}: {} (fix: {})", f.file, x.line, x.rule, x.message, x.fix))
+                .map(move |x| {
+                    format!(
+                        "{}:{} {}: {} (fix: {})",
+                        f.file, x.line, x.rule, x.message, x.fix
+                    )
+                })
         })
         .collect();
     let acked: usize = lints
         .iter()
-        .map(|f| f.findings.iter().filter(|x| x.acknowledged.is_some()).count())
+        .map(|f| {
+            f.findings
+                .iter()
+                .filter(|x| x.acknowledged.is_some())
+                .count()
+        })
         .sum();
     if open.is_empty() {
         return Ok(format!("no open findings ({acked} acknowledged)"));
@@ -350,17 +363,18 @@ fn trusted(p: &Project, env: &Env, run: &Run) -> bool {
     }
 }
 
-/// Every failed precondition of a merge of PR `number` at `sha` into `base`; the green run
-/// it rests on when none failed.
+/// Every failed precondition of a merge of PR `number` at `sha` into `base`, whose newest CI
+/// run of `sha` is `run`.
 fn merge_checks(
     cx: &Ctx,
     number: u64,
     pr: Option<&Pr>,
     base: &str,
     sha: &str,
+    run: Option<&Run>,
     how: &MergeHow,
-) -> Result<Run> {
-    let (p, env, git, forge) = (cx.project, cx.env, cx.git, cx.forge);
+) -> Result<()> {
+    let (p, env, git) = (cx.project, cx.env, cx.git);
     let mut pre = Preconditions::default();
     let short = &sha[..12.min(sha.len())];
     if let Some(pr) = pr {
@@ -372,17 +386,15 @@ fn merge_checks(
             )
         });
         pre.check(pr.base == base, || {
-            format!("pull request #{number} merges into '{}', not '{base}'", pr.base)
+            format!(
+                "pull request #{number} merges into '{}', not '{base}'",
+                pr.base
+            )
         });
     } else if how.git {
         pre.fail(format!("there is no pull request #{number} to merge"));
     }
-    let run = forge
-        .runs_of(number)?
-        .into_iter()
-        .filter(|r| r.kind == "ci" && r.sha == sha)
-        .next_back();
-    match &run {
+    match run {
         None => pre.fail(format!(
             "no CI run has tested {short} (pull request #{number}'s head); `lakelet ci pr --number {number}` first"
         )),
@@ -423,8 +435,7 @@ fn merge_checks(
             Err(e) => pre.fail(format!("{e:#}")),
         }
     }
-    pre.verdict("ci merge")?;
-    Ok(run.expect("checked"))
+    pre.verdict("ci merge")
 }
 
 /// Whether `ci` still stands on `base` as it is now: forked from it, from the timeline the
@@ -451,7 +462,14 @@ fn git_merge(git: &Git, base: &str, sha: &str, title: &str) -> Result<()> {
         git.out(&["switch", "--quiet", base])?;
         git.out(&["merge", "--quiet", "--ff-only", &format!("origin/{base}")])?;
     } else {
-        git.out(&["switch", "--quiet", "--track", "-c", base, &format!("origin/{base}")])?;
+        git.out(&[
+            "switch",
+            "--quiet",
+            "--track",
+            "-c",
+            base,
+            &format!("origin/{base}"),
+        ])?;
     }
     git.out(&["merge", "--no-ff", "--quiet", "-m", title, sha])?;
     git.out(&["push", "--quiet", "origin", base])?;
@@ -472,18 +490,40 @@ pub fn merge(cx: &Ctx, number: u64, how: MergeHow) -> Result<Merged> {
         git.out(&["fetch", "--quiet", "origin"])?;
     }
     let sha = merge_sha(git, pr.as_ref())?;
-    let green = merge_checks(cx, number, pr.as_ref(), &base, &sha, &how)?;
+    let run = forge
+        .runs_of(number)?
+        .into_iter()
+        .filter(|r| r.kind == "ci" && r.sha == sha)
+        .next_back();
     let feature = how
         .feature
         .map(str::to_string)
         .or_else(|| pr.as_ref().and_then(|p| p.database_branch.clone()));
     // The grant is for moving this PR's branch into the tier: the run's branch, else the
-    // PR's own database branch, which the daemon knows was forked from `base`.
-    let from = match green.branch.clone().filter(|b| env.exists(b).unwrap_or(false)) {
-        Some(b) => b,
-        None => feature.clone().filter(|f| env.exists(f).unwrap_or(false)).with_context(|| {
-            format!("neither the run's branch nor the feature's database branch exists; run `lakelet ci pr --number {number}` again")
-        })?,
+    // PR's own database branch, which the daemon knows was forked from `base`. It is asked
+    // for first: the daemon's decision (with its rule) is the first thing a principal that
+    // may not merge hears, and it is the one decision the merge takes.
+    let from = [run.as_ref().and_then(|r| r.branch.clone()), feature.clone()]
+        .into_iter()
+        .flatten()
+        .find(|b| env.exists(b).unwrap_or(false));
+    let granted = match &from {
+        Some(from) => Some((env.grant)(from, &base).map_err(|e| {
+            anyhow::anyhow!(
+                "merge refused: {e:#}\nhand pull request #{number} to a principal that may \
+                 merge (CI or a maintainer runs `lakelet ci merge --number {number}`); then \
+                 `lakelet scm merge` in the feature's clone records it. Nothing was changed"
+            )
+        })?),
+        None => None,
+    };
+    merge_checks(cx, number, pr.as_ref(), &base, &sha, run.as_ref(), &how)?;
+    if how.git {
+        // The migrations that go in are the PR head's, whatever the merger had checked out.
+        git.out(&["checkout", "--quiet", "--detach", &sha])?;
+    }
+    let (Some(from), Some(granted)) = (from, granted) else {
+        bail!("neither the run's branch nor the feature's database branch exists; run `lakelet ci pr --number {number}` again");
     };
     let started_at = super::state::now();
     let change = tiers::migrate_behind_snapshot(
@@ -497,6 +537,7 @@ pub fn merge(cx: &Ctx, number: u64, how: MergeHow) -> Result<Merged> {
             keep_on_success: true,
             undo_on_failure: how.undo_on_failure,
             snapshot_ttl: Some(p.merge_snapshot_ttl),
+            granted: Some(granted),
         },
     )?;
     let mut steps = vec![Step {
@@ -532,9 +573,9 @@ pub fn merge(cx: &Ctx, number: u64, how: MergeHow) -> Result<Merged> {
         doomed.extend(feature.clone());
         for b in doomed {
             if !deleted.contains(&b) && env.exists(&b)? {
-                env.api.delete(&b, false).with_context(|| {
-                    format!("'{base}' is migrated; soft-deleting '{b}' failed")
-                })?;
+                env.api
+                    .delete(&b, false)
+                    .with_context(|| format!("'{base}' is migrated; soft-deleting '{b}' failed"))?;
                 deleted.push(b);
             }
         }

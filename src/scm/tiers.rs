@@ -49,6 +49,9 @@ pub struct Guard {
     pub undo_on_failure: bool,
     /// The snapshot expires this long after it is taken (none: it is kept until deleted).
     pub snapshot_ttl: Option<std::time::Duration>,
+    /// A connection string the caller was already granted for this move (else one is asked
+    /// for here).
+    pub granted: Option<String>,
 }
 
 /// Snapshots `tier`, then applies the project's pending migrations over a connection granted
@@ -66,10 +69,14 @@ pub fn migrate_behind_snapshot(
         keep_on_success,
         undo_on_failure,
         snapshot_ttl,
+        granted,
     } = guard;
     let scripts = p.scripts()?;
     // The grant first: a refused promotion must not leave a snapshot behind.
-    let url = (env.grant)(from, tier)?;
+    let url = match granted {
+        Some(u) => u,
+        None => (env.grant)(from, tier)?,
+    };
     let snap = snapshot_name(tier, why);
     eprintln!("snapshot '{snap}' of '{tier}' before migrating it…");
     let ttl = snapshot_ttl.map(|t| format!("{}s", t.as_secs().max(1)));
@@ -145,7 +152,18 @@ pub fn promote(p: &Project, env: &Env, from: &str, to: Option<&str>) -> Result<T
     let to = parent.expect("checked");
     let scripts = p.scripts()?;
     let verified = history(env, p, from)?;
-    let db = Db::connect(&(env.connect)(&to)?)?;
+    // The target's history as the promoter may read it: directly, or (CI, which may not
+    // connect to production) over the grant the promotion itself needs.
+    let mut granted = None;
+    let db = match (env.connect)(&to).and_then(|u| Db::connect(&u)) {
+        Ok(db) => db,
+        Err(_) => {
+            let url = (env.grant)(from, &to)?;
+            let db = Db::connect(&url)?;
+            granted = Some(url);
+            db
+        }
+    };
     let runner = Runner::new(&db, &p.settings, &scripts)?;
     let on_target = runner.history()?;
     let pending: Vec<&Script> = runner.plan(&on_target).pending();
@@ -177,6 +195,7 @@ pub fn promote(p: &Project, env: &Env, from: &str, to: Option<&str>) -> Result<T
         keep_on_success: true,
         undo_on_failure: false,
         snapshot_ttl: None,
+        granted,
     };
     let c = migrate_behind_snapshot(p, env, from, &to, "promote", guard)?;
     if !c.ok {

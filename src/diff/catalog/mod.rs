@@ -253,7 +253,10 @@ pub(crate) fn rows(db: &Db, sql: &str) -> Result<Vec<Row>> {
 }
 
 /// The condition that keeps system schemas out.
-pub(crate) const USER_NS: &str = "n.nspname !~ '^pg_' and n.nspname <> 'information_schema'";
+/// The user's schemas: not the system's, and not `_lakelet` (the agents' guard, which
+/// lakelet installs on every compute).
+pub(crate) const USER_NS: &str =
+    "n.nspname !~ '^pg_' and n.nspname not in ('information_schema', '_lakelet')";
 
 /// The condition that keeps objects an extension owns out.
 pub(crate) fn not_ext(catalog: &str, oid: &str) -> String {

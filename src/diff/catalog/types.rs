@@ -281,7 +281,7 @@ fn event_triggers(db: &Db, out: &mut Vec<Object>) -> Result<()> {
                 array_to_json(e.evttags)::text
            from pg_event_trigger e join pg_proc p on p.oid = e.evtfoid
            join pg_namespace pn on pn.oid = p.pronamespace
-          where {}",
+          where {} and pn.nspname <> '_lakelet'",
         not_ext("pg_event_trigger", "e.oid")
     );
     for r in rows(db, &q)? {
