@@ -245,14 +245,15 @@ fn the_worked_example_through_every_gate() {
         assert!(repo.dir.join(f).is_file(), "{f}");
     }
     assert!(repo.dir.join("migrations").is_dir());
-    let o = repo.cmd(&["scm", "doctor"]);
-    assert!(!o.status.success(), "doctor must report the missing tier");
-    assert!(String::from_utf8_lossy(&o.stdout).contains("'staging' has no database branch"));
+    // With the daemon running, init made the missing tier; the entry tier's git branch
+    // waits for a first commit.
+    assert!(out.contains("created 'staging' from 'main'"), "{out}");
+    assert!(out.contains("`git branch staging`"), "{out}");
+    assert!(has_branch(&d, "staging"));
     repo.write(".gitignore", ".lakebase/\n");
     repo.commit("scaffold");
     git(&repo.dir, &["branch", "staging"]);
     repo.ok(&["scm", "doctor", "--fix"]);
-    assert!(has_branch(&d, "staging"));
     git(&repo.dir, &["push", "-q", "origin", "main", "staging"]);
 
     // A teammate's fresh clone has origin's tiers as remote-tracking branches only: claim
@@ -272,11 +273,26 @@ fn the_worked_example_through_every_gate() {
             clone2.dir.to_str().unwrap(),
         ],
     );
-    clone2.ok(&["init"]);
+    let o = lakelet()
+        .current_dir(&clone2.dir)
+        .args([
+            "--data-dir",
+            tmp.path().join("none").to_str().unwrap(),
+            "init",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
     clone2.refused(
         &d,
         &["scm", "claim", "other"],
         "`git branch --track staging origin/staging`",
+    );
+    // Against the daemon, init makes that branch itself.
+    let out = clone2.ok(&["init"]);
+    assert!(
+        out.contains("git branch 'staging' tracks origin/staging"),
+        "{out}"
     );
 
     // Out of order, and the wrong tier.
@@ -669,6 +685,182 @@ fn orphans_are_found_and_only_orphans_deleted() {
     assert!(has_branch(&d, "owner-gone"), "still left alone");
 }
 
+/// The gates hold to the policy the daemon enforces, not to whichever lakelet.toml is checked
+/// out: against a daemon with none they say how to load one, and once it is loaded a
+/// checkout that says otherwise is overruled.
+#[test]
+fn the_daemons_policy_is_the_truth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::up(&[]);
+    let repo = Repo {
+        dir: tmp.path().join("repo"),
+        data: d.dir.clone(),
+    };
+    std::fs::create_dir_all(&repo.dir).unwrap();
+    init_repo(&repo.dir);
+    repo.write("lakelet.toml", POLICY);
+    // Scaffolded with no daemon at hand: the files only.
+    let o = lakelet()
+        .current_dir(&repo.dir)
+        .args([
+            "--data-dir",
+            tmp.path().join("none").to_str().unwrap(),
+            "init",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no lakelet daemon runs"));
+    repo.write(".gitignore", ".lakebase/\n");
+    repo.commit("scaffold");
+    repo.refused(
+        &d,
+        &["scm", "claim", "early"],
+        "`lakelet policy apply` loads",
+    );
+    // `lakelet up` then `lakelet init`, the order a newcomer follows, leaves it ready: the
+    // policy applied, the tiers made, the entry tier's git branch made.
+    let out = repo.ok(&["init"]);
+    assert!(out.contains("the daemon now enforces"), "{out}");
+    assert!(out.contains("created 'staging' from 'main'"), "{out}");
+    assert!(
+        out.contains("git branch 'staging' (the entry tier) made at HEAD"),
+        "{out}"
+    );
+    // A local edit says features fork from main; the daemon says staging.
+    repo.write(
+        "lakelet.toml",
+        &POLICY.replace("from = \"staging\"", "from = \"main\""),
+    );
+    repo.commit("features from main, locally");
+    let o = repo.cmd(&["scm", "claim", "truth"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("differs from the policy the daemon enforces")
+    );
+    assert_eq!(repo.state()["parent_branch"], "staging");
+    let b = d.json(&["branch", "get", "owner-truth"]);
+    assert!(
+        b["status"]["source_branch"]
+            .as_str()
+            .unwrap()
+            .ends_with("/staging"),
+        "{b}"
+    );
+    assert!(
+        b["status"]["expire_time"].is_string(),
+        "the feature TTL applies: {b}"
+    );
+}
+
+/// Runs a generated workflow's shell steps here, as GitHub would on a runner with lakelet on
+/// PATH and the repository variable LAKELET_TARGET=local: each `run:` with GitHub's
+/// expressions filled in from `github`, in order, a step after a failure only when its `if:`
+/// says `always()`. Steps that need GitHub itself (`uses:`, the `gh` CLI) are left out.
+/// Returns each step's name, whether it passed, and its output.
+fn run_workflow(dir: &Path, file: &str, github: &[(&str, &str)]) -> Vec<(String, bool, String)> {
+    let text = std::fs::read_to_string(dir.join(".github/workflows").join(file)).unwrap();
+    let y: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let fill = |s: &str| -> String {
+        let mut out = s.to_string();
+        for (k, v) in github {
+            out = out.replace(&format!("${{{{ {k} }}}}"), v);
+        }
+        out
+    };
+    let bindir = Path::new(env!("CARGO_BIN_EXE_lakelet")).parent().unwrap();
+    let path = format!("{}:{}", bindir.display(), std::env::var("PATH").unwrap());
+    let mut env: Vec<(String, String)> = y["env"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| (k.clone(), String::new()))
+        .collect();
+    env.push(("LAKELET_TARGET".into(), "local".into()));
+    env.push(("LAKELET_PROXY_PORT".into(), "0".into()));
+    env.push(("PATH".into(), path));
+    let mut out = vec![];
+    let mut failed = false;
+    for job in y["jobs"].as_object().unwrap().values() {
+        for step in job["steps"].as_array().unwrap() {
+            let Some(run) = step["run"].as_str() else {
+                continue;
+            };
+            let cond = step["if"].as_str().unwrap_or("");
+            if run.contains("gh ") || (failed && !cond.contains("always()")) {
+                continue;
+            }
+            if cond.contains("env.LAKELET_TARGET") && !cond.contains("== 'local'") {
+                continue;
+            }
+            let o = Command::new("bash")
+                .args(["-e", "-c", &fill(run)])
+                .current_dir(dir)
+                .env_remove("LAKELET_DATA_DIR")
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .output()
+                .unwrap();
+            failed |= !o.status.success();
+            out.push((
+                step["name"].as_str().unwrap_or("?").to_string(),
+                o.status.success(),
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr),
+            ));
+        }
+    }
+    out
+}
+
+/// The generated workflows run as written on a runner with no cloud: a PR's run (its own
+/// daemon started, the tiers made, the PR's branch migrated and tested, the daemon stopped),
+/// then the merge's, which migrates the tier.
+#[test]
+fn the_generated_workflows_run_here() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo {
+        dir: tmp.path().join("repo"),
+        data: tmp.path().join("unused"),
+    };
+    std::fs::create_dir_all(&repo.dir).unwrap();
+    init_repo(&repo.dir);
+    repo.write("lakelet.toml", POLICY);
+    repo.write("db-test.sh", "test -n \"$DATABASE_URL\"\n");
+    repo.write(
+        "migrations/V1__items.sql",
+        "SET lock_timeout = '5s';\nCREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY);\n",
+    );
+    repo.write(".gitignore", ".lakelet/\n.lakebase/\n");
+    repo.ok(&["init"]);
+    repo.commit("a project");
+    let github = [
+        ("github.event.pull_request.number", "1"),
+        ("github.base_ref", "staging"),
+    ];
+    for file in ["pr.yml", "merge.yml"] {
+        let steps = run_workflow(&repo.dir, file, &github);
+        let names: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+        for (name, ok, out) in &steps {
+            assert!(ok, "{file}: step {name:?} failed:\n{out}");
+        }
+        assert_eq!(names.first(), Some(&"Install lakelet"), "{file}: {names:?}");
+        assert!(
+            names.contains(&"Start lakelet (local target)"),
+            "{file}: {names:?}"
+        );
+        assert_eq!(
+            names.last(),
+            Some(&"Stop lakelet (local target)"),
+            "{file}: {names:?}"
+        );
+        let all: String = steps.iter().map(|s| s.2.as_str()).collect();
+        assert!(all.contains("1 migrations applied"), "{file}:\n{all}");
+        assert!(
+            !repo.dir.join(".lakelet/daemon.json").exists(),
+            "{file} left its daemon running"
+        );
+    }
+}
+
 /// The workflows `lakelet init` writes are YAML, and every lakelet command they run exists
 /// with the flags they pass.
 #[test]
@@ -691,7 +883,7 @@ fn the_generated_workflows_call_real_commands() {
         "the starter's features fork from staging"
     );
     let mut calls = 0;
-    for f in ["pr.yml", "merge.yml", "cleanup-orphans.yml"] {
+    for f in ["pr.yml", "merge.yml", "cleanup-orphans.yml", "promote.yml"] {
         let text = std::fs::read_to_string(tmp.path().join(".github/workflows").join(f)).unwrap();
         let y: serde_json::Value =
             serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
@@ -705,47 +897,52 @@ fn the_generated_workflows_call_real_commands() {
                 let Some(run) = step["run"].as_str() else {
                     continue;
                 };
-                let Some(at) = run.find("lakelet ") else {
-                    continue;
-                };
-                // The lakelet command alone: up to a shell operator or a command substitution.
-                let words: Vec<&str> = run[at..]
-                    .split_whitespace()
-                    .take_while(|w| !["||", "&&", "|", ";"].contains(w))
-                    .map(|w| w.split("$(").next().unwrap())
-                    .take_while(|w| !w.is_empty() && *w != "\"")
-                    .collect();
-                let path: Vec<&str> = words[1..]
-                    .iter()
-                    .take_while(|w| !w.starts_with('-'))
-                    .copied()
-                    .collect();
-                let flags: Vec<&str> = words
-                    .iter()
-                    .filter(|w| w.starts_with("--"))
-                    .copied()
-                    .collect();
-                let mut args = path.clone();
-                args.push("--help");
-                let help = lakelet().args(&args).output().unwrap();
-                assert!(
-                    help.status.success(),
-                    "{f}: `lakelet {}` does not exist",
-                    path.join(" ")
-                );
-                let help = String::from_utf8_lossy(&help.stdout);
-                for flag in flags {
+                // Each line that runs lakelet: the command alone, up to a shell operator or a
+                // command substitution.
+                for line in run
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.starts_with("lakelet "))
+                {
+                    let words: Vec<&str> = line
+                        .split_whitespace()
+                        .take_while(|w| !["||", "&&", "|", ";"].contains(w))
+                        .map(|w| w.split("$(").next().unwrap())
+                        .take_while(|w| !w.is_empty() && *w != "\"")
+                        .collect();
+                    let path: Vec<&str> = words[1..]
+                        .iter()
+                        .take_while(|w| !w.starts_with('-') && !w.starts_with('"'))
+                        .copied()
+                        .collect();
+                    let flags: Vec<&str> = words
+                        .iter()
+                        .filter(|w| w.starts_with("--"))
+                        .copied()
+                        .collect();
+                    let mut args = path.clone();
+                    args.push("--help");
+                    let help = lakelet().args(&args).output().unwrap();
                     assert!(
-                        help.contains(flag),
-                        "{f}: `lakelet {}` has no {flag}",
+                        help.status.success(),
+                        "{f}: `lakelet {}` does not exist",
                         path.join(" ")
                     );
+                    let help = String::from_utf8_lossy(&help.stdout);
+                    for flag in flags {
+                        assert!(
+                            help.contains(flag),
+                            "{f}: `lakelet {}` has no {flag}",
+                            path.join(" ")
+                        );
+                    }
+                    calls += 1;
                 }
-                calls += 1;
             }
         }
     }
-    assert_eq!(calls, 3, "each workflow runs one lakelet ci command");
+    // Each workflow runs its ci (or promote) command, and up, init and down for a local target.
+    assert_eq!(calls, 4 * 4, "the lakelet commands the workflows run");
     // And a made-up command would have been caught.
     assert!(!lakelet()
         .args(["ci", "deploy", "--help"])

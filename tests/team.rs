@@ -308,6 +308,13 @@ fn a_team_of_developers_an_agent_and_ci_on_one_daemon() {
     let bob = clone(tmp.path(), &origin, &d, "bob", "developer");
     let robot = clone(tmp.path(), &origin, &d, "robot", "agent");
     let ci = clone(tmp.path(), &origin, &d, "ci-runner", "ci");
+    // Bob's checkout says features fork from main (a local edit never applied): the
+    // daemon's policy is what the gates hold to.
+    bob.write(
+        "lakelet.toml",
+        &TEAM.replace("from = \"staging\"", "from = \"main\""),
+    );
+    bob.git(&["commit", "-q", "-am", "local: features from main"]);
     // Alice's A/B experiment, made by hand: no cleanup of the workflow may touch it.
     alice.ok(&["branch", "create", "alice-experiment", "--from", "staging"]);
 
@@ -346,7 +353,8 @@ fn a_team_of_developers_an_agent_and_ci_on_one_daemon() {
             });
         }
     });
-    let prs = api(&d, "/lakelet/v1/prs");
+    // Every clone sees the same PRs (here, bob's).
+    let prs: serde_json::Value = serde_json::from_str(&bob.ok(&["--json", "scm", "prs"])).unwrap();
     let prs = prs.as_array().unwrap();
     let mut numbers: Vec<u64> = prs.iter().map(|p| p["number"].as_u64().unwrap()).collect();
     numbers.sort();
@@ -365,6 +373,7 @@ fn a_team_of_developers_an_agent_and_ci_on_one_daemon() {
     let (na, nb, nr) = (number("alice"), number("bob"), number("robot"));
     for seat in [&alice, &bob, &robot] {
         assert_eq!(seat.state()["state"], "pr-ready");
+        assert_eq!(seat.state()["parent_branch"], "staging");
     }
     // The agent prepared its PR against what it may see of staging (a masked fork), and
     // never connected to staging itself.
@@ -517,14 +526,32 @@ fn a_team_of_developers_an_agent_and_ci_on_one_daemon() {
     ci.git(&["checkout", "-q", "--detach", "origin/staging"]);
     ci.ok(&["promote", "staging"]);
     assert!(d.sql("main", "select string_agg(column_name, ',') from information_schema.columns where table_name = 'inventory'").contains("notes"));
-    ci.ok(&["rollback", "main"]);
-    assert!(!d.sql("main", "select string_agg(column_name, ',') from information_schema.columns where table_name = 'inventory'").contains("notes"));
+    // Production took a write after the promotion: the rollback would drop it, so it is
+    // refused, naming the table, until told to discard it; then a backup keeps it.
+    d.sql(
+        "main",
+        "INSERT INTO customers VALUES (501, 'late@example.com')",
+    );
+    let err = String::from_utf8_lossy(&ci.cmd(&["rollback", "main"]).stderr).into_owned();
+    assert!(
+        err.contains("took writes after")
+            && err.contains("postgres.public.customers: 500 rows then, 501 now"),
+        "{err}"
+    );
+    let inventory = "select string_agg(column_name, ',') from information_schema.columns where table_name = 'inventory'";
+    assert!(d.sql("main", inventory).contains("notes"));
+    let out = ci.ok(&["--json", "rollback", "main", "--discard-writes-since"]);
+    let rb: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let backup = rb["backup"].as_str().unwrap().to_string();
+    assert!(!d.sql("main", inventory).contains("notes"));
+    assert_eq!(d.sql("main", "select count(*) from customers"), "500");
+    d.run(&["branch", "create", "owner-kept-writes", "--from", &backup]);
     assert_eq!(
         d.sql(
-            "main",
-            "select count(*) from customers where email like '%@example.com'"
+            "owner-kept-writes",
+            "select email from customers where id = 501"
         ),
-        "500"
+        "late@example.com"
     );
 
     // The record. PRs: unique, all merged by CI.
@@ -592,6 +619,14 @@ fn a_team_of_developers_an_agent_and_ci_on_one_daemon() {
     ] {
         assert!(story.contains(line), "{line:?} not in the story:\n{story}");
     }
+    // The rollback that would have dropped production's late write: allowed by the policy,
+    // failed by the check, and audited with that outcome.
+    let q = "select count(*) from audit where action = 'rollback' and decision = 'allowed' and result like '%took writes after%'";
+    let o = Command::new(&psql)
+        .args([url.trim(), "-XAtc", q])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1");
     // The agent never touched main (every decision about main for it was a refusal).
     let q = "select count(*) from audit where principal = 'robot' and target = 'main' and decision = 'allowed'";
     let o = Command::new(&psql)

@@ -72,7 +72,9 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     // for someone else (a socket directory, the compute's WAL) gets its owner and mode
     // explicitly.
     unsafe { libc::umask(0o077) };
-    let store = Arc::new(
+    // A daemon SIGKILLed a moment ago may still be exiting (its FUSE views tearing down)
+    // and hold the store's lock until its last descriptor closes: wait a little for it.
+    let open = || {
         Store::open(
             data_dir.join("store"),
             Options {
@@ -81,13 +83,24 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
                 ..Options::default()
             },
         )
-        .with_context(|| {
-            format!(
-                "opening the page store in {} (is another lakelet daemon using it?)",
-                data_dir.display()
-            )
-        })?,
-    );
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut opened = open();
+    while let Err(e) = &opened {
+        let busy = format!("{e:#}").contains("Resource temporarily unavailable");
+        if !busy || std::time::Instant::now() > deadline {
+            break;
+        }
+        tracing::info!("the page store is still locked (a previous daemon exiting?); waiting");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        opened = open();
+    }
+    let store = Arc::new(opened.with_context(|| {
+        format!(
+            "opening the page store in {} (is another lakelet daemon using it?)",
+            data_dir.display()
+        )
+    })?);
     let root = &cfg.settings.root_branch;
     if !store.branches().is_empty() && store.branch(root).is_err() {
         anyhow::bail!(

@@ -24,7 +24,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/policy/apply", post(apply_policy))
         .route("/audit", get(audit))
         .route("/promotions", post(promote))
-        .route("/rollbacks", post(rollback))
+        .route("/rollbacks", post(super::rollback::rollback))
         .route("/workflow-events", post(workflow_event))
         .route("/branches/{name}/shares", post(share))
         .route("/branches/{name}/shares/{principal}", delete(unshare))
@@ -322,45 +322,6 @@ async fn promote(
             })
         })
         .map_err(ApiError::from);
-    permit.finish(r)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackRequest {
-    pub tier: String,
-    pub snapshot: String,
-}
-
-/// Repoints a tier at one of its own pre-migration snapshots (`lakelet rollback`).
-async fn rollback(
-    State(d): State<Shared>,
-    Extension(c): Extension<Caller>,
-    Json(req): Json<RollbackRequest>,
-) -> ApiResult<crate::storage::BranchInfo> {
-    let tier = d.facts(&req.tier)?;
-    let snap = d.facts(&req.snapshot)?;
-    let args = serde_json::json!({ "snapshot": req.snapshot });
-    let action = Action::Rollback {
-        tier: &tier,
-        snapshot: &snap,
-    };
-    let permit = d.enforce(&c, &action, &req.tier, args)?;
-    let source = d.computes.store().branch(&req.snapshot)?.parent;
-    let r = if source.as_deref() != Some(req.tier.as_str()) {
-        Err(bad(format!(
-            "'{}' is a snapshot of {}, not of '{}'; a tier rolls back to its own snapshots only",
-            req.snapshot,
-            source.map_or("nothing".into(), |s| format!("'{s}'")),
-            req.tier
-        )))
-    } else {
-        d.branches
-            .rollback(&req.tier, &req.snapshot)
-            .await
-            .map(Json)
-            .map_err(ApiError::from)
-    };
     permit.finish(r)
 }
 

@@ -17,6 +17,7 @@ mod internal;
 pub mod lakebase;
 mod metrics;
 pub mod records;
+pub mod rollback;
 
 use std::path::{Path, PathBuf};
 

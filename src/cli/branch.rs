@@ -253,6 +253,18 @@ pub fn run(dd: &Path, json: bool, api: &Branches, cmd: BranchCmd) -> Result<()> 
                 expire_time,
                 ..Default::default()
             };
+            // `--from` a snapshot: the API names that source differently.
+            if let Some(f) = from.as_deref() {
+                let is_snapshot = api
+                    .list_snapshots()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|s| s.snapshot_id.as_deref() == Some(f));
+                if is_snapshot {
+                    spec.source_branch = None;
+                    spec.source_snapshot = Some(api.snapshot_name(f));
+                }
+            }
             match at.as_deref().map(at_field) {
                 Some(("lsn", v)) => spec.source_branch_lsn = Some(v),
                 Some((_, v)) => spec.source_branch_time = Some(v),

@@ -46,7 +46,7 @@ pub struct DaemonArgs {
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     start_timeout: Duration,
     /// Port of the Postgres proxy, the one address for every branch (0 picks a free one).
-    #[arg(long, default_value_t = 5432)]
+    #[arg(long, env = "LAKELET_PROXY_PORT", default_value_t = 5432)]
     proxy_port: u16,
     /// Address the proxy listens on. Anything but loopback exposes every branch to the network
     /// (behind the proxy's authentication).

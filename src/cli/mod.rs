@@ -153,11 +153,15 @@ enum Cmd {
         #[arg(long)]
         grant_only: bool,
     },
-    /// Repoint a tier at a pre-migration snapshot (default: its newest).
+    /// Repoint a tier at a pre-migration snapshot (default: its newest). Refused, naming the
+    /// tables, when the tier took writes after the change being undone.
     Rollback {
         tier: String,
         #[arg(long, value_name = "SNAPSHOT")]
         to: Option<String>,
+        /// Roll back even so; what it discards is kept in a backup snapshot for a week.
+        #[arg(long)]
+        discard_writes_since: bool,
     },
     /// Who the CLI acts as.
     Whoami,
@@ -306,16 +310,21 @@ pub fn run(cli: Cli) -> Result<()> {
             });
         }
         Cmd::Debug(DebugCmd::CrashWriter) => crash_writer(dd)?,
-        Cmd::Init { force } => scm::init(json, cli.project.as_deref(), force)?,
+        Cmd::Init { force } => scm::init(dd, json, cli.target, cli.project.as_deref(), force)?,
         Cmd::Scm(c) => scm::scm(dd, json, cli.target, cli.project.as_deref(), c)?,
         Cmd::Ci(c) => scm::ci(dd, json, cli.target, cli.project.as_deref(), c)?,
-        Cmd::Rollback { tier, to } => scm::rollback(
+        Cmd::Rollback {
+            tier,
+            to,
+            discard_writes_since,
+        } => scm::rollback(
             dd,
             json,
             cli.target,
             cli.project.as_deref(),
             &tier,
             to.as_deref(),
+            discard_writes_since,
         )?,
         Cmd::Policy(c) => policy::policy(dd, json, c)?,
         Cmd::Principal(c) => policy::principal(dd, json, c)?,

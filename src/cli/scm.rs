@@ -42,6 +42,8 @@ pub enum ScmCmd {
         #[arg(long)]
         delete_branch: bool,
     },
+    /// The project's pull requests (one numbering for every clone), or PR N with its runs.
+    Prs { number: Option<u64> },
     /// Print the workflow state (validated).
     State {
         /// Print the JSON Schema (draft-07) of the state file instead.
@@ -132,17 +134,39 @@ fn project(project_flag: Option<&str>) -> Result<Project> {
     })
 }
 
-/// `lakelet init`.
-pub fn init(json: bool, project_flag: Option<&str>, force: bool) -> Result<()> {
+/// `lakelet init`: the scaffold; then, when a local daemon runs for this data directory,
+/// the project made ready to claim: the daemon given this lakelet.toml if it enforces none,
+/// the missing tiers' database branches created, and the entry tier's git branch.
+pub fn init(
+    dd: &Path,
+    json: bool,
+    target: Option<TargetKind>,
+    project_flag: Option<&str>,
+    force: bool,
+) -> Result<()> {
     let dir = std::env::current_dir()?;
     let s = scm::scaffold::init(&dir, project_flag, force, &|| project(project_flag))?;
-    print(json, &s, |s| {
+    let local = super::config::branches(dd, target, project_flag)
+        .map(|b| b.kind == TargetKind::Local)
+        .unwrap_or(false);
+    let ready = if local && crate::api::client::running_daemon(dd).is_some() {
+        make_ready(dd, target, project_flag)?
+    } else {
+        vec![format!(
+            "no lakelet daemon runs for {}: `lakelet up`, then `lakelet init` again makes the \
+             tiers (or `lakelet scm doctor --fix`)",
+            dd.display()
+        )]
+    };
+    let out = serde_json::json!({ "scaffold": &s, "ready": ready });
+    print(json, &out, |_| {
         let mut out: Vec<String> = s
             .written
             .iter()
             .map(|p| format!("wrote {}", p.display()))
             .collect();
         out.extend(s.kept.iter().map(|p| format!("kept  {}", p.display())));
+        out.extend(ready.iter().map(|r| format!("ready {r}")));
         out.push(format!(
             "workflow at {} (project {}, tier_topology {}); next: `lakelet scm claim FEATURE`",
             s.state.state, s.state.project_id, s.state.tier_topology
@@ -150,6 +174,61 @@ pub fn init(json: bool, project_flag: Option<&str>, force: bool) -> Result<()> {
         out.join("\n")
     });
     Ok(())
+}
+
+/// What `init` does against a running daemon; each step said in a line.
+fn make_ready(
+    dd: &Path,
+    target: Option<TargetKind>,
+    project_flag: Option<&str>,
+) -> Result<Vec<String>> {
+    let mut said = vec![];
+    let view: crate::api::governance::PolicyView = Client::connect(dd)?.get("/policy")?;
+    if !view.declared {
+        let path = project(project_flag)?.dir.join("lakelet.toml");
+        let text = std::fs::read_to_string(&path)?;
+        let body = serde_json::json!({ "file": path.display().to_string(), "text": text });
+        match Client::connect(dd)?.post::<serde_json::Value>("/policy/apply", &body) {
+            Ok(_) => said.push(format!("the daemon now enforces {}", path.display())),
+            Err(e) => {
+                said.push(format!(
+                    "the daemon enforces no lakelet.toml and did not take this one: {e:#}"
+                ));
+                return Ok(said);
+            }
+        }
+    }
+    engine(dd, target, project_flag, |cx| {
+        for f in scm::care::doctor(cx, true)? {
+            if let Some(fixed) = f.fixed.filter(|_| f.check == "tier") {
+                said.push(fixed);
+            }
+        }
+        let entry = cx.project.entry_tier().to_string();
+        if !cx.git.has_branch(&entry) {
+            if cx.git.rev(&format!("origin/{entry}")).is_some() {
+                cx.git.out(&[
+                    "branch",
+                    "--quiet",
+                    "--track",
+                    &entry,
+                    &format!("origin/{entry}"),
+                ])?;
+                said.push(format!("git branch '{entry}' tracks origin/{entry}"));
+            } else if cx.git.head().is_ok() {
+                cx.git.out(&["branch", "--quiet", &entry])?;
+                said.push(format!(
+                    "git branch '{entry}' (the entry tier) made at HEAD"
+                ));
+            } else {
+                said.push(format!(
+                    "commit the scaffold, then `git branch {entry}` (the entry tier's git branch)"
+                ));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(said)
 }
 
 struct Parts {
@@ -160,9 +239,54 @@ struct Parts {
     principal: String,
 }
 
+/// The daemon's policy is the truth: the tiers, the entry tier and the feature TTL the gates
+/// use are the ones it enforces, whatever lakelet.toml this checkout has (an old branch, a
+/// local edit not yet applied). The checkout keeps what only it knows: migrations, `[ci]`.
+fn align(dd: &Path, project: &mut Project) -> Result<()> {
+    let view: crate::api::governance::PolicyView = Client::connect(dd)?.get("/policy")?;
+    if !view.declared {
+        bail!(
+            "the daemon of {} enforces no lakelet.toml, so the workflow has no tiers it would \
+             hold to; `lakelet policy apply` loads {} into it",
+            dd.display(),
+            project.dir.join("lakelet.toml").display()
+        );
+    }
+    let p = &mut project.policy;
+    if p.sha256 != view.sha256 {
+        eprintln!(
+            "note: this checkout's lakelet.toml differs from the policy the daemon enforces; \
+             the daemon's tiers and entry tier apply (`lakelet policy apply` loads the \
+             checkout's)"
+        );
+    }
+    p.tiers = view
+        .tiers
+        .iter()
+        .map(|t| {
+            let tier = crate::policy::model::Tier {
+                name: t.name.clone(),
+                parent: t.parent.clone(),
+                production: t.production,
+                raw: t.raw_data,
+                mask: t.mask,
+                protected: t.protected,
+            };
+            (t.name.clone(), tier)
+        })
+        .collect();
+    p.features.from = view.feature_tier.clone();
+    p.features.ttl = view.feature_ttl_s.map(std::time::Duration::from_secs);
+    p.root = view.root.clone();
+    Ok(())
+}
+
 fn parts(dd: &Path, target: Option<TargetKind>, project_flag: Option<&str>) -> Result<Parts> {
-    let project = project(project_flag)?;
+    let mut project = project(project_flag)?;
     let api = super::config::branches(dd, target, project_flag)?;
+    if api.kind == TargetKind::Local {
+        align(dd, &mut project)?;
+    }
     let git = Git::open(&project.dir)?;
     // Against the local daemon, PRs and runs are the daemon's: one numbering for every clone.
     let forge = if api.kind == TargetKind::Local {
@@ -224,18 +348,15 @@ fn with_env<T>(dd: &Path, parts: &Parts, f: impl FnOnce(&Env) -> Result<T>) -> R
         )?;
         super::connect::url_as(dd, to, &g.user, &g.token)
     };
-    let rollback = |tier: &str, snapshot: &str| -> Result<()> {
+    let rollback = |r: &scm::tiers::Rollback| -> Result<crate::api::rollback::RolledBack> {
         if !local {
             bail!(
                 "Lakebase cannot repoint a branch in place; create a branch from the snapshot \
-                 '{snapshot}' and move the application to it"
+                 '{}' and move the application to it",
+                r.snapshot
             );
         }
-        let _: serde_json::Value = Client::connect(dd)?.post(
-            "/rollbacks",
-            &serde_json::json!({ "tier": tier, "snapshot": snapshot }),
-        )?;
-        Ok(())
+        Client::connect(dd)?.post("/rollbacks", r)
     };
     let on_timeline = |child: &str, parent: &str| -> Result<Option<bool>> {
         if !local {
@@ -445,6 +566,57 @@ pub fn scm(
                     )
                 });
             }
+            ScmCmd::Prs { number: None } => {
+                let prs = cx.forge.list()?;
+                print(json, &prs, |prs| {
+                    if prs.is_empty() {
+                        return "no pull requests".into();
+                    }
+                    prs.iter()
+                        .map(|p| {
+                            format!(
+                                "#{:<4} {:<7} {} → {}  {} (by {}{})",
+                                p.number,
+                                p.state,
+                                p.head,
+                                p.base,
+                                p.title,
+                                p.opened_by.as_deref().unwrap_or("?"),
+                                p.closed_by
+                                    .as_deref()
+                                    .map(|c| format!(", {} by {c}", p.state))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                });
+            }
+            ScmCmd::Prs { number: Some(n) } => {
+                let pr = cx
+                    .forge
+                    .pr(n)?
+                    .with_context(|| format!("there is no pull request #{n}"))?;
+                let runs = cx.forge.runs_of(n)?;
+                let v = serde_json::json!({ "pr": pr, "runs": runs });
+                print(json, &v, |_| {
+                    let mut out = format!(
+                        "#{} {} → {} ({}): {}\n{}\n",
+                        pr.number, pr.head, pr.base, pr.state, pr.title, pr.body
+                    );
+                    for r in &runs {
+                        out += &format!(
+                            "  {} {} {} by {} on {}\n",
+                            r.id,
+                            &r.sha[..12.min(r.sha.len())],
+                            r.conclusion,
+                            r.by.as_deref().unwrap_or("?"),
+                            r.branch.as_deref().unwrap_or("-")
+                        );
+                    }
+                    out + pr.diff.as_deref().unwrap_or("")
+                });
+            }
             ScmCmd::State { .. } => unreachable!("handled above"),
         }
         Ok(())
@@ -586,7 +758,8 @@ pub fn promote(
     Ok(())
 }
 
-/// `lakelet rollback TIER [--to SNAPSHOT]`: repoints the tier at a pre-migration snapshot.
+/// `lakelet rollback TIER [--to SNAPSHOT] [--discard-writes-since]`: repoints the tier at a
+/// pre-migration snapshot, unless it took writes since the change being undone.
 pub fn rollback(
     dd: &Path,
     json: bool,
@@ -594,19 +767,24 @@ pub fn rollback(
     project_flag: Option<&str>,
     tier: &str,
     to: Option<&str>,
+    discard: bool,
 ) -> Result<()> {
-    let snap = engine(dd, target, project_flag, |cx| {
-        let snap = match to {
-            Some(s) => s.to_string(),
-            None => scm::tiers::latest_snapshot(cx.env, tier)?,
-        };
-        (cx.env.rollback)(tier, &snap)?;
-        Ok(snap)
+    let done = engine(dd, target, project_flag, |cx| {
+        scm::tiers::rollback(cx.env, tier, to, discard)
     })?;
-    print(
-        json,
-        &serde_json::json!({ "tier": tier, "snapshot": snap }),
-        |_| format!("'{tier}' now points at its snapshot '{snap}'"),
-    );
+    print(json, &done, |d| {
+        let mut out = format!("'{tier}' now points at its snapshot '{}'", d.snapshot);
+        if let Some(b) = &d.backup {
+            out += &format!(
+                "; discarded the writes since, kept in snapshot '{b}' for a week:\n  - {}",
+                d.discarded
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n  - ")
+            );
+        }
+        out
+    });
     Ok(())
 }

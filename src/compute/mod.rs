@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod tree;
 pub mod user;
 pub mod wal;
+pub mod writes;
 
 pub use manager::{
     clear_stale, remove_run_dir, run_dir, BranchLock, ComputeStatus, Computes, Conflict, Endpoint,

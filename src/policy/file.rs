@@ -660,6 +660,9 @@ roles = ["developer", "agent"]
         let e = err("[tiers.main]\nproduction = true\n[roles.platform]\n[roles.agent]\nconnect = [\"main\"]\n");
         assert!(e.message.contains("agents never"), "{e}");
 
+        let e = err("[tiers.main]\n[roles.platform]\n[roles.agent]\nmigrate = [\"own\"]\ndrop = [\"own\"]\n");
+        assert_eq!((e.line, e.field.as_str()), (5, "roles.agent.drop"), "{e}");
+
         let e = err("[tiers.main]\nproduction = true\n[tiers.s]\nparent = \"main\"\nraw_data = false\n[roles.platform]\n");
         assert!(e.message.contains("mask = true"), "{e}");
 

@@ -975,6 +975,37 @@ mod tests {
         assert!(!d.allowed && d.rule == "agents-never-promote");
     }
 
+    /// Where a role may migrate, its sessions write; only a role that may drop there holds
+    /// the schema's ownership, and an agent's write never drops.
+    #[test]
+    fn write_access_comes_in_three_kinds() {
+        let p = super::super::file::parse(
+            "lakelet.toml",
+            "[tiers.main]\n[tiers.staging]\nparent = \"main\"\n\
+             [roles.platform]\nmigrate = [\"*\"]\npromote = true\nadmin = true\nsuperuser = false\n\
+             [roles.developer]\nmigrate = [\"own\"]\n\
+             [roles.lead]\nmigrate = [\"own\"]\ndrop = [\"own\"]\n\
+             [roles.agent]\nmigrate = [\"own\"]\n",
+        )
+        .unwrap();
+        let access = |principal: &str, role: &str| {
+            let b = p.facts(
+                &format!("{principal}-1"),
+                false,
+                Some(principal.into()),
+                Some("staging".into()),
+                false,
+            );
+            p.decide(&who(principal, role), &Action::Connect { branch: &b })
+                .access
+        };
+        assert_eq!(access("pat", "platform"), Some(Access::Write));
+        assert_eq!(access("dev", "developer"), Some(Access::Dml));
+        assert_eq!(access("lee", "lead"), Some(Access::Write));
+        assert_eq!(access("bot", "agent"), Some(Access::DmlNoDrop));
+        assert_eq!(Access::DmlNoDrop.pg_role(), Some("lakelet_agent"));
+    }
+
     #[test]
     fn promotion_moves_one_link() {
         let p = policy();
@@ -1118,7 +1149,8 @@ mod tests {
             true,
         );
         let d = p.decide(&alice, &Action::Connect { branch: &masked });
-        assert_eq!(d.access, Some(Access::Write), "{d:?}");
+        // Her own branch: rows and her own objects; the schema through migrations.
+        assert_eq!(d.access, Some(Access::Dml), "{d:?}");
         let d = p.decide(
             &alice,
             &Action::Create {

@@ -249,6 +249,13 @@ pub fn claim(cx: &Ctx, feature: &str, parent: Option<&str>) -> Result<WorkflowSt
             &db,
             BranchSpec {
                 source_branch: Some(cx.env.api.branch_name(&entry)),
+                // The feature TTL of the policy: a target that fills in none of its own (a
+                // daemon without a declared policy, Lakebase) still gets an expiry.
+                ttl: p
+                    .policy
+                    .features
+                    .ttl
+                    .map(|t| format!("{}s", t.as_secs().max(1))),
                 ..Default::default()
             },
         )?;

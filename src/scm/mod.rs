@@ -121,8 +121,9 @@ pub struct Env<'a> {
     /// A connection string that writes to tier `to`, granted (and checked against the tier
     /// chain by the daemon) for moving `from`'s changes into it.
     pub grant: &'a dyn Fn(&str, &str) -> Result<String>,
-    /// Repoints `tier` at `snapshot` (checked and audited by the daemon).
-    pub rollback: &'a dyn Fn(&str, &str) -> Result<()>,
+    /// Repoints a tier at a snapshot (checked and audited by the daemon; refused when the
+    /// tier took writes since, unless told to discard them).
+    pub rollback: &'a dyn Fn(&tiers::Rollback) -> Result<crate::api::rollback::RolledBack>,
     pub audit: &'a dyn Fn(&Event),
     /// Whether `child` still hangs off `parent`'s current timeline: false once `parent` was
     /// repointed (rolled back, reset, restored) after `child` was forked. None where the target

@@ -11,8 +11,12 @@ use super::state::{self, WorkflowState};
 use super::Project;
 
 /// The workflow templates, by path.
-pub const WORKFLOWS: [(&str, &str); 3] = [
+pub const WORKFLOWS: [(&str, &str); 4] = [
     (".github/workflows/pr.yml", include_str!("templates/pr.yml")),
+    (
+        ".github/workflows/promote.yml",
+        include_str!("templates/promote.yml"),
+    ),
     (
         ".github/workflows/merge.yml",
         include_str!("templates/merge.yml"),

@@ -38,6 +38,51 @@ pub fn snapshot_name(tier: &str, why: &str) -> String {
     n
 }
 
+/// The snapshot taken when the change behind pre-migration snapshot `pre` finished: what a
+/// rollback to `pre` compares the tier with to find writes made since.
+pub fn after_name(pre: &str) -> String {
+    let mut n = pre.replacen("-pre-", "-post-", 1);
+    n.truncate(63);
+    n
+}
+
+/// A rollback request, as the daemon's `/rollbacks` takes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollback {
+    pub tier: String,
+    pub snapshot: String,
+    pub since: Option<String>,
+    pub discard_writes_since: bool,
+}
+
+/// `lakelet rollback`: `tier` back to `to` (default: its newest pre-migration snapshot),
+/// refused by the daemon when the tier took writes after the change (compared with the
+/// snapshot taken when the change finished, where there is one) unless `discard`.
+pub fn rollback(
+    env: &Env,
+    tier: &str,
+    to: Option<&str>,
+    discard: bool,
+) -> Result<crate::api::rollback::RolledBack> {
+    let snapshot = match to {
+        Some(s) => s.to_string(),
+        None => latest_snapshot(env, tier)?,
+    };
+    let after = after_name(&snapshot);
+    let since = env
+        .api
+        .list_snapshots()?
+        .into_iter()
+        .any(|s| s.snapshot_id.as_deref() == Some(after.as_str()))
+        .then_some(after);
+    (env.rollback)(&Rollback {
+        tier: tier.into(),
+        snapshot,
+        since,
+        discard_writes_since: discard,
+    })
+}
+
 /// What happens around a tier's migration.
 pub struct Guard {
     /// Apply up to this version only (promotion: what the tier below verified).
@@ -104,12 +149,30 @@ pub fn migrate_behind_snapshot(
     let ok = migrate.failed.is_none();
     let mut rolled_back = false;
     if !ok && undo_on_failure {
-        (env.rollback)(tier, &snap).with_context(|| {
+        // The gate's own undo, right after its own failed migration.
+        let undo = Rollback {
+            tier: tier.into(),
+            snapshot: snap.clone(),
+            since: None,
+            discard_writes_since: true,
+        };
+        (env.rollback)(&undo).with_context(|| {
             format!("the migration failed and repointing '{tier}' at '{snap}' failed too")
         })?;
         rolled_back = true;
     }
     let snapshot_kept = !ok || keep_on_success;
+    if ok && keep_on_success {
+        // The state the change left: a later rollback to `snap` compares the tier with it, to
+        // find (and refuse to drop silently) what was written after the change.
+        let after = after_name(&snap);
+        if let Err(e) = env
+            .api
+            .create_snapshot(&after, tier, ttl.as_deref().map(|t| ("ttl", t)))
+        {
+            eprintln!("the snapshot '{after}' after the change was not taken: {e:#}");
+        }
+    }
     if !snapshot_kept {
         if let Err(e) = env.api.delete_snapshot(&snap) {
             eprintln!("the migration succeeded; deleting the snapshot '{snap}' failed: {e:#}");

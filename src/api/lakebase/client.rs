@@ -101,6 +101,10 @@ impl Branches {
         format!("projects/{}/branches/{id}", self.project)
     }
 
+    pub fn snapshot_name(&self, id: &str) -> String {
+        format!("projects/{}/snapshots/{id}", self.project)
+    }
+
     fn branches_path(&self) -> String {
         format!("/projects/{}/branches", seg(&self.project))
     }
