@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
+use common::checkout::{git, Checkout};
 use common::{lakelet, pg_bindir, Daemon};
 
 const POLICY: &str = r#"
@@ -65,109 +66,36 @@ CREATE TRIGGER inventory_split BEFORE INSERT OR UPDATE OF inventory_code ON inve
   FOR EACH ROW EXECUTE FUNCTION inventory_split();
 ";
 
-struct Repo {
-    dir: PathBuf,
-    data: PathBuf,
-}
+/// The owner's checkout, and what a refused gate must leave as it was.
+type Repo = Checkout;
 
-impl Repo {
-    fn cmd(&self, args: &[&str]) -> Output {
-        lakelet()
-            .current_dir(&self.dir)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.cmd(args);
-        assert!(
-            o.status.success(),
-            "lakelet {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
+trait Gates {
     /// A gate that must be refused: non-zero, `needle` in its message, and the state file,
     /// git's branches and HEAD, and the database branches exactly as before.
+    fn refused(&self, d: &Daemon, args: &[&str], needle: &str) -> String;
+}
+
+impl Gates for Repo {
     fn refused(&self, d: &Daemon, args: &[&str], needle: &str) -> String {
-        let before = self.snapshot(d);
-        let o = self.cmd(args);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(!o.status.success(), "lakelet {args:?} was not refused");
-        assert!(
-            err.contains(needle),
-            "lakelet {args:?}: {needle:?} not in:\n{err}"
-        );
-        assert_eq!(
-            self.snapshot(d),
-            before,
-            "lakelet {args:?} changed something"
-        );
-        err
-    }
-
-    fn snapshot(&self, d: &Daemon) -> (String, String, String, Vec<String>) {
-        let state = std::fs::read_to_string(self.dir.join(".lakebase/workflow-state.json"))
-            .unwrap_or_default();
-        let list = d.json(&["branch", "list"]);
-        let branches: Vec<String> = list["branches"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .chain(list["snapshots"].as_array().unwrap())
-            .map(|b| format!("{} {}", b["name"].as_str().unwrap(), b["uid"]))
-            .collect();
-        (
-            state,
-            git(
-                &self.dir,
-                &["for-each-ref", "--format=%(refname) %(objectname)"],
-            ),
-            git(&self.dir, &["rev-parse", "--abbrev-ref", "HEAD"]),
-            branches,
-        )
-    }
-
-    fn state(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.dir.join(".lakebase/workflow-state.json")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let bad = lakelet::scm::state::violations(&v);
-        assert!(
-            bad.is_empty(),
-            "the state file breaks the schema: {bad:?}\n{text}"
-        );
-        v
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn commit(&self, msg: &str) {
-        git(&self.dir, &["add", "-A"]);
-        git(&self.dir, &["commit", "-q", "-m", msg]);
+        self.refused_keeping(args, needle, || snapshot(self, d))
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+fn snapshot(r: &Repo, d: &Daemon) -> (String, String, String, Vec<String>) {
+    let list = d.json(&["branch", "list"]);
+    let branches: Vec<String> = list["branches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(list["snapshots"].as_array().unwrap())
+        .map(|b| format!("{} {}", b["name"].as_str().unwrap(), b["uid"]))
+        .collect();
+    (
+        r.state_text(),
+        r.git(&["for-each-ref", "--format=%(refname) %(objectname)"]),
+        r.git(&["rev-parse", "--abbrev-ref", "HEAD"]),
+        branches,
+    )
 }
 
 /// A repository whose own config names a committer: `scm merge` commits, and a fresh CI
@@ -176,6 +104,20 @@ fn init_repo(dir: &Path) {
     git(dir, &["init", "-q", "-b", "main"]);
     git(dir, &["config", "user.name", "lakelet test"]);
     git(dir, &["config", "user.email", "test@lakelet.invalid"]);
+}
+
+/// `lakelet init` with no daemon at hand (a data directory where none runs): the files only.
+fn scaffold_only(dir: &Path) {
+    let none = dir.parent().unwrap().join("no-daemon-here");
+    let o = lakelet()
+        .current_dir(dir)
+        .arg("--data-dir")
+        .arg(&none)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no lakelet daemon runs"));
 }
 
 fn has_branch(d: &Daemon, name: &str) -> bool {
@@ -205,10 +147,7 @@ fn the_worked_example_through_every_gate() {
          INSERT INTO inventory SELECT g, 'L' || (g % 17) || '-' || (g % 300) || '-' || g
            FROM generate_series(1, 2000) g;",
     );
-    let repo = Repo {
-        dir: tmp.path().join("repo"),
-        data: d.dir.clone(),
-    };
+    let repo = Repo::owner(tmp.path().join("repo"), d.dir.clone());
     let origin = tmp.path().join("origin.git");
     git(
         tmp.path(),
@@ -258,10 +197,7 @@ fn the_worked_example_through_every_gate() {
 
     // A teammate's fresh clone has origin's tiers as remote-tracking branches only: claim
     // says how to track the entry tier rather than to make a new one.
-    let clone2 = Repo {
-        dir: tmp.path().join("clone2"),
-        data: d.dir.clone(),
-    };
+    let clone2 = Repo::owner(tmp.path().join("clone2"), d.dir.clone());
     git(
         tmp.path(),
         &[
@@ -273,16 +209,7 @@ fn the_worked_example_through_every_gate() {
             clone2.dir.to_str().unwrap(),
         ],
     );
-    let o = lakelet()
-        .current_dir(&clone2.dir)
-        .args([
-            "--data-dir",
-            tmp.path().join("none").to_str().unwrap(),
-            "init",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    scaffold_only(&clone2.dir);
     clone2.refused(
         &d,
         &["scm", "claim", "other"],
@@ -539,10 +466,7 @@ fn orphans_are_found_and_only_orphans_deleted() {
     std::fs::write(&policy, POLICY).unwrap();
     let d = Daemon::up(&["--policy", policy.to_str().unwrap()]);
     d.run(&["branch", "create", "staging", "--from", "main"]);
-    let repo = Repo {
-        dir: tmp.path().join("repo"),
-        data: d.dir.clone(),
-    };
+    let repo = Repo::owner(tmp.path().join("repo"), d.dir.clone());
     std::fs::create_dir_all(&repo.dir).unwrap();
     init_repo(&repo.dir);
     repo.write("lakelet.toml", POLICY);
@@ -692,24 +616,12 @@ fn orphans_are_found_and_only_orphans_deleted() {
 fn the_daemons_policy_is_the_truth() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Daemon::up(&[]);
-    let repo = Repo {
-        dir: tmp.path().join("repo"),
-        data: d.dir.clone(),
-    };
+    let repo = Repo::owner(tmp.path().join("repo"), d.dir.clone());
     std::fs::create_dir_all(&repo.dir).unwrap();
     init_repo(&repo.dir);
     repo.write("lakelet.toml", POLICY);
     // Scaffolded with no daemon at hand: the files only.
-    let o = lakelet()
-        .current_dir(&repo.dir)
-        .args([
-            "--data-dir",
-            tmp.path().join("none").to_str().unwrap(),
-            "init",
-        ])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).contains("no lakelet daemon runs"));
+    scaffold_only(&repo.dir);
     repo.write(".gitignore", ".lakebase/\n");
     repo.commit("scaffold");
     repo.refused(
@@ -817,10 +729,7 @@ fn run_workflow(dir: &Path, file: &str, github: &[(&str, &str)]) -> Vec<(String,
 #[test]
 fn the_generated_workflows_run_here() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo {
-        dir: tmp.path().join("repo"),
-        data: tmp.path().join("unused"),
-    };
+    let repo = Repo::owner(tmp.path().join("repo"), tmp.path().join("unused"));
     std::fs::create_dir_all(&repo.dir).unwrap();
     init_repo(&repo.dir);
     repo.write("lakelet.toml", POLICY);

@@ -9,9 +9,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use common::checkout::{git, Checkout};
 use common::{lakelet, pg_bindir, Daemon};
 
 const TEAM: &str = r#"
@@ -76,107 +77,23 @@ dir = "migrations"
 test = "sh db-test.sh"
 "#;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?} in {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// One clone of the project and the principal that works in it.
-struct Seat {
-    who: String,
-    secret: String,
-    dir: PathBuf,
-    data: PathBuf,
+type Seat = Checkout;
+
+trait Team {
+    /// Refused, naming `needle`, with the state file as it was.
+    fn refused(&self, args: &[&str], needle: &str) -> String;
+    /// Commits everything and pushes the current branch.
+    fn commit_push(&self, msg: &str);
 }
 
-impl Seat {
-    fn cmd(&self, args: &[&str]) -> Output {
-        lakelet()
-            .current_dir(&self.dir)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .env("LAKELET_PRINCIPAL", &self.who)
-            .env("LAKELET_SECRET", &self.secret)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.cmd(args);
-        assert!(
-            o.status.success(),
-            "{}: lakelet {args:?} failed:\n{}\n{}",
-            self.who,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// Refused, naming `needle`, with the state file as it was.
+impl Team for Seat {
     fn refused(&self, args: &[&str], needle: &str) -> String {
-        let before = self.state_text();
-        let o = self.cmd(args);
-        let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert!(
-            !o.status.success(),
-            "{}: lakelet {args:?} was not refused",
-            self.who
-        );
-        assert!(
-            err.contains(needle),
-            "{}: lakelet {args:?}: {needle:?} not in:\n{err}",
-            self.who
-        );
-        assert_eq!(
-            self.state_text(),
-            before,
-            "{}: {args:?} moved the state",
-            self.who
-        );
-        err
-    }
-
-    fn state_text(&self) -> String {
-        std::fs::read_to_string(self.dir.join(".lakebase/workflow-state.json")).unwrap_or_default()
-    }
-
-    fn state(&self) -> serde_json::Value {
-        let text = self.state_text();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let bad = lakelet::scm::state::violations(&v);
-        assert!(
-            bad.is_empty(),
-            "{}: the state file breaks the schema: {bad:?}",
-            self.who
-        );
-        v
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        git(&self.dir, args)
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
+        self.refused_keeping(args, needle, || self.state_text())
     }
 
     fn commit_push(&self, msg: &str) {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "-m", msg]);
+        self.commit(msg);
         let b = self.git(&["branch", "--show-current"]);
         self.git(&["push", "-q", "origin", &b]);
     }
@@ -205,8 +122,7 @@ fn clone(tmp: &Path, origin: &Path, d: &Daemon, who: &str, role: &str) -> Seat {
     );
     git(&dir, &["branch", "--track", "staging", "origin/staging"]);
     let seat = Seat {
-        who: who.into(),
-        secret: principal(d, who, role),
+        who: Some((who.into(), principal(d, who, role))),
         dir,
         data: d.dir.clone(),
     };
