@@ -788,8 +788,9 @@ fn the_generated_workflows_call_real_commands() {
     assert!(lakelet::scm::state::violations(&state).is_empty());
     assert_eq!(state["project_id"], "demo");
     assert_eq!(
-        state["tier_topology"], 2,
-        "the starter's features fork from staging"
+        state["tier_topology"], 3,
+        "the starter's features fork from qa, two links below main: every tier receives \
+         migrations"
     );
     let mut calls = 0;
     for f in ["pr.yml", "merge.yml", "cleanup-orphans.yml", "promote.yml"] {
