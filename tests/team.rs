@@ -75,6 +75,7 @@ dir = "migrations"
 
 [ci]
 test = "sh db-test.sh"
+approvals = 1
 "#;
 
 /// One clone of the project and the principal that works in it.
@@ -400,8 +401,19 @@ fn a_team_of_developers_an_agent_and_ci_on_one_daemon() {
     let o = robot.cmd(&["branch", "create", "robot-prod", "--from", "main"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("agents-never-production"));
 
-    // 4. CI merges alice's PR: staging migrated, git merged and pushed, the PR marked.
-    ci.ok(&["ci", "merge", "--number", &na.to_string()]);
+    // 4. A PR needs a person's approval of its head, and not its author's.
+    let a = na.to_string();
+    let err =
+        String::from_utf8_lossy(&ci.cmd(&["ci", "merge", "--number", &a]).stderr).into_owned();
+    assert!(
+        err.contains("has 0 approval(s)") && err.contains("[ci] approvals asks for 1"),
+        "{err}"
+    );
+    alice.refused(&["scm", "approve", &a], "someone else's review");
+    robot.refused(&["scm", "approve", &a], "a person's review");
+    bob.ok(&["scm", "approve", &a]);
+    // CI merges alice's PR: staging migrated, git merged and pushed, the PR marked.
+    ci.ok(&["ci", "merge", "--number", &a]);
     alice.ok(&["scm", "merge"]);
     assert_eq!(alice.state()["state"], "merged");
     assert!(d.sql("staging", "select string_agg(column_name, ',') from information_schema.columns where table_name = 'inventory'").contains("sku"));
@@ -417,6 +429,7 @@ fn a_team_of_developers_an_agent_and_ci_on_one_daemon() {
     robot.git(&["merge", "-q", "--no-edit", "origin/staging"]);
     robot.git(&["push", "-q", "origin", "feature/add-tags"]);
     assert!(ci_run(&ci, nr, "feature/add-tags").status.success());
+    alice.ok(&["scm", "approve", &n]);
     ci.ok(&["ci", "merge", "--number", &n]);
     robot.ok(&["scm", "merge"]);
     assert_eq!(robot.state()["state"], "merged");
@@ -433,6 +446,7 @@ fn a_team_of_developers_an_agent_and_ci_on_one_daemon() {
     ]);
     bob.commit_push("renumber after the rebase");
     assert!(ci_run(&ci, nb, "feature/add-notes").status.success());
+    alice.ok(&["scm", "approve", &nb.to_string()]);
     ci.ok(&["ci", "merge", "--number", &nb.to_string()]);
     bob.ok(&["scm", "merge"]);
     let cols = d.sql("staging", "select string_agg(column_name, ',' order by column_name) from information_schema.columns where table_name = 'inventory'");
@@ -524,6 +538,8 @@ fn a_team_of_developers_an_agent_and_ci_on_one_daemon() {
         "bob pr.open allowed",
         "robot pr.open allowed",
         "ci-runner pr.run allowed",
+        "bob pr.approve allowed",
+        "alice pr.approve allowed",
         "ci-runner pr.merge allowed",
         "alice scm.merge refused",
         "robot scm.merge refused",

@@ -5,7 +5,7 @@
 //! its database branch; recording a run is a `ci.pr` report (anyone may record one, and the
 //! run says who did: a merge trusts only runs by a role that may merge); merging needs the
 //! right to merge (`ci.merge`, so `agents-never-promote` and `roles.X.promote` hold); closing
-//! is the opener's, or a merger's.
+//! is the opener's, or a merger's; approving is anyone's but the opener's and an agent's.
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::daemon::Daemon;
 use super::http::{ApiError, Caller};
-use super::records::{Pr, Run, Step};
+use super::records::{Approval, Pr, Run, Step};
 use crate::policy::Action;
 
 type Shared = std::sync::Arc<Daemon>;
@@ -27,6 +27,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/prs/{n}", get(one))
         .route("/prs/{n}/runs", get(runs).post(record))
         .route("/prs/{n}/state", post(set_state))
+        .route("/prs/{n}/approvals", post(approve))
         .route("/runs/{id}", get(run))
 }
 
@@ -118,6 +119,7 @@ async fn open(
             opened_by: Some(c.actor.principal.clone()),
             closed_by: None,
             diff: req.diff,
+            approvals: vec![],
         })?;
         Ok(Json(pr))
     })();
@@ -252,6 +254,67 @@ async fn set_state(
         pr.state = req.state.clone();
         pr.closed_at = Some(crate::storage::format_time(crate::util::now_nanos()));
         pr.closed_by = Some(me.to_string());
+        forge.save(&pr)?;
+        Ok(Json(pr))
+    })();
+    permit.finish(r)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// The head commit the reviewer looked at.
+    pub sha: String,
+}
+
+/// A reviewer's approval of PR `n` at a head: never the opener's own, never an agent's (an
+/// agent's review is not a person's), decided as a `pr.approve` report and audited.
+async fn approve(
+    State(d): State<Shared>,
+    Extension(c): Extension<Caller>,
+    UrlPath(n): UrlPath<u64>,
+    Json(req): Json<ApproveRequest>,
+) -> ApiResult<Pr> {
+    let pr = d
+        .forge
+        .lock()
+        .unwrap()
+        .pr(n)?
+        .ok_or_else(|| not_found(format!("there is no pull request #{n}")))?;
+    let me = c.actor.principal.clone();
+    let args = serde_json::json!({ "sha": req.sha, "opened_by": pr.opened_by });
+    let action = Action::Report {
+        event: "pr.approve",
+    };
+    let permit = d.enforce_named(&c, "pr.approve", &action, &format!("#{n}"), args)?;
+    let agent = d
+        .gov
+        .policy()
+        .roles
+        .get(&c.actor.role)
+        .is_some_and(|r| r.agent);
+    let r = (|| {
+        if pr.opened_by.as_deref() == Some(me.as_str()) {
+            return Err(conflict(format!(
+                "{me} opened pull request #{n}; an approval is someone else's review"
+            )));
+        }
+        if agent {
+            return Err(conflict(format!(
+                "{me} has an agent role; an approval is a person's review"
+            )));
+        }
+        let forge = d.forge.lock().unwrap();
+        let mut pr = forge.pr(n)?.expect("records are never removed");
+        if pr.state != "open" {
+            return Err(conflict(format!("pull request #{n} is {}", pr.state)));
+        }
+        pr.approvals.retain(|a| a.by != me);
+        pr.approvals.push(Approval {
+            by: me.clone(),
+            sha: req.sha.clone(),
+            at: crate::storage::format_time(crate::util::now_nanos()),
+        });
         forge.save(&pr)?;
         Ok(Json(pr))
     })();

@@ -38,6 +38,17 @@ pub struct Pr {
     /// The schema diff against the base, Markdown: what a reviewer reads.
     #[serde(default)]
     pub diff: Option<String>,
+    /// Reviewers' approvals, each of the head it looked at.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Approval {
+    pub by: String,
+    /// The head commit approved.
+    pub sha: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -267,6 +278,7 @@ mod tests {
             opened_by: None,
             closed_by: None,
             diff: None,
+            approvals: vec![],
         }
     }
 

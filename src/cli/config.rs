@@ -56,6 +56,9 @@ pub struct CiTable {
     pub lint: Option<crate::scm::LintLevel>,
     /// How long the pre-migration snapshot of a merge is kept (`2d` unless given).
     pub snapshot_ttl: Option<String>,
+    /// How many approvals, by principals other than its opener, a PR needs before `ci
+    /// merge` (0 unless given).
+    pub approvals: Option<usize>,
 }
 
 /// `[migrations]`: where the files are and how the runner treats them.

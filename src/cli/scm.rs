@@ -44,6 +44,8 @@ pub enum ScmCmd {
     },
     /// The project's pull requests (one numbering for every clone), or PR N with its runs.
     Prs { number: Option<u64> },
+    /// Approve pull request N at its head (someone else's, as a person: not an agent).
+    Approve { number: u64 },
     /// Print the workflow state (validated).
     State {
         /// Print the JSON Schema (draft-07) of the state file instead.
@@ -126,6 +128,7 @@ fn project(project_flag: Option<&str>) -> Result<Project> {
         settings,
         test_command: cfg.ci.test.clone(),
         lint: cfg.ci.lint.unwrap_or_default(),
+        approvals: cfg.ci.approvals.unwrap_or(0),
         merge_snapshot_ttl: match &cfg.ci.snapshot_ttl {
             Some(t) => humantime::parse_duration(t)
                 .with_context(|| format!("[ci] snapshot_ttl {t:?}: a duration like 2d or 12h"))?,
@@ -615,6 +618,27 @@ pub fn scm(
                         );
                     }
                     out + pr.diff.as_deref().unwrap_or("")
+                });
+            }
+            ScmCmd::Approve { number } => {
+                let pr = cx
+                    .forge
+                    .pr(number)?
+                    .with_context(|| format!("there is no pull request #{number}"))?;
+                let sha = if cx.git.has_remote("origin") {
+                    cx.git.remote_head("origin", &pr.head)?
+                } else {
+                    None
+                }
+                .with_context(|| format!("origin has no branch '{}' to approve", pr.head))?;
+                let pr = cx.forge.approve(number, &sha)?;
+                print(json, &pr, |p| {
+                    format!(
+                        "approved #{} at {} ({} approvals)",
+                        p.number,
+                        &sha[..12],
+                        p.approvals.len()
+                    )
                 });
             }
             ScmCmd::State { .. } => unreachable!("handled above"),

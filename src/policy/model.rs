@@ -262,6 +262,7 @@ pub const WORKFLOW_EVENTS: &[(&str, bool)] = &[
     ("ci.pr", false),
     ("ci.merge", true),
     ("ci.cleanup", false),
+    ("pr.approve", false),
     ("promote.apply", true),
 ];
 

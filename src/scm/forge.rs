@@ -134,6 +134,7 @@ impl Forge {
                 opened_by: None,
                 closed_by: None,
                 diff: o.diff,
+                approvals: vec![],
             }),
             Backend::Daemon(dd) => Self::client(dd)?.post("/prs", &o),
         }
@@ -193,6 +194,19 @@ impl Forge {
                 )?;
                 Ok(())
             }
+        }
+    }
+
+    /// Approves PR `n` at head `sha` (the daemon decides whether the caller may).
+    pub fn approve(&self, n: u64, sha: &str) -> Result<Pr> {
+        match &self.backend {
+            Backend::Local(_) => anyhow::bail!(
+                "approvals are kept by a lakelet daemon; against Lakebase, review on your forge"
+            ),
+            Backend::Daemon(dd) => Self::client(dd)?.post(
+                &format!("/prs/{n}/approvals"),
+                &serde_json::json!({ "sha": sha }),
+            ),
         }
     }
 

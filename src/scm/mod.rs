@@ -47,6 +47,8 @@ pub struct Project {
     pub lint: LintLevel,
     /// `[ci] snapshot_ttl`: how long a merge's pre-migration snapshot is kept.
     pub merge_snapshot_ttl: std::time::Duration,
+    /// `[ci] approvals`: how many approvals of its head a PR needs before it is merged.
+    pub approvals: usize,
 }
 
 /// What lint findings on a PR's migrations do to its CI run.

@@ -391,6 +391,26 @@ fn merge_checks(
                 pr.base
             )
         });
+        // Approvals count for the head they looked at, and never the opener's own.
+        let approved: Vec<&str> = pr
+            .approvals
+            .iter()
+            .filter(|a| a.sha == sha && pr.opened_by.as_deref() != Some(a.by.as_str()))
+            .map(|a| a.by.as_str())
+            .collect();
+        pre.check(approved.len() >= p.approvals, || {
+            format!(
+                "pull request #{number} has {} approval(s) of {short}{}, and [ci] approvals asks \
+                 for {}; a reviewer runs `lakelet scm approve {number}`",
+                approved.len(),
+                if approved.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (by {})", approved.join(", "))
+                },
+                p.approvals
+            )
+        });
     } else if how.git {
         pre.fail(format!("there is no pull request #{number} to merge"));
     }
