@@ -43,17 +43,42 @@ fn conflict(m: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "INVALID_STATE", m)
 }
 
+/// PR `n`, or a 404 naming it.
+fn pr_of(d: &Daemon, n: u64) -> Result<Pr, ApiError> {
+    d.forge
+        .lock()
+        .unwrap()
+        .pr(n)?
+        .ok_or_else(|| not_found(format!("there is no pull request #{n}")))
+}
+
+/// Changes PR `n` while it is open, under the forge's lock (re-read there: of two changes at
+/// once, the second sees the first), and saves it.
+fn change_open(
+    d: &Daemon,
+    n: u64,
+    f: impl FnOnce(&mut Pr) -> Result<(), ApiError>,
+) -> Result<Json<Pr>, ApiError> {
+    let forge = d.forge.lock().unwrap();
+    let mut pr = forge.pr(n)?.expect("records are never removed");
+    if pr.state != "open" {
+        return Err(conflict(format!(
+            "pull request #{n} is already {} (by {})",
+            pr.state,
+            pr.closed_by.as_deref().unwrap_or("someone")
+        )));
+    }
+    f(&mut pr)?;
+    forge.save(&pr)?;
+    Ok(Json(pr))
+}
+
 async fn list(State(d): State<Shared>) -> ApiResult<Vec<Pr>> {
     Ok(Json(d.forge.lock().unwrap().list()?))
 }
 
 async fn one(State(d): State<Shared>, UrlPath(n): UrlPath<u64>) -> ApiResult<Pr> {
-    d.forge
-        .lock()
-        .unwrap()
-        .pr(n)?
-        .map(Json)
-        .ok_or_else(|| not_found(format!("there is no pull request #{n}")))
+    pr_of(&d, n).map(Json)
 }
 
 #[derive(Deserialize)]
@@ -224,12 +249,7 @@ async fn set_state(
     UrlPath(n): UrlPath<u64>,
     Json(req): Json<StateRequest>,
 ) -> ApiResult<Pr> {
-    let pr = d
-        .forge
-        .lock()
-        .unwrap()
-        .pr(n)?
-        .ok_or_else(|| not_found(format!("there is no pull request #{n}")))?;
+    let pr = pr_of(&d, n)?;
     let me = c.actor.principal.as_str();
     // Closing one's own PR is the opener's; merging, or closing another's, is a merger's.
     let (name, event) = match req.state.as_str() {
@@ -240,23 +260,13 @@ async fn set_state(
     };
     let args = serde_json::json!({ "state": req.state, "opened_by": pr.opened_by });
     let permit = d.enforce_named(&c, name, &Action::Report { event }, &format!("#{n}"), args)?;
-    let r = (|| {
-        let forge = d.forge.lock().unwrap();
-        // Re-read under the lock: two mergers at once, one wins.
-        let mut pr = forge.pr(n)?.expect("records are never removed");
-        if pr.state != "open" {
-            return Err(conflict(format!(
-                "pull request #{n} is already {} (by {})",
-                pr.state,
-                pr.closed_by.as_deref().unwrap_or("someone")
-            )));
-        }
+    // Two mergers at once: one wins, the other is told who did.
+    let r = change_open(&d, n, |pr| {
         pr.state = req.state.clone();
         pr.closed_at = Some(crate::storage::format_time(crate::util::now_nanos()));
         pr.closed_by = Some(me.to_string());
-        forge.save(&pr)?;
-        Ok(Json(pr))
-    })();
+        Ok(())
+    });
     permit.finish(r)
 }
 
@@ -275,12 +285,7 @@ async fn approve(
     UrlPath(n): UrlPath<u64>,
     Json(req): Json<ApproveRequest>,
 ) -> ApiResult<Pr> {
-    let pr = d
-        .forge
-        .lock()
-        .unwrap()
-        .pr(n)?
-        .ok_or_else(|| not_found(format!("there is no pull request #{n}")))?;
+    let pr = pr_of(&d, n)?;
     let me = c.actor.principal.clone();
     let args = serde_json::json!({ "sha": req.sha, "opened_by": pr.opened_by });
     let action = Action::Report {
@@ -304,19 +309,15 @@ async fn approve(
                 "{me} has an agent role; an approval is a person's review"
             )));
         }
-        let forge = d.forge.lock().unwrap();
-        let mut pr = forge.pr(n)?.expect("records are never removed");
-        if pr.state != "open" {
-            return Err(conflict(format!("pull request #{n} is {}", pr.state)));
-        }
-        pr.approvals.retain(|a| a.by != me);
-        pr.approvals.push(Approval {
-            by: me.clone(),
-            sha: req.sha.clone(),
-            at: crate::storage::format_time(crate::util::now_nanos()),
-        });
-        forge.save(&pr)?;
-        Ok(Json(pr))
+        change_open(&d, n, |pr| {
+            pr.approvals.retain(|a| a.by != me);
+            pr.approvals.push(Approval {
+                by: me.clone(),
+                sha: req.sha.clone(),
+                at: crate::storage::format_time(crate::util::now_nanos()),
+            });
+            Ok(())
+        })
     })();
     permit.finish(r)
 }
