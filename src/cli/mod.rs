@@ -10,6 +10,7 @@ mod daemon;
 mod diff;
 mod migrate;
 mod policy;
+mod project;
 mod scm;
 
 use std::path::{Path, PathBuf};
@@ -310,7 +311,7 @@ pub fn run(cli: Cli) -> Result<()> {
             });
         }
         Cmd::Debug(DebugCmd::CrashWriter) => crash_writer(dd)?,
-        Cmd::Init { force } => scm::init(dd, json, cli.target, cli.project.as_deref(), force)?,
+        Cmd::Init { force } => project::init(dd, json, cli.target, cli.project.as_deref(), force)?,
         Cmd::Scm(c) => scm::scm(dd, json, cli.target, cli.project.as_deref(), c)?,
         Cmd::Ci(c) => scm::ci(dd, json, cli.target, cli.project.as_deref(), c)?,
         Cmd::Rollback {

@@ -121,7 +121,14 @@ impl Mount {
             if let Err(e) = s.umount_and_join() {
                 // Busy (a process still has a file open): detach, the kernel finishes later.
                 tracing::warn!(mount = %self.path.display(), "unmount: {e}; detaching");
-                detach(&self.path)?;
+                match detach(&self.path) {
+                    // Not a mount point any more: the unmount went through after all (the
+                    // session saw its connection end, ECONNABORTED, as it finished).
+                    Err(d) if is_einval(&d) => {
+                        tracing::info!(mount = %self.path.display(), "already unmounted");
+                    }
+                    r => r?,
+                }
             }
             self.sync_store()?;
         }
@@ -185,6 +192,11 @@ fn unescape_mountinfo(s: &str) -> String {
 }
 
 /// Detaches whatever is mounted at `path` (MNT_DETACH: works on a dead FUSE mount too).
+/// Whether `e` (as `detach` words it) is EINVAL: the path is not a mount point.
+fn is_einval(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidInput
+}
+
 pub fn detach(path: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;

@@ -267,8 +267,7 @@ impl Forge {
         Ok(self
             .runs_of(pr)?
             .into_iter()
-            .filter(|r| r.kind == "ci" && r.sha == sha)
-            .next_back())
+            .rfind(|r| r.kind == "ci" && r.sha == sha))
     }
 }
 

@@ -9,7 +9,8 @@
 //! - `state.rs`: the App Dev Kit v1 state file and its schema
 //! - `git.rs`: the git operations the gates need; `forge.rs`: local pull requests and CI runs
 //! - `gates.rs`: claim, prepare-pr, wait-ci, merge, abandon (the transitions)
-//! - `pipeline.rs`: what CI runs (`lakelet ci pr|merge|cleanup-orphans`), also locally
+//! - `pipeline.rs`: what CI runs (`lakelet ci pr|cleanup-orphans`), also locally;
+//!   `merge.rs`: `lakelet ci merge`, the checks every merge makes, and the handoff
 //! - `tiers.rs`: migrations applied to a tier behind a snapshot, promotion and rollback
 //! - `care.rs`: doctor and recover-orphans; `scaffold.rs`: `lakelet init`
 
@@ -17,6 +18,7 @@ pub mod care;
 pub mod forge;
 pub mod gates;
 pub mod git;
+pub mod merge;
 pub mod pipeline;
 pub mod scaffold;
 pub mod state;
