@@ -36,6 +36,8 @@ pub const RULES: &[Rule] = &[
          "ADD CHECK / FOREIGN KEY without NOT VALID checks every row while blocking writes"),
     rule("create-index-without-concurrently",
          "CREATE INDEX without CONCURRENTLY blocks writes for the whole build"),
+    rule("delete-without-where",
+         "DELETE without WHERE deletes every row of the table, locking them all"),
     rule("drop-column", "DROP COLUMN destroys data and breaks code still using the column"),
     rule("drop-index-without-concurrently",
          "DROP INDEX without CONCURRENTLY takes ACCESS EXCLUSIVE on the table"),
@@ -50,6 +52,9 @@ pub const RULES: &[Rule] = &[
          "SET NOT NULL scans the table under ACCESS EXCLUSIVE without a valid IS NOT NULL check"),
     rule("truncate", "TRUNCATE deletes every row"),
     rule("unknown-rule", "an allow / allow-file names no such rule, so it acknowledges nothing"),
+    rule("update-without-where",
+         "UPDATE without WHERE rewrites every row in one transaction, locking them all and \
+          doubling the table"),
     rule("vacuum-full-or-cluster", "VACUUM FULL / CLUSTER rewrite tables under ACCESS EXCLUSIVE"),
     rule("validate-in-same-transaction",
          "VALIDATE in the transaction of its ADD … NOT VALID holds the ADD's lock while it scans"),

@@ -82,6 +82,9 @@ impl State {
             self.drop_index(s, hits)
         } else if k(&["DROP", "TABLE"]) || k(&["TRUNCATE"]) {
             self.drop_or_truncate(s, hits)
+        } else if k(&["UPDATE"]) || k(&["DELETE", "FROM"]) {
+            self.every_row(t, hits);
+            None
         } else if k(&["VACUUM"]) || k(&["CLUSTER"]) {
             self.rewrite(t, hits)
         } else if k(&["REINDEX"]) {
@@ -89,6 +92,46 @@ impl State {
         } else {
             None
         }
+    }
+
+    /// UPDATE or DELETE with no WHERE of its own (a subquery's does not count): every row of
+    /// an existing table, in one transaction. Every row is locked against its writers until
+    /// the migration commits, an UPDATE leaves a dead copy of each (the table doubles), and a
+    /// DELETE of a whole table is rarely what a schema change meant.
+    fn every_row(&self, t: &[Tok], hits: &mut Vec<Finding>) {
+        let delete = t[0].is("DELETE");
+        let Some((table, _)) = name_at(t, if delete { 2 } else { 1 }) else {
+            return;
+        };
+        if self.created.contains(&table.key) || top(t).iter().any(|x| x.is("WHERE")) {
+            return;
+        }
+        let tb = &table.shown;
+        hits.push(if delete {
+            let message = format!(
+                "DELETE FROM {tb} without WHERE deletes every row, in one transaction that locks \
+                 them all"
+            );
+            let fix = format!(
+                "Say which rows (`WHERE …`). If the table really is to be emptied, move readers \
+                 and writers off it first; acknowledge with `-- lakelet:allow \
+                 delete-without-where reason` once {tb}'s rows are known to be disposable."
+            );
+            hit("delete-without-where", message, fix)
+        } else {
+            let message = format!(
+                "UPDATE {tb} without WHERE rewrites every row in one transaction: each row stays \
+                 locked against its writers until the migration commits, and the table grows by \
+                 a dead copy of every row"
+            );
+            let fix = format!(
+                "Backfill in batches (`UPDATE {tb} … WHERE id > $last AND id <= $last + 10000`, \
+                 committed one by one, in a `-- lakelet:no-transaction` migration), restricted to \
+                 the rows still to do (`WHERE new_col IS NULL`), so it can be re-run; or \
+                 acknowledge with `-- lakelet:allow update-without-where reason` for a small table."
+            );
+            hit("update-without-where", message, fix)
+        });
     }
 
     /// An existing table a FOREIGN KEY here references: adding the key takes SHARE ROW

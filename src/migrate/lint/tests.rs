@@ -54,6 +54,12 @@ drop-column
 drop-index-without-concurrently
   - drop index if exists i, j
   + drop index concurrently if exists i
+delete-without-where
+  - delete from customers
+  - delete from only public.customers using orders o
+  - delete from t where_not_a_keyword
+  + delete from customers where id < 1000
+  + delete from t where exists (select 1 from u where u.id = t.id)
 drop-table
   - drop table if exists a, b cascade
   + drop view v
@@ -71,6 +77,12 @@ set-not-null
 truncate
   - truncate table only t restart identity
   + delete from t where id < 1000
+update-without-where
+  - update inventory set code = upper(code)
+  - update t set a = (select max(b) from u where u.id = t.id)
+  - update only public.t as x set a = 1
+  + update inventory set code = upper(code) where code <> upper(code)
+  + update t set a = 1 where current of c
 vacuum-full-or-cluster
   - vacuum (full, analyze) t
   - vacuum full
@@ -276,6 +288,7 @@ proptest::proptest! {
         "(alter|table|add|drop|column|index|on|create|unique|concurrently|constraint|check|\
           foreign|key|references|not|null|valid|default|rename|to|type|set|truncate|vacuum|\
           full|cluster|reindex|validate|if|exists|only|using|primary|partition|of|lock_timeout|\
+          update|delete|from|where|\
           t|s|random|[(),.;*=]|'5s'|0|-- lakelet:allow x|-- lakelet:allow-file)", 0..40)) {
         let _ = lint(&words.join(" "));
     }
@@ -288,4 +301,25 @@ fn text_in_strings_comments_and_bodies_is_not_a_statement() {
                insert into log values ('vacuum full t')";
     assert!(raw(sql).is_empty());
     assert_eq!(lint("select 'oops").unwrap_err().line, 1);
+}
+
+/// A table this file creates is empty and invisible to others: filling or emptying it whole
+/// is no finding; the same statements on an existing table are.
+#[test]
+fn whole_table_writes_count_only_on_existing_tables() {
+    let sql = "create table staging_rows (id int, v text);\n\
+               update staging_rows set v = upper(v);\n\
+               delete from staging_rows;\n\
+               update customers set email = lower(email);\n\
+               delete from customers;\n";
+    assert_eq!(
+        rules(sql),
+        vec!["update-without-where", "delete-without-where"]
+    );
+    let f = one("update customers set email = lower(email)");
+    assert!(
+        f.message.contains("UPDATE customers without WHERE"),
+        "{f:?}"
+    );
+    assert!(f.fix.contains("Backfill in batches"), "{f:?}");
 }
