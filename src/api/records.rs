@@ -174,14 +174,7 @@ impl Records {
 
     /// The next sequence number of `kind` runs of PR `pr` (1 for the first).
     pub fn next_seq(&self, kind: &str, pr: u64) -> Result<u64> {
-        let prefix = format!("{kind}-pr-{pr}-");
-        Ok(self
-            .all_runs()?
-            .iter()
-            .filter_map(|r| r.id.strip_prefix(&prefix)?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1)
+        Ok(next_seq(&self.all_runs()?, kind, pr))
     }
 
     /// Records a finished run under the next sequence number for its PR and kind.
@@ -229,7 +222,19 @@ impl Records {
     }
 }
 
-fn read<T: for<'de> Deserialize<'de>>(p: &Path) -> Result<Option<T>> {
+/// The sequence number after the highest of the `kind` runs of PR `pr` among `runs` (their
+/// ids are `KIND-pr-PR-SEQ`), 1 for the first.
+pub fn next_seq(runs: &[Run], kind: &str, pr: u64) -> u64 {
+    let prefix = format!("{kind}-pr-{pr}-");
+    runs.iter()
+        .filter_map(|r| r.id.strip_prefix(&prefix)?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
+/// A record, `None` when there is none (or only its claimed, still empty, file).
+pub fn read<T: for<'de> Deserialize<'de>>(p: &Path) -> Result<Option<T>> {
     match std::fs::read(p) {
         // An empty file is a number claimed a moment before its record is written.
         Ok(b) if b.is_empty() => Ok(None),

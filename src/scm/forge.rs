@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::api::client::Client;
-use crate::api::records::{id_of, Records, Urls};
+use crate::api::records::{id_of, next_seq, read, Records, Urls};
 pub use crate::api::records::{Pr, Run, Step};
 
 /// A database branch the workflow made (the ledger): what its cleanups may touch, and only
@@ -97,14 +97,7 @@ impl Forge {
     /// Whether the workflow made `name` as the branch that now has `uid`.
     pub fn made_it(&self, name: &str, uid: Option<&str>) -> Result<bool> {
         let p = self.made_dir().join(format!("{name}.json"));
-        let m: Option<Made> = match std::fs::read(&p) {
-            Ok(b) => Some(
-                serde_json::from_slice(&b)
-                    .with_context(|| format!("{} is not a lakelet record", p.display()))?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
-        };
+        let m: Option<Made> = read(&p)?;
         Ok(m.is_some_and(|m| m.uid.is_some() && m.uid.as_deref() == uid))
     }
 
@@ -214,14 +207,7 @@ impl Forge {
     pub fn next_seq(&self, kind: &str, pr: u64) -> Result<u64> {
         match &self.backend {
             Backend::Local(r) => r.next_seq(kind, pr),
-            Backend::Daemon(_) => Ok(self
-                .runs_of(pr)?
-                .iter()
-                .filter(|r| r.kind == kind)
-                .filter_map(|r| r.id.rsplit('-').next()?.parse::<u64>().ok())
-                .max()
-                .unwrap_or(0)
-                + 1),
+            Backend::Daemon(_) => Ok(next_seq(&self.runs_of(pr)?, kind, pr)),
         }
     }
 
@@ -268,15 +254,5 @@ impl Forge {
             .runs_of(pr)?
             .into_iter()
             .rfind(|r| r.kind == "ci" && r.sha == sha))
-    }
-}
-
-fn read<T: for<'de> Deserialize<'de>>(p: &Path) -> Result<Option<T>> {
-    match std::fs::read(p) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
-            format!("{} is not a lakelet record", p.display())
-        })?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
     }
 }

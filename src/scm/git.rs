@@ -96,6 +96,20 @@ impl Git {
         Ok(out.split_whitespace().next().map(str::to_string))
     }
 
+    /// Switches to branch `b` as origin has it (fetched already): the local branch moved up
+    /// to `origin/b` (fast-forward only: local work on it is never dropped), or made to
+    /// track it.
+    pub fn switch_to_origins(&self, b: &str) -> Result<()> {
+        let remote = format!("origin/{b}");
+        if self.has_branch(b) {
+            self.out(&["switch", "--quiet", b])?;
+            self.out(&["merge", "--quiet", "--ff-only", &remote])?;
+        } else {
+            self.out(&["switch", "--quiet", "--track", "-c", b, &remote])?;
+        }
+        Ok(())
+    }
+
     /// Uncommitted changes outside `.lakebase/` (the workflow's own files), as `git status`
     /// lines. Untracked files count: a migration never committed would never reach CI.
     pub fn dirty(&self) -> Result<Vec<String>> {

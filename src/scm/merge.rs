@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::forge::{Pr, Run, Step};
 use super::git::Git;
-use super::pipeline::{base_of, ci_branch_pr};
+use super::pipeline::{base_of, retire_runs};
 use super::tiers::{self, Guard, TierChange};
 use super::{Ctx, Env, Preconditions, Project};
 use crate::migrate::history::Applied;
@@ -190,19 +190,7 @@ fn still_on(env: &Env, p: &Project, ci: &str, base: &str) -> Result<bool> {
 
 /// Merges `sha` into the tier's git branch as origin has it, and pushes.
 fn git_merge(git: &Git, base: &str, sha: &str, title: &str) -> Result<()> {
-    if git.has_branch(base) {
-        git.out(&["switch", "--quiet", base])?;
-        git.out(&["merge", "--quiet", "--ff-only", &format!("origin/{base}")])?;
-    } else {
-        git.out(&[
-            "switch",
-            "--quiet",
-            "--track",
-            "-c",
-            base,
-            &format!("origin/{base}"),
-        ])?;
-    }
+    git.switch_to_origins(base)?;
     git.out(&["merge", "--no-ff", "--quiet", "-m", title, sha])?;
     git.out(&["push", "--quiet", "origin", base])?;
     Ok(())
@@ -295,19 +283,14 @@ pub fn merge(cx: &Ctx, number: u64, how: MergeHow) -> Result<Merged> {
             let mut pr = pr.clone().expect("checked");
             forge.set_state(&mut pr, "merged")?;
         }
-        let mut doomed: Vec<String> = forge
-            .runs_of(number)?
-            .into_iter()
-            .filter_map(|r| r.branch)
-            .filter(|b| ci_branch_pr(b) == Some(number))
-            .collect();
-        doomed.extend(feature.clone());
-        for b in doomed {
-            if !deleted.contains(&b) && env.exists(&b)? {
+        deleted = retire_runs(env, forge, number, None)
+            .with_context(|| format!("'{base}' is migrated, but its cleanup did not finish"))?;
+        if let Some(f) = feature.clone().filter(|f| !deleted.contains(f)) {
+            if env.exists(&f)? {
                 env.api
-                    .delete(&b, false)
-                    .with_context(|| format!("'{base}' is migrated; soft-deleting '{b}' failed"))?;
-                deleted.push(b);
+                    .delete(&f, false)
+                    .with_context(|| format!("'{base}' is migrated; soft-deleting '{f}' failed"))?;
+                deleted.push(f);
             }
         }
         steps.push(Step {

@@ -33,22 +33,28 @@ fn taken(env: &Env, b: &str) -> Result<bool> {
     }
 }
 
-/// Soft-deletes the branches earlier runs of PR `number` forked (as their records say), but
+/// Soft-deletes the branches the runs of PR `number` forked (as their records say), but
 /// `keep`: the workflow touches only what it recorded as its own, and a soft delete can be
-/// undone (`lakelet branch undelete`).
-fn retire_runs(env: &Env, forge: &Forge, number: u64, keep: &str) -> Result<Vec<String>> {
+/// undone (`lakelet branch undelete`). A new run retires the earlier runs' branches; a merge
+/// or an abandon, all of them.
+pub(super) fn retire_runs(
+    env: &Env,
+    forge: &Forge,
+    number: u64,
+    keep: Option<&str>,
+) -> Result<Vec<String>> {
     let mut gone = vec![];
     for r in forge.runs_of(number)? {
         let Some(b) = r
             .branch
-            .filter(|b| b != keep && ci_branch_pr(b) == Some(number))
+            .filter(|b| Some(b.as_str()) != keep && ci_branch_pr(b) == Some(number))
         else {
             continue;
         };
         if !gone.contains(&b) && env.exists(&b)? {
             env.api
                 .delete(&b, false)
-                .with_context(|| format!("soft-deleting the earlier run's branch '{b}'"))?;
+                .with_context(|| format!("soft-deleting the run's branch '{b}'"))?;
             gone.push(b);
         }
     }
@@ -148,7 +154,7 @@ pub fn pr(cx: &Ctx, number: u64, base: Option<&str>, comment: Option<PathBuf>) -
             ci = ci_branch(number, seq.unwrap_or(0) + 1);
         }
         create_ci(env, &ci, &base)?;
-        let retired = retire_runs(env, forge, number, &ci)?;
+        let retired = retire_runs(env, forge, number, Some(&ci))?;
         Ok(format!(
             "forked '{ci}' from '{base}' for this run{}",
             if retired.is_empty() {

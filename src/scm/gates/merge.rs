@@ -148,24 +148,10 @@ fn adopt(cx: &Ctx, s: WorkflowState, pr: crate::scm::forge::Pr) -> Result<MergeO
     }
     let tier = s.get("parent_branch").to_string();
     // The tier's branch as origin has it now: the merge is there.
-    let git = (|| -> Result<()> {
-        cx.git.out(&["fetch", "--quiet", "origin"])?;
-        if cx.git.has_branch(&tier) {
-            cx.git.out(&["switch", "--quiet", &tier])?;
-            cx.git
-                .out(&["merge", "--quiet", "--ff-only", &format!("origin/{tier}")])?;
-        } else {
-            cx.git.out(&[
-                "switch",
-                "--quiet",
-                "--track",
-                "-c",
-                &tier,
-                &format!("origin/{tier}"),
-            ])?;
-        }
-        Ok(())
-    })();
+    let git = cx
+        .git
+        .out(&["fetch", "--quiet", "origin"])
+        .and_then(|_| cx.git.switch_to_origins(&tier));
     if let Err(e) = git {
         eprintln!("warning: '{tier}' was not brought up to origin's: {e:#}");
     }

@@ -345,17 +345,7 @@ pub fn abandon(cx: &Ctx, delete_git_branch: bool) -> Result<WorkflowState> {
         // Soft deletes: `lakelet branch undelete` brings any of them back.
         if let Some(url) = &s.pr_url {
             if let Ok(mut pr) = cx.forge.pr_at(url) {
-                for r in cx.forge.runs_of(pr.number)? {
-                    let Some(b) = r
-                        .branch
-                        .filter(|b| pipeline::ci_branch_pr(b) == Some(pr.number))
-                    else {
-                        continue;
-                    };
-                    if cx.env.exists(&b)? {
-                        cx.env.api.delete(&b, false)?;
-                    }
-                }
+                pipeline::retire_runs(cx.env, cx.forge, pr.number, None)?;
                 if pr.state == "open" {
                     cx.forge.set_state(&mut pr, "closed")?;
                 }
