@@ -187,12 +187,7 @@ pub fn markdown(r: &Report) -> String {
         let open: usize = r
             .lint
             .iter()
-            .map(|f| {
-                f.findings
-                    .iter()
-                    .filter(|x| x.acknowledged.is_none())
-                    .count()
-            })
+            .map(|f| f.findings.iter().filter(|x| x.blocks()).count())
             .sum();
         let _ = writeln!(s, "#### Lint of the migrations ({open} to fix)\n");
         for f in &r.lint {

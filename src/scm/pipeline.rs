@@ -260,15 +260,12 @@ fn lint_gate(p: &Project, env: &Env, base: &str) -> Result<String> {
     let open: Vec<String> = lints
         .iter()
         .flat_map(|f| {
-            f.findings
-                .iter()
-                .filter(|x| x.acknowledged.is_none())
-                .map(move |x| {
-                    format!(
-                        "{}:{} {}: {} (fix: {})",
-                        f.file, x.line, x.rule, x.message, x.fix
-                    )
-                })
+            f.findings.iter().filter(|x| x.blocks()).map(move |x| {
+                format!(
+                    "{}:{} {}: {} (fix: {})",
+                    f.file, x.line, x.rule, x.message, x.fix
+                )
+            })
         })
         .collect();
     let acked: usize = lints

@@ -2,12 +2,13 @@
 //! lock, rewrite or break a busy production one (Postgres 12+ semantics).
 //!
 //! The linter reads the tokens [`split`] produces, so text in comments, strings and dollar
-//! quotes is never taken for a statement. A table created earlier in the same file is exempt
+//! quotes is never taken for a statement, except the body of a DO block (and of a routine the
+//! file defines and calls), whose SQL statements run in the migration. A table created earlier in the same file is exempt
 //! from the locking and rewrite rules: no other session can see it yet, and it is empty.
 //! A finding is acknowledged, not removed, by `-- lakelet:allow RULE[,RULE…] [reason]` just
 //! before its statement or `-- lakelet:allow-file RULE[,RULE…] [reason]` anywhere in the file.
 
-use super::sql::{file_directives, split, SplitError};
+use super::sql::{file_directives, split, SplitError, Statement};
 
 /// A lint rule: the id that `allow` names and a one-line summary of why it exists.
 #[derive(Debug, Clone)]
@@ -20,7 +21,8 @@ const fn rule(id: &'static str, summary: &'static str) -> Rule {
     Rule { id, summary }
 }
 
-/// Every rule, in id order. Each summary says what goes wrong in production.
+/// Every rule, in id order. Each summary says what goes wrong in production; the `prefer-`
+/// ones are advice on column types, costly to change once a table is big.
 #[rustfmt::skip]
 pub const RULES: &[Rule] = &[
     rule("add-column-not-null-without-default",
@@ -32,24 +34,51 @@ pub const RULES: &[Rule] = &[
          "ADD UNIQUE / PRIMARY KEY builds its index under ACCESS EXCLUSIVE"),
     rule("alter-column-type",
          "ALTER COLUMN … TYPE rewrites the table and its indexes under ACCESS EXCLUSIVE"),
+    rule("concurrently-in-transaction",
+         "CREATE / DROP INDEX and REINDEX … CONCURRENTLY fail in a transaction (a DO block, \
+          BEGIN … COMMIT, or a file mixing them with other statements, which the runner refuses)"),
     rule("constraint-without-not-valid",
          "ADD CHECK / FOREIGN KEY without NOT VALID checks every row while blocking writes"),
     rule("create-index-without-concurrently",
          "CREATE INDEX without CONCURRENTLY blocks writes for the whole build"),
     rule("delete-without-where",
          "DELETE without WHERE deletes every row of the table, locking them all"),
+    rule("drop-cascade",
+         "DROP … CASCADE also drops, unlisted, whatever depends on the object (columns, tables, \
+          views, keys)"),
     rule("drop-column", "DROP COLUMN destroys data and breaks code still using the column"),
+    rule("drop-constraint",
+         "DROP CONSTRAINT removes a guarantee code relies on (a primary key: foreign keys and \
+          replica identity too)"),
     rule("drop-index-without-concurrently",
          "DROP INDEX without CONCURRENTLY takes ACCESS EXCLUSIVE on the table"),
     rule("drop-table", "DROP TABLE destroys data and breaks code still using the table"),
+    rule("enum-add-value-in-transaction",
+         "ALTER TYPE … ADD VALUE in a transaction: the value is unusable until it commits"),
+    rule("enum-rename-value", "ALTER TYPE … RENAME VALUE breaks code still using the old label"),
+    rule("lock-table",
+         "LOCK TABLE holds a lock that blocks reads or writes until the transaction ends"),
     rule("missing-lock-timeout",
          "a lock wait on an existing table without lock_timeout queues all its queries behind it"),
+    rule("prefer-bigint-identity",
+         "an int / serial key runs out at 2^31 and widening it rewrites the table: use bigint \
+          GENERATED AS IDENTITY"),
+    rule("prefer-text",
+         "varchar(n) puts the limit in the type, changed only by ALTER TYPE: use text with a CHECK"),
+    rule("prefer-text-over-char", "char(n) blank-pads and saves nothing: use text"),
+    rule("prefer-timestamptz",
+         "timestamp without time zone means a different instant for each TimeZone: use \
+          timestamptz"),
     rule("reindex-without-concurrently",
          "REINDEX without CONCURRENTLY blocks writes, and reads using the index"),
     rule("rename-column", "RENAME COLUMN breaks code still using the old name"),
     rule("rename-table", "RENAME TO breaks code still using the old name"),
+    rule("set-logged-unlogged",
+         "SET LOGGED / UNLOGGED rewrites the table under ACCESS EXCLUSIVE"),
     rule("set-not-null",
          "SET NOT NULL scans the table under ACCESS EXCLUSIVE without a valid IS NOT NULL check"),
+    rule("syntax-error",
+         "a statement Postgres rejects (a light structural check); cannot be acknowledged"),
     rule("truncate", "TRUNCATE deletes every row"),
     rule("unknown-rule", "an allow / allow-file names no such rule, so it acknowledges nothing"),
     rule("update-without-where",
@@ -76,19 +105,40 @@ pub struct Finding {
     pub acknowledged: Option<String>,
 }
 
+impl Finding {
+    /// Advice (`prefer-*`: a column type that will hurt later) is reported, never blocking:
+    /// a linter that fails every `id int` is a linter people switch off.
+    pub fn is_advice(&self) -> bool {
+        self.rule.starts_with("prefer-")
+    }
+
+    /// Whether it fails `migrate lint` and a PR's CI run: not acknowledged, not advice.
+    pub fn blocks(&self) -> bool {
+        self.acknowledged.is_none() && !self.is_advice()
+    }
+}
+
 /// Lints a migration script. Fails only when the script cannot be split into statements.
 pub fn lint(text: &str) -> Result<Vec<Finding>, SplitError> {
     let file = file_directives(text)?;
     let file_allows = Allow::all(&file, "allow-file");
-    let no_transaction = file.iter().any(|d| d == "no-transaction");
+    let statements = split(text)?;
+    // As `run::prepare` decides: a file runs outside a transaction when it says so, or when
+    // every statement in it must (CREATE INDEX CONCURRENTLY alone in its migration). An
+    // `executeInTransaction=false` in the file's .conf is not seen here.
+    let outside = |s: &Statement| s.non_transactional().is_some();
+    let no_transaction = file.iter().any(|d| d == "no-transaction")
+        || (!statements.is_empty() && statements.iter().all(outside));
     let mut state = State::new(no_transaction);
     let mut out = vec![];
-    for s in split(text)? {
+    for s in statements {
         let local = Allow::all(&s.directives, "allow");
         for mut f in state.statement(&s) {
             let mut all = local.iter().chain(&file_allows);
+            // A statement that cannot run is not a risk one can accept.
+            let ackable = f.rule != "syntax-error";
             f.acknowledged = all
-                .find(|a| a.rules.iter().any(|r| r == f.rule))
+                .find(|a| ackable && a.rules.iter().any(|r| r == f.rule))
                 .map(|a| a.reason.clone());
             (f.line, f.statement) = (s.line, s.excerpt());
             out.push(f);
@@ -205,8 +255,10 @@ fn hit(rule: &'static str, message: String, fix: impl Into<String>) -> Finding {
 /// A possibly schema-qualified name: `key` is its last part as Postgres folds it (what we
 /// compare: `s.t`, `t` and `"t"` are one table), `shown` the whole name for messages.
 mod rules;
+mod syntax;
 #[cfg(test)]
 mod tests;
 mod tokens;
+mod types;
 
 use rules::State;

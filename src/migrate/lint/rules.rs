@@ -1,10 +1,21 @@
 //! The rules, statement by statement, with what each file has done so far (tables it
 //! created, whether lock_timeout is set).
+//!
+//! The SQL inside a DO block is checked too, as if it were statements of the file (a DO runs
+//! during the migration). A `CREATE FUNCTION` / `CREATE PROCEDURE` body is not: defining a
+//! routine runs nothing, and a routine that updates every row or drops a table is often
+//! exactly what the application wants to call later (a trigger function writing `NEW.x := …`
+//! or `UPDATE counters …` runs per row at the caller's time, not the migration's), so
+//! checking its body at its definition would flag safe migrations. The body is checked where
+//! this file runs the routine itself: `CALL p(…)`, or `SELECT f(…)` / `PERFORM f(…)` of a
+//! routine it defined.
 
 use std::collections::{HashMap, HashSet};
 
 use super::super::sql::{Statement, Tok};
+use super::syntax::*;
 use super::tokens::*;
+use super::types::*;
 use super::{hit, Finding};
 
 /// What the file has done so far.
@@ -20,7 +31,15 @@ pub(super) struct State {
     not_null: HashSet<(String, String)>,
     /// `(table, constraint)` validated here but added by an earlier migration.
     validated: Vec<(String, String)>,
+    /// Types created earlier in this file.
+    created_types: HashSet<String>,
+    /// Functions and procedures defined in this file → the SQL statements of their bodies.
+    routines: HashMap<String, Vec<Statement>>,
+    /// The file runs outside a transaction (`-- lakelet:no-transaction`, or every statement
+    /// in it must, as the runner decides in `run::prepare`).
     no_transaction: bool,
+    /// Inside an explicit `BEGIN` … `COMMIT` of the script.
+    block: bool,
     lock_timeout: bool,
     lock_reported: bool,
 }
@@ -38,11 +57,33 @@ impl State {
         }
     }
 
-    /// The statement's findings, and the file's missing lock_timeout at its first lock.
+    /// The statement's findings, and the file's missing lock_timeout at its first lock. A
+    /// statement Postgres would reject gets only its `syntax-error`.
     pub(super) fn statement(&mut self, s: &Statement) -> Vec<Finding> {
+        if let Some(f) = syntax_error(s) {
+            return vec![f];
+        }
         let mut hits = vec![];
-        let locked = self.dispatch(s, &mut hits);
-        if let Some(set) = lock_timeout_change(s, self.no_transaction) {
+        self.run(s, false, 0, &mut hits);
+        let t = &s.tokens;
+        if s.starts_with(&["BEGIN"]) || s.starts_with(&["START", "TRANSACTION"]) {
+            self.block = true;
+        } else if any_at(t, 0, "COMMIT END ROLLBACK ABORT") {
+            // `ROLLBACK TO SAVEPOINT` and `COMMIT AND CHAIN` stay in a transaction.
+            let chain = seq(&top(t), &["AND", "CHAIN"]) && !seq(&top(t), &["NO", "CHAIN"]);
+            self.block = chain || is_at(t, 1, "TO") || is_at(t, 2, "TO");
+        }
+        hits
+    }
+
+    /// Checks a statement, then the SQL statements of the body it runs (a DO block's, or that
+    /// of a routine this file defined and calls), which report at the statement's line.
+    fn run(&mut self, s: &Statement, in_body: bool, depth: usize, hits: &mut Vec<Finding>) {
+        self.concurrently(s, in_body, hits);
+        let locked = self.dispatch(s, hits);
+        // A DO block or routine runs in a transaction, where SET LOCAL lasts.
+        let autocommit = self.no_transaction && !self.block && !in_body;
+        if let Some(set) = lock_timeout_change(s, autocommit) {
             self.lock_timeout = set;
         }
         if let Some(what) = locked.filter(|_| !self.lock_timeout && !self.lock_reported) {
@@ -55,7 +96,76 @@ impl State {
                        gives up (and can be retried) instead of blocking traffic while it waits.";
             hits.insert(0, hit("missing-lock-timeout", message, fix));
         }
-        hits
+        // A routine calling itself is checked once.
+        if depth < 2 {
+            for inner in self.body_run_by(s) {
+                self.run(&inner, true, depth + 1, hits);
+            }
+        }
+    }
+
+    /// The statements of the body that `s` runs: a DO block's (PL/pgSQL unless it says
+    /// otherwise), or those of routines this file defined that it calls.
+    fn body_run_by(&self, s: &Statement) -> Vec<Statement> {
+        let t = &s.tokens;
+        if s.starts_with(&["DO"]) {
+            return routine_body(s, "plpgsql");
+        }
+        if !any_at(t, 0, "SELECT CALL PERFORM") {
+            return vec![];
+        }
+        let called = t.windows(2).filter(|w| w[1] == Tok::Sym('('));
+        called
+            .filter_map(|w| self.routines.get(&w[0].ident()?))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// CREATE INDEX / DROP INDEX / REINDEX … CONCURRENTLY cannot run in a transaction block:
+    /// inside a DO block or routine, inside the script's own BEGIN … COMMIT, or in a file the
+    /// runner runs in a transaction. The runner runs a file outside one when it says
+    /// `-- lakelet:no-transaction` or when all its statements must run outside (and refuses a
+    /// file that mixes those with others), so that is what is checked.
+    fn concurrently(&self, s: &Statement, in_body: bool, hits: &mut Vec<Finding>) {
+        let what = match s.non_transactional() {
+            Some(_) if !s.has("CONCURRENTLY") => return,
+            Some(_) if s.starts_with(&["REINDEX"]) => "REINDEX CONCURRENTLY",
+            Some(w) => w,
+            None => return,
+        };
+        let (message, fix) = if in_body {
+            (
+                format!(
+                    "{what} inside a DO block or a function always fails: their statements run \
+                     in a transaction, and {what} cannot"
+                ),
+                format!("Run it as a statement of its own, {NO_TX}."),
+            )
+        } else if self.block {
+            (
+                format!(
+                    "{what} inside the script's BEGIN … COMMIT fails: it cannot run in a \
+                     transaction block"
+                ),
+                "Take it out of the BEGIN … COMMIT (the file must be `-- lakelet:no-transaction`)."
+                    .to_string(),
+            )
+        } else if !self.no_transaction {
+            (
+                format!(
+                    "{what} cannot run inside a transaction, and this file has statements that \
+                     run in one, so the runner refuses the file"
+                ),
+                "Move it to a migration of its own (a file of such statements only runs outside \
+                 a transaction), or mark this file `-- lakelet:no-transaction` (each statement \
+                 then commits on its own: a failure leaves the file half applied)."
+                    .to_string(),
+            )
+        } else {
+            return;
+        };
+        hits.push(hit("concurrently-in-transaction", message, fix));
     }
 
     /// Runs the checks for the statement; returns the existing table it locks in a way that
@@ -66,25 +176,48 @@ impl State {
         let create_table = (1..4).find(|&i| is_at(t, i, "TABLE")).filter(|&i| {
             k(&["CREATE"]) && (1..i).all(|j| any_at(t, j, "GLOBAL LOCAL TEMP TEMPORARY UNLOGGED"))
         });
+        let routine = if k(&["CREATE", "OR", "REPLACE"]) {
+            3
+        } else {
+            1
+        };
+        let routine = Some(routine + 1)
+            .filter(|_| k(&["CREATE"]) && any_at(t, routine, "FUNCTION PROCEDURE"));
         if k(&["ALTER", "TABLE"]) {
             self.alter_table(t, hits)
+        } else if k(&["ALTER", "TYPE"]) {
+            self.alter_type(t, hits);
+            None
         } else if let Some(at) = create_table {
             self.created.insert(name_at(t, at + 1)?.0.key);
+            columns(t, at, hits);
             // PARTITION OF takes ACCESS EXCLUSIVE on the parent.
             let parent = (1..t.len()).find(|&i| t[i].is("OF") && t[i - 1].is("PARTITION"));
             parent
                 .and_then(|i| name_at(t, i + 1))
                 .map(|(n, _)| n.shown)
                 .or_else(|| self.referenced(t))
+        } else if k(&["CREATE", "TYPE"]) {
+            self.created_types.insert(name_at(t, 2)?.0.key);
+            None
+        } else if let Some(at) = routine {
+            let body = routine_body(s, "sql");
+            self.routines.insert(name_at(t, at)?.0.key, body);
+            None
         } else if k(&["CREATE", "INDEX"]) || k(&["CREATE", "UNIQUE", "INDEX"]) {
             self.create_index(s, hits)
         } else if k(&["DROP", "INDEX"]) {
-            self.drop_index(s, hits)
+            let cascade = self.drop_cascade(t, hits);
+            self.drop_index(s, hits).or(cascade)
         } else if k(&["DROP", "TABLE"]) || k(&["TRUNCATE"]) {
             self.drop_or_truncate(s, hits)
+        } else if k(&["DROP"]) {
+            self.drop_cascade(t, hits)
         } else if k(&["UPDATE"]) || k(&["DELETE", "FROM"]) {
             self.every_row(t, hits);
             None
+        } else if k(&["LOCK"]) {
+            self.lock_table(t, hits)
         } else if k(&["VACUUM"]) || k(&["CLUSTER"]) {
             self.rewrite(t, hits)
         } else if k(&["REINDEX"]) {
@@ -155,6 +288,8 @@ impl State {
             self.action(&table, a, &mut found);
         }
         if self.created.contains(&table.key) {
+            // Column type advice holds for a new table too.
+            hits.extend(found.into_iter().filter(|f| f.rule.starts_with("prefer-")));
             return self.referenced(t);
         }
         hits.extend(found);
@@ -215,9 +350,157 @@ impl State {
                 c.key
             );
             hits.push(hit("rename-column", message, fix));
+        } else if starts(a, &["DROP", "CONSTRAINT"]) {
+            drop_constraint(t, a, hits);
+        } else if starts(a, &["SET", "LOGGED"]) || starts(a, &["SET", "UNLOGGED"]) {
+            let logged = a[1].is("LOGGED");
+            let what = if logged {
+                format!("SET LOGGED writes all of {tb} anew (and into the WAL)")
+            } else {
+                format!(
+                    "SET UNLOGGED writes all of {tb} anew, after which a crash empties it and \
+                     replicas do not have it"
+                )
+            };
+            let message = format!("{what}, under an ACCESS EXCLUSIVE lock: no reads or writes");
+            let fix = "Create a new table with the persistence wanted, copy the rows in batches \
+                       while a trigger keeps it in sync, then swap the names; or run it in a \
+                       maintenance window and acknowledge with `-- lakelet:allow \
+                       set-logged-unlogged reason`.";
+            hits.push(hit("set-logged-unlogged", message, fix));
         } else if starts(a, &["VALIDATE", "CONSTRAINT"]) {
             self.validate(t, a, hits);
         }
+    }
+
+    /// ALTER TYPE … ADD VALUE in a transaction (the value is unusable until it commits) and
+    /// ALTER TYPE … RENAME VALUE (code still uses the old label).
+    fn alter_type(&self, t: &[Tok], hits: &mut Vec<Finding>) {
+        let Some((ty, at)) = name_at(t, 2) else {
+            return;
+        };
+        let rest = &t[at..];
+        let label = |i: usize| match rest.get(i) {
+            Some(Tok::Str(v)) => format!("'{v}'"),
+            _ => "the label".into(),
+        };
+        let tn = &ty.shown;
+        if starts(rest, &["ADD", "VALUE"]) && (!self.no_transaction || self.block) {
+            let v = label(2 + 3 * usize::from(is_at(rest, 2, "IF")));
+            let message = format!(
+                "enum value {v} is added to {tn} inside the migration's transaction: it cannot be \
+                 used (inserted, compared, cast to) until that transaction commits, so a later \
+                 statement of this file that uses it fails"
+            );
+            let fix = format!(
+                "Add the value in a migration of its own marked `-- lakelet:no-transaction` and \
+                 use it from the next one on; or, if nothing in this file uses {v}, acknowledge \
+                 with `-- lakelet:allow enum-add-value-in-transaction reason`."
+            );
+            hits.push(hit("enum-add-value-in-transaction", message, fix));
+        } else if starts(rest, &["RENAME", "VALUE"]) && !self.created_types.contains(&ty.key) {
+            let (from, to) = (label(2), label(4));
+            let message = format!(
+                "renaming value {from} of enum {tn} to {to} breaks every query, and every \
+                 application constant, still using {from}"
+            );
+            let fix = format!(
+                "Add {to} as a new value (ALTER TYPE {tn} ADD VALUE), move the rows (in batches) \
+                 and the code to it, and leave {from} unused: enum values cannot be dropped."
+            );
+            hits.push(hit("enum-rename-value", message, fix));
+        }
+    }
+
+    /// `DROP … CASCADE` of anything but a table (whose `drop-table` says so): it silently
+    /// drops whatever depends on the object too.
+    fn drop_cascade(&self, t: &[Tok], hits: &mut Vec<Finding>) -> Option<String> {
+        if !top(t).iter().any(|x| x.is("CASCADE")) {
+            return None;
+        }
+        let end = t.iter().position(|x| x.is("CASCADE"))?;
+        let mut i = 1;
+        while any_at(
+            t,
+            i,
+            "MATERIALIZED FOREIGN TEXT SEARCH EVENT ACCESS PROCEDURAL DATA OWNED",
+        ) {
+            i += 1;
+        }
+        i += 1;
+        i += usize::from(any_at(t, i, "CONCURRENTLY WRAPPER CLASS FAMILY"));
+        let kind: Vec<String> = t[1..i.min(end)].iter().map(shown).collect();
+        let kind = kind.join(" ").to_uppercase();
+        let mut all = names(t.get(i..end).unwrap_or_default());
+        let new = |n: &Name| {
+            let k = &n.key;
+            self.created.contains(k)
+                || self.created_types.contains(k)
+                || self.routines.contains_key(k)
+        };
+        if !all.is_empty() && all.iter().all(new) {
+            return None;
+        }
+        all.retain(|n| !new(n));
+        let list = join(all).unwrap_or_default();
+        let what = match kind.rsplit(' ').next().unwrap_or_default() {
+            "SCHEMA" => "every object in the schema, tables with their data included",
+            "TYPE" | "DOMAIN" => "every column of that type, with its data, and what uses it",
+            "FUNCTION" | "PROCEDURE" | "ROUTINE" | "AGGREGATE" => {
+                "the triggers, defaults, views and constraints that call it"
+            }
+            "EXTENSION" => "every column, index and function using what the extension provides",
+            _ => "the views, constraints and other objects built on it",
+        };
+        let message = format!(
+            "DROP {kind} {list} CASCADE also drops, without naming them, whatever depends on it: \
+             {what}"
+        );
+        let fix = format!(
+            "Drop the dependent objects explicitly first, each one reviewed, then DROP {kind} \
+             {list} without CASCADE, so Postgres refuses if something still depends on it."
+        );
+        hits.push(hit("drop-cascade", message, fix));
+        Some(format!("{list} and what depends on it"))
+    }
+
+    /// LOCK TABLE in a mode that ordinary reads or writes wait for, held until the
+    /// transaction ends.
+    fn lock_table(&self, t: &[Tok], hits: &mut Vec<Finding>) -> Option<String> {
+        let from = 1 + usize::from(is_at(t, 1, "TABLE"));
+        let end = (from..t.len()).find(|&i| any_at(t, i, "IN NOWAIT"));
+        let end = end.unwrap_or(t.len());
+        let mode = if is_at(t, end, "IN") {
+            let to = (end..t.len())
+                .find(|&i| is_at(t, i, "MODE"))
+                .unwrap_or(t.len());
+            let words: Vec<String> = t[end + 1..to].iter().map(shown).collect();
+            words.join(" ").to_uppercase()
+        } else {
+            "ACCESS EXCLUSIVE".into()
+        };
+        let blocks = match mode.as_str() {
+            "ACCESS EXCLUSIVE" => "every query on it, reads included,",
+            "EXCLUSIVE" => "every write to it (and SELECT … FOR UPDATE / FOR SHARE)",
+            "SHARE" | "SHARE ROW EXCLUSIVE" => "every INSERT, UPDATE and DELETE on it",
+            // ACCESS SHARE, ROW SHARE, ROW EXCLUSIVE, SHARE UPDATE EXCLUSIVE: no ordinary
+            // read or write waits for them.
+            _ => return None,
+        };
+        let mut old = names(&t[from..end]);
+        old.retain(|n| !self.created.contains(&n.key));
+        let list = join(old)?;
+        let message = format!(
+            "LOCK TABLE {list} IN {mode} MODE blocks {blocks} until the migration's transaction \
+             ends"
+        );
+        let fix = "Leave the locking to the statements that need it: each takes the weakest \
+                   lock it can, for as short as it can. If the migration must hold this lock, \
+                   keep what follows it short and acknowledge with `-- lakelet:allow lock-table \
+                   reason`.";
+        hits.push(hit("lock-table", message, fix));
+        // NOWAIT fails at once instead of waiting.
+        (!t.iter().any(|x| x.is("NOWAIT"))).then_some(list)
     }
 
     /// ADD [CONSTRAINT n] CHECK / FOREIGN KEY / UNIQUE / PRIMARY KEY: each checks or indexes
@@ -315,7 +598,7 @@ impl State {
             return;
         };
         self.not_null.extend(col.map(|c| (t.key.clone(), c)));
-        if !self.no_transaction {
+        if !self.no_transaction || self.block {
             let message = format!(
                 "constraint {n} is added NOT VALID and validated in one transaction: the ADD's \
                  lock on {} is held while VALIDATE scans it, so NOT VALID gains nothing",
@@ -476,12 +759,23 @@ pub(super) fn add_column(t: &Name, a: &[Tok], hits: &mut Vec<Finding>) {
                    nullable, backfill in batches, and enforce NOT NULL later (see set-not-null).";
         hits.push(hit("add-column-not-null-without-default", message, fix));
     }
-    if let Some(why) = per_row_value(def, &flat) {
+    if seq(&flat, &["GENERATED", "ALWAYS", "AS"]) && seq(&flat, &["STORED"]) {
+        let message = format!(
+            "new column {tb}.{c} is a stored generated column: it is computed for every row \
+             already in {tb}, so {tb} is rewritten under an ACCESS EXCLUSIVE lock"
+        );
+        let fix = format!(
+            "Add {c} as a plain nullable column, keep it filled for new and updated rows with a \
+             BEFORE trigger, and backfill existing rows in batches (PG 18+: a VIRTUAL generated \
+             column is computed on read, without a rewrite)."
+        );
+        hits.push(hit("add-column-volatile-default", message, fix));
+    } else if let Some(why) = per_row_value(def, &flat) {
         let message =
             format!("adding {tb}.{c}: {why}, so {tb} is rewritten under an ACCESS EXCLUSIVE lock");
         let fix = format!(
             "Add the column without it, then `ALTER COLUMN {c} SET DEFAULT …` (new rows only) and \
-             backfill existing rows in batches (a generated column: a plain one set by a trigger)."
+             backfill existing rows in batches."
         );
         hits.push(hit("add-column-volatile-default", message, fix));
     }
@@ -500,6 +794,7 @@ pub(super) fn add_column(t: &Name, a: &[Tok], hits: &mut Vec<Finding>) {
         );
         hits.push(hit("add-unique-without-index", message, fix));
     }
+    hits.extend(type_advice(tb, &c, def, false));
 }
 
 /// Why each existing row of a new column needs its own computed value, if it does.
@@ -523,9 +818,6 @@ pub(super) fn per_row_value(def: &[Tok], flat: &[&Tok]) -> Option<String> {
     }
     if seq(flat, &["GENERATED"]) && seq(flat, &["IDENTITY"]) {
         return Some("an identity column draws a sequence value for every existing row".into());
-    }
-    if seq(flat, &["GENERATED", "ALWAYS", "AS"]) && seq(flat, &["STORED"]) {
-        return Some("a stored generated column is computed for every existing row".into());
     }
     let d = def.iter().position(|x| x.is("DEFAULT"))?;
     let call = def[d + 1..]
@@ -584,4 +876,30 @@ pub(super) fn nonzero(t: &Tok) -> bool {
     };
     let number = v.trim().trim_end_matches(char::is_alphabetic).trim();
     number.parse::<f64>().is_ok_and(|x| x > 0.0)
+}
+
+/// ALTER TABLE … DROP CONSTRAINT: the guarantee is gone for the code that relies on it.
+fn drop_constraint(t: &Name, a: &[Tok], hits: &mut Vec<Finding>) {
+    let Some((n, _)) = name_at(a, 2) else { return };
+    let (tb, n) = (&t.shown, n.key);
+    let cascade = when(
+        a.iter().any(|x| x.is("CASCADE")),
+        " (CASCADE also drops the foreign keys that reference it)",
+    );
+    let pk = when(
+        n.ends_with("_pkey"),
+        "; as the primary key it is also what foreign keys reference and what logical \
+         replication identifies rows by (UPDATE and DELETE on a published table fail without it)",
+    );
+    let message = format!(
+        "dropping constraint {n} from {tb} removes the guarantee it gives{cascade}: code relying \
+         on it (uniqueness, ON CONFLICT, a foreign key's target, valid values) breaks, and rows \
+         violating it can come in{pk}"
+    );
+    let fix = format!(
+        "Make sure no deployed code or constraint relies on {n}; to replace it, add the new \
+         constraint first (NOT VALID then VALIDATE, or USING INDEX) and drop {n} in a later \
+         migration. Acknowledge with `-- lakelet:allow drop-constraint reason`."
+    );
+    hits.push(hit("drop-constraint", message, fix));
 }

@@ -19,7 +19,7 @@ fn one(sql: &str) -> Finding {
 const CASES: &str = "
 add-column-not-null-without-default
   - alter table t add column a int not null
-  - alter table t add a int primary key
+  - alter table t add a bigint primary key
   + alter table t add column a int not null default 0
 add-column-volatile-default
   - alter table t add column a uuid default public.gen_random_uuid()
@@ -39,6 +39,13 @@ alter-column-type
   - alter table t alter column a type bigint
   - alter table t alter a set data type text using a::text
   + alter table t alter a drop not null, alter b set statistics 100
+concurrently-in-transaction
+  - create index concurrently i on t (a)
+  - drop index concurrently i
+  - reindex index concurrently i
+  - do $$ begin create index concurrently i on t (a); end $$
+  + /* lakelet:no-transaction */ create index concurrently i on t (a)
+  + /* lakelet:no-transaction */ drop index concurrently i; reindex table concurrently t
 constraint-without-not-valid
   - alter table t add constraint f foreign key (u) references u (id)
   - alter table t add check (a > 0)
@@ -46,14 +53,27 @@ constraint-without-not-valid
   + alter table t add constraint f foreign key (u) references u (id) not valid
 create-index-without-concurrently
   - create unique index if not exists i on only t using btree (a)
-  + create index concurrently i on t (a)
+  - do $$ begin if not exists (select 1) then create index i on t (a); end if; end $$
+  + /* lakelet:no-transaction */ create index concurrently i on t (a)
+drop-cascade
+  - drop schema if exists app cascade
+  - drop type mood cascade
+  - drop function f(int) cascade
+  - drop materialized view v cascade
+  + drop schema app
+  + drop type mood restrict
+  + create type mood as enum ('a'); drop type mood cascade
 drop-column
   - alter table t drop column if exists a cascade
   - alter table t drop a
-  + alter table t drop constraint c
+  + alter table t alter column a drop default
+drop-constraint
+  - alter table t drop constraint c
+  - alter table t drop constraint if exists t_pkey cascade
+  + alter table t add constraint c check (a > 0) not valid
 drop-index-without-concurrently
   - drop index if exists i, j
-  + drop index concurrently if exists i
+  + /* lakelet:no-transaction */ drop index concurrently if exists i
 delete-without-where
   - delete from customers
   - delete from only public.customers using orders o
@@ -63,22 +83,99 @@ delete-without-where
 drop-table
   - drop table if exists a, b cascade
   + drop view v
+enum-add-value-in-transaction
+  - alter type mood add value 'meh'
+  - alter type mood add value if not exists 'meh' before 'sad'
+  + /* lakelet:no-transaction */ alter type mood add value 'meh'
+enum-rename-value
+  - alter type mood rename value 'sad' to 'blue'
+  + alter type mood rename to feeling
+  + create type mood as enum ('sad'); alter type mood rename value 'sad' to 'blue'
+lock-table
+  - lock table t
+  - lock t, u in share mode nowait
+  - lock table only t in exclusive mode
+  + lock table t in access share mode
+  + lock table t in row exclusive mode
+  + create table n (a int); lock table n
+prefer-bigint-identity
+  - create table t (id serial primary key)
+  - create table t (id int primary key, v text)
+  - create table t (id integer generated always as identity, v text, constraint p primary key (id))
+  - create table t (n smallserial)
+  - create table t (id int4 not null, primary key (id))
+  + create table t (id bigint generated always as identity primary key, n int)
+  + create table t (a int, b int, primary key (a, b))
+  + create table t (id bigserial primary key)
+prefer-text
+  - create table t (name varchar(100))
+  - create table t (name character varying(100) not null)
+  - create table t (a text); alter table t add column b varchar(10)
+  + create table t (name text check (length(name) <= 100), v varchar, w character varying)
+prefer-text-over-char
+  - create table t (code char(2))
+  - create table t (code character(2) not null)
+  - create table t (flag char)
+  + create table t (code text, k \"char\")
+prefer-timestamptz
+  - create table t (created timestamp)
+  - create table t (created timestamp(3) without time zone default now())
+  - alter table t add column seen pg_catalog.timestamp
+  + create table t (created timestamptz, b timestamp with time zone, c timestamp(3) with time zone)
+  + create table t (d date, t time, i interval)
 rename-column
   - alter table t rename column a to b
   + alter table t rename constraint a to b
 rename-table
   - alter table t rename to u
+set-logged-unlogged
+  - alter table t set unlogged
+  - alter table t set logged
+  + alter table t set (fillfactor = 70)
+  + create table n (a int); alter table n set logged
 reindex-without-concurrently
   - reindex (verbose) index i
-  + reindex table concurrently t
+  + /* lakelet:no-transaction */ reindex table concurrently t
   + reindex system d
 set-not-null
   - alter table t alter column a set not null
+syntax-error
+  - alter table t add column
+  - alter table t add column a
+  - alter table t add a not null
+  - alter table t add column a int,
+  - alter table t
+  - alter table t drop column
+  - create table t
+  - create index i on t (a
+  - select (1))
+  - altr table t add a int
+  - update t
+  - delete t
+  - drop table
+  - /* lakelet:allow syntax-error */ alter table t add column
+  + alter table ${t} add column ${c} ${type}
+  + (select 1) union (select 2)
+  + select
+  + vacuum
 truncate
   - truncate table only t restart identity
   + delete from t where id < 1000
 update-without-where
   - update inventory set code = upper(code)
+  - do $$ begin update t set a = 1; end $$
+  - do $x$ declare n int := 0; begin <<l>> loop update t set a = n; exit; end loop; end $x$
+  - do language plpgsql 'begin if true then update t set a = 1; else null; end if; end'
+  - create procedure p() language plpgsql as $$ begin update t set a = 1; end $$; call p()
+  - create function f() returns void as $$ update t set a = 1 $$ language sql; select f()
+  + do $$ begin update t set a = 1 where id < 10; delete from t where id = 1; end $$
+  + do $$ declare r record; begin for r in select * from t loop update t set a = 1 where \
+      id = r.id; end loop; end $$
+  + create function f() returns trigger language plpgsql as $$ begin NEW.a := 1; update t \
+      set a = 1; return NEW; end $$
+  + do $$ begin execute 'update t set a = 1'; end $$
+  + do $$ declare x int; begin x := 1; perform 1; raise notice 'update t set a = 1'; end $$
+  + do language plpython3u $$ plpy.execute('update t set a = 1') $$
   - update t set a = (select max(b) from u where u.id = t.id)
   - update only public.t as x set a = 1
   + update inventory set code = upper(code) where code <> upper(code)
@@ -191,8 +288,14 @@ fn missing_lock_timeout_is_reported_once_at_the_first_locking_statement() {
                alter table t add a int;\ndrop table u";
     let f = lint(sql).unwrap();
     let got: Vec<_> = f.iter().map(|f| (f.rule, f.line)).collect();
-    assert_eq!(got, [("missing-lock-timeout", 3), ("drop-table", 4)]);
-    assert!(f[0].message.contains("locks t") && f[0].fix.contains("SET lock_timeout = '5s'"));
+    // The runner refuses a file mixing CREATE INDEX CONCURRENTLY with other statements.
+    let want = [
+        ("concurrently-in-transaction", 2),
+        ("missing-lock-timeout", 3),
+        ("drop-table", 4),
+    ];
+    assert_eq!(got, want);
+    assert!(f[1].message.contains("locks t") && f[1].fix.contains("SET lock_timeout = '5s'"));
     for ok in [
         "set local lock_timeout to '2s'",
         "set lock_timeout = 5000",
@@ -218,6 +321,14 @@ fn missing_lock_timeout_is_reported_once_at_the_first_locking_statement() {
     assert!(raw("alter table t validate constraint c; create table c (id int)").is_empty());
     let sql = "create table p1 partition of p for values in (1)";
     assert_eq!(raw(sql), ["missing-lock-timeout"]);
+    // An explicit lock waits like any other; NOWAIT does not wait.
+    assert_eq!(raw("lock table t"), ["missing-lock-timeout", "lock-table"]);
+    assert_eq!(raw("lock table t in share mode nowait"), ["lock-table"]);
+    // So does a statement in a DO block, and a lock_timeout set in one counts.
+    let sql = "do $$ begin alter table t add a int; end $$";
+    assert_eq!(raw(sql), ["missing-lock-timeout"]);
+    let sql = "do $$ begin set local lock_timeout = '1s'; alter table t add a int; end $$";
+    assert!(raw(sql).is_empty());
 }
 
 #[test]
@@ -288,7 +399,8 @@ proptest::proptest! {
         "(alter|table|add|drop|column|index|on|create|unique|concurrently|constraint|check|\
           foreign|key|references|not|null|valid|default|rename|to|type|set|truncate|vacuum|\
           full|cluster|reindex|validate|if|exists|only|using|primary|partition|of|lock_timeout|\
-          update|delete|from|where|\
+          update|delete|from|where|lock|do|\\$\\$|begin|end|then|loop|cascade|schema|value|\
+          logged|serial|varchar|char|timestamp|call|select|language|function|as|\
           t|s|random|[(),.;*=]|'5s'|0|-- lakelet:allow x|-- lakelet:allow-file)", 0..40)) {
         let _ = lint(&words.join(" "));
     }
@@ -322,4 +434,162 @@ fn whole_table_writes_count_only_on_existing_tables() {
         "{f:?}"
     );
     assert!(f.fix.contains("Backfill in batches"), "{f:?}");
+}
+
+/// The runner runs a file outside a transaction when it says `no-transaction` or when all
+/// its statements must; CONCURRENTLY is flagged exactly where it would fail or be refused.
+#[test]
+fn concurrently_is_flagged_where_the_runner_would_run_it_in_a_transaction() {
+    for ok in [
+        "create index concurrently i on t (a)",
+        "create index concurrently i on t (a);\ndrop index concurrently j",
+        "-- lakelet:no-transaction\ncreate index concurrently i on t (a)",
+        "-- lakelet:no-transaction\nset lock_timeout = '5s';\ncreate index concurrently i on t \
+         (a);\nalter table t add a int",
+        "begin;\ncommit;\ncreate index concurrently i on t (a)",
+    ] {
+        assert!(raw(ok).is_empty(), "{ok}: {:?}", raw(ok));
+    }
+    let f = lint("begin;\ncreate index concurrently i on t (a);\ncommit").unwrap();
+    assert_eq!((f[0].rule, f[0].line), ("concurrently-in-transaction", 2));
+    assert!(f[0].message.contains("BEGIN … COMMIT"), "{}", f[0].message);
+    let f = one("create index concurrently i on t (a)");
+    assert!(
+        f.message.contains("refuses") && f.fix.contains("no-transaction"),
+        "{f:?}"
+    );
+    let f = one("do $$ begin drop index concurrently i; end $$");
+    assert!(f.message.contains("DO block"), "{}", f.message);
+}
+
+/// The online forms of common changes lint clean, file by file.
+#[test]
+fn safe_patterns_lint_clean() {
+    for ok in [
+        "-- lakelet:no-transaction\ncreate index concurrently orders_region on orders (region)",
+        "set lock_timeout = '5s';\nalter table orders add column note text",
+        "set lock_timeout = '5s';\nalter table orders add constraint qty_positive \
+         check (qty > 0) not valid",
+        "alter table orders validate constraint qty_positive",
+        "set lock_timeout = '5s';\nalter table orders add column region text not null default 'eu'",
+        "create table items (id bigint generated always as identity primary key, name text \
+         check (length(name) <= 200), created timestamptz not null default now())",
+        "do $$ begin update orders set region = 'eu' where region is null and id < 1000;\n\
+         delete from orders where id = 0; end $$",
+        "create function touch() returns trigger language plpgsql as $$ begin \
+         NEW.updated := now(); return NEW; end $$",
+    ] {
+        assert!(raw(ok).is_empty(), "{ok}: {:?}", raw(ok));
+    }
+}
+
+/// A body's statements report at the line of the statement that runs them.
+#[test]
+fn statements_in_a_do_block_report_at_the_do() {
+    let sql = "set lock_timeout = '5s';\n\ndo $$\nbegin\n  update t set a = 1;\nend $$;\n";
+    let f = lint(sql).unwrap();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!((f[0].rule, f[0].line), ("update-without-where", 3));
+    assert_eq!(f[0].statement, "do $$…");
+    assert!(f[0].message.contains("UPDATE t"), "{}", f[0].message);
+}
+
+#[test]
+fn a_syntax_error_cannot_be_acknowledged() {
+    let sql = "-- lakelet:allow-file syntax-error\n-- lakelet:allow syntax-error why not\n\
+               ALTER TABLE t ADD COLUMN;";
+    let f = lint(sql).unwrap();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!((f[0].rule, f[0].line), ("syntax-error", 3));
+    assert!(f[0].acknowledged.is_none());
+    assert!(
+        f[0].message.contains("ADD COLUMN on t names no column"),
+        "{}",
+        f[0].message
+    );
+    let f = one("alter table t add column a");
+    assert!(f.message.contains("t.a gives no type"), "{}", f.message);
+}
+
+#[test]
+fn new_rules_name_what_they_found() {
+    let f = one("alter table t add column b int generated always as (a * 2) stored");
+    assert!(
+        f.message.contains("is a stored generated column"),
+        "{}",
+        f.message
+    );
+    assert!(
+        !f.message.contains("DEFAULT") && f.fix.contains("trigger"),
+        "{f:?}"
+    );
+    let f = one("drop schema app cascade");
+    assert!(
+        f.message.contains("DROP SCHEMA app CASCADE"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message.contains("tables with their data"),
+        "{}",
+        f.message
+    );
+    let f = one("alter table public.orders drop constraint orders_pkey");
+    assert!(
+        f.message.contains("orders_pkey from public.orders"),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("replication"), "{}", f.message);
+    let f = one("lock table orders in exclusive mode");
+    assert!(
+        f.message.contains("orders IN EXCLUSIVE MODE"),
+        "{}",
+        f.message
+    );
+    let f = one("alter table orders set unlogged");
+    assert!(f.message.contains("SET UNLOGGED") && f.message.contains("orders"));
+    let f = one("alter type mood add value 'meh'");
+    assert!(
+        f.message.contains("'meh'") && f.fix.contains("no-transaction"),
+        "{f:?}"
+    );
+    let f = one("alter type mood rename value 'sad' to 'blue'");
+    assert!(
+        f.message.contains("'sad' of enum mood to 'blue'"),
+        "{}",
+        f.message
+    );
+    let f = one("create table t (name varchar(100))");
+    assert!(
+        f.fix.contains("name text CHECK (length(name) <= 100)"),
+        "{}",
+        f.fix
+    );
+    let f = one("create table t (id serial primary key)");
+    assert!(
+        f.message.contains("primary key t.id is serial"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.fix.contains("bigint GENERATED ALWAYS AS IDENTITY"),
+        "{}",
+        f.fix
+    );
+}
+
+/// Each column gets at most one piece of type advice; a table this file creates gets it too.
+#[test]
+fn column_type_advice_is_one_finding_per_column() {
+    let sql = "create table t (id serial, c char(2), v varchar(3), ts timestamp, ok text);\n\
+               alter table t add column n int primary key";
+    let want = [
+        "prefer-bigint-identity",
+        "prefer-text-over-char",
+        "prefer-text",
+        "prefer-timestamptz",
+        "prefer-bigint-identity",
+    ];
+    assert_eq!(rules(sql), want);
 }

@@ -1,6 +1,6 @@
 //! Token helpers for the lint rules: names, keywords at positions, top-level splitting.
 
-use super::super::sql::Tok;
+use super::super::sql::{split, Statement, Tok};
 
 pub(super) struct Name {
     pub(super) key: String,
@@ -117,4 +117,94 @@ pub(super) fn after_options(t: &[Tok], i: usize) -> usize {
             .map_or(i, |p| p + 1),
         _ => i,
     }
+}
+
+/// The index of the `)` that closes the `(` at `open`.
+pub(super) fn closing(t: &[Tok], open: usize) -> Option<usize> {
+    let mut depth = 0;
+    for (i, x) in t.iter().enumerate().skip(open) {
+        depth += nesting(x);
+        if depth == 0 {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The index just after the first keyword `kw` at `from` or later outside parentheses.
+pub(super) fn after_top(t: &[Tok], from: usize, kw: &str) -> Option<usize> {
+    let mut depth = 0;
+    for (i, x) in t.iter().enumerate() {
+        depth += nesting(x);
+        if i >= from && depth == 0 && x.is(kw) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// A token as it would be written, for messages.
+pub(super) fn shown(t: &Tok) -> String {
+    match t {
+        Tok::Word(w) | Tok::Num(w) => w.clone(),
+        Tok::Quoted(q) => format!("\"{q}\""),
+        Tok::Str(_) => "a string".into(),
+        Tok::Sym(c) => c.to_string(),
+        Tok::Param => "a $n parameter".into(),
+    }
+}
+
+/// SQL commands a PL/pgSQL or SQL body may run that the rules look at (a statement of the
+/// body starting otherwise, like `x := …`, `RETURN`, `RAISE` or `EXECUTE '…'`, is skipped).
+const BODY_SQL: &str = "ALTER CREATE DROP UPDATE DELETE TRUNCATE LOCK REINDEX VACUUM CLUSTER \
+                        SET RESET SELECT PERFORM CALL";
+
+/// The SQL statements of a PL/pgSQL (or SQL-language) body, as statements of their own at
+/// `line`: the body is split like a script, and each part is stripped of the block syntax
+/// around its command: `<<label>>`, the DECLARE section, BEGIN, `IF … THEN`, `ELSIF … THEN`,
+/// ELSE, `CASE … WHEN … THEN`, `EXCEPTION WHEN … THEN`, `WHILE / FOR … LOOP` and LOOP (an
+/// `END …` part is skipped). Text in `EXECUTE '…'` strings stays unseen.
+pub(super) fn body_statements(body: &str, line: usize, directives: &[String]) -> Vec<Statement> {
+    let Ok(parts) = split(body) else {
+        return vec![];
+    };
+    let (mut declaring, mut out) = (false, vec![]);
+    for p in parts {
+        let t = &p.tokens;
+        let mut i = 0;
+        loop {
+            let at = i;
+            if let [Tok::Sym('<'), Tok::Sym('<'), _, Tok::Sym('>'), Tok::Sym('>'), ..] = &t[i..] {
+                i += 5;
+            }
+            if is_at(t, i, "DECLARE") {
+                declaring = true;
+                i += 1;
+            } else if is_at(t, i, "BEGIN") {
+                declaring = false;
+                i += 1;
+            } else if any_at(t, i, "ELSE LOOP EXCEPTION") {
+                i += 1;
+            } else if any_at(t, i, "IF ELSIF ELSEIF CASE WHEN") {
+                i = after_top(t, i, "THEN").unwrap_or(t.len());
+            } else if any_at(t, i, "WHILE FOR FOREACH") {
+                i = after_top(t, i, "LOOP").unwrap_or(t.len());
+            }
+            if i == at || i >= t.len() {
+                break;
+            }
+        }
+        if declaring || !any_at(t, i, BODY_SQL) {
+            continue;
+        }
+        let from = p.offsets[i];
+        out.push(Statement {
+            text: p.text[from..].to_string(),
+            line,
+            tokens: t[i..].to_vec(),
+            offsets: p.offsets[i..].iter().map(|o| o - from).collect(),
+            directives: directives.to_vec(),
+        });
+    }
+    out
 }
