@@ -516,7 +516,12 @@ fn rehearsal_of_the_split_column_on_corrupted_data_reports_the_rows_that_break()
     let f = &r["migrations"][0]["failed"];
     assert_eq!(f["sqlstate"], "22P02", "{r}");
     assert_eq!(f["line"], 4, "the UPDATE: {r}");
-    let mut got: Vec<i64> = f["breaking_rows"]
+    assert_eq!(
+        f["breaking"]["count"],
+        expected.len(),
+        "every breaking row counted: {r}"
+    );
+    let mut got: Vec<i64> = f["breaking"]["sample"]
         .as_array()
         .unwrap()
         .iter()
@@ -548,12 +553,19 @@ fn rehearsal_of_the_split_column_on_corrupted_data_reports_the_rows_that_break()
     let c = &r["corrupted"][0];
     let rows = c["rows"].as_u64().unwrap();
     assert!((50..=200).contains(&rows), "about 1% of 10,000: {r}");
-    assert!(c["embedded_space"].as_u64().unwrap() > 0);
-    assert!(
-        !r["migrations"][0]["failed"]["breaking_rows"]
-            .as_array()
-            .unwrap()
-            .is_empty(),
+    assert!(c["recipes"]["embedded-space"].as_u64().unwrap() > 0, "{r}");
+    let count = r["migrations"][0]["failed"]["breaking"]["count"]
+        .as_u64()
+        .unwrap();
+    assert!(count > 0, "{r}");
+    // Every breaking row was damaged by a recipe, and the grouping adds up.
+    let by = r["migrations"][0]["breaking_by_recipe"]
+        .as_object()
+        .unwrap();
+    assert!(!by.contains_key("undamaged"), "{r}");
+    assert_eq!(
+        by.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        count,
         "{r}"
     );
 

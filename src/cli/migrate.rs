@@ -93,8 +93,11 @@ enum MigrateCmd {
     /// On a throwaway branch: apply each pending migration, run it again, and check the
     /// second run succeeds and changes nothing. The branch is deleted afterwards.
     Rehearse {
-        /// Damage a slice of a text column first: [SCHEMA.]TABLE.COLUMN[:PERCENT] (default 1%).
-        #[arg(long, value_name = "TABLE.COLUMN[:PCT]")]
+        /// Damage a slice of a column first (repeatable, combinable):
+        /// [SCHEMA.]TABLE.COLUMN[:PERCENT][@RECIPE,…] (default 1%). Recipes: missing-digit,
+        /// embedded-space, trailing-blank, wrong-case, null, out-of-range-date,
+        /// duplicate-key, overlong-string (default for text: the first three).
+        #[arg(long, value_name = "TABLE.COLUMN[:PCT][@RECIPE,…]")]
         corrupt: Vec<Corruption>,
         /// Picks which rows --corrupt damages.
         #[arg(long, default_value_t = 42)]
@@ -102,8 +105,8 @@ enum MigrateCmd {
         /// Keep the branch for inspection.
         #[arg(long)]
         keep: bool,
-        /// Report at most this many rows that break a migration.
-        #[arg(long, default_value_t = 50)]
+        /// Show this many of the rows that break a migration (every one is counted).
+        #[arg(long, default_value_t = 20)]
         rows: usize,
     },
     /// Flag dangerous or locking changes. With --branch/--url, only pending migrations.
@@ -366,6 +369,7 @@ fn lint_cmd(
 ) -> Result<()> {
     // (script name, text) of what to lint.
     let mut inputs: Vec<(String, String)> = vec![];
+    let mut base: Option<Db> = None;
     if !files.is_empty() {
         for f in files {
             let text =
@@ -380,6 +384,7 @@ fn lint_cmd(
                 None => None,
             };
             let (url, _) = connection(dd, api.as_ref(), c)?;
+            base = Some(Db::connect(&url)?);
             Some(pending_on(&url, &proj.settings, &scripts)?)
         } else {
             None
@@ -391,17 +396,24 @@ fn lint_cmd(
         }
     }
     let mut all = vec![];
+    let project = crate::migrate::refactor::transitions::project_of(&proj.dir);
     for (name, text) in &inputs {
-        let findings =
+        let mut findings =
             lint::lint(text).map_err(|e| anyhow::anyhow!("{name}:{}: {}", e.line, e.message))?;
+        findings.extend(crate::migrate::refactor::transitions::lint_contract(
+            &project,
+            text,
+            base.as_ref(),
+        )?);
         for f in findings {
             all.push(serde_json::json!({
                 "script": name, "rule": f.rule, "line": f.line, "statement": f.statement,
                 "message": f.message, "fix": f.fix, "acknowledged": f.acknowledged,
+                "advice": f.is_advice(), "blocks": f.blocks(),
             }));
         }
     }
-    let open = all.iter().filter(|f| f["acknowledged"].is_null()).count();
+    let open = all.iter().filter(|f| f["blocks"] == true).count();
     let out = serde_json::json!({"files": inputs.len(), "findings": all, "unacknowledged": open});
     print(json, &out, |o| {
         let mut s = String::new();
@@ -420,18 +432,26 @@ fn lint_cmd(
                     "    acknowledged: {}\n",
                     if r.is_empty() { "(no reason given)" } else { r }
                 );
+            } else if f["advice"] == true {
+                s += "    advice: reported, does not fail lint\n";
             }
         }
+        let n = |k: usize, what: &str| format!("{k} {what}{}", if k == 1 { "" } else { "s" });
         s += &format!(
-            "{} files, {} findings, {open} not acknowledged (acknowledge one with a \
-             `-- lakelet:allow RULE reason` comment above the statement)",
-            inputs.len(),
-            all.len()
+            "{}, {}, {open} to fix or acknowledge (with a `-- lakelet:allow RULE reason` \
+             comment above the statement)",
+            n(inputs.len(), "file"),
+            n(all.len(), "finding")
         );
         s
     });
     if open > 0 {
-        bail!("{open} lint findings are not acknowledged");
+        let s = if open == 1 {
+            "finding is"
+        } else {
+            "findings are"
+        };
+        bail!("{open} lint {s} not acknowledged");
     }
     Ok(())
 }
@@ -522,9 +542,17 @@ fn info_text(db: &str, current: Option<Version>, rows: &[crate::migrate::plan::I
 fn rehearse_text(r: &rehearse::Report) -> String {
     let mut s = format!("rehearsal of '{}' on '{}'\n", r.source, r.branch);
     for c in &r.corrupted {
+        let by: Vec<String> = c
+            .recipes
+            .iter()
+            .map(|(r, n)| format!("{n} {}", r.name()))
+            .collect();
         s += &format!(
-            "corrupted {} rows of {}.{}: {} missing digit, {} embedded space, {} trailing blank\n",
-            c.rows, c.table, c.column, c.missing_digit, c.embedded_space, c.trailing_blank
+            "corrupted {} rows of {}.{}: {}\n",
+            c.rows,
+            c.table,
+            c.column,
+            by.join(", ")
         );
     }
     if r.migrations.is_empty() {
@@ -539,9 +567,26 @@ fn rehearse_text(r: &rehearse::Report) -> String {
                 f.sql,
                 f.error.replace('\n', "\n  ")
             );
-            if !f.breaking_rows.is_empty() {
-                s += &format!("  {} rows break it:\n", f.breaking_rows.len());
-                for b in &f.breaking_rows {
+            if let Some(br) = &f.breaking {
+                s += &format!(
+                    "  {} rows of {} break it{}:\n",
+                    br.count,
+                    br.table,
+                    if m.breaking_by_recipe.is_empty() {
+                        String::new()
+                    } else {
+                        let by: Vec<String> = m
+                            .breaking_by_recipe
+                            .iter()
+                            .map(|(r, n)| format!("{n} {r}"))
+                            .collect();
+                        format!(" ({})", by.join(", "))
+                    }
+                );
+                if (br.sample.len() as u64) < br.count {
+                    s += &format!("  the first {}:\n", br.sample.len());
+                }
+                for b in &br.sample {
                     s += &format!(
                         "    ctid {} {}\n      {}\n",
                         b.ctid,

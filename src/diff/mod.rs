@@ -64,8 +64,16 @@ pub fn lint_pending(
     let plan = runner.plan(&applied);
     let mut out = vec![];
     for s in plan.pending() {
-        let findings = crate::migrate::lint::lint(&s.text)
+        let mut findings = crate::migrate::lint::lint(&s.text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", s.script))?;
+        // A refactoring's contract: refused before its transition ends or while the base
+        // still has readers of the old shape.
+        let project = crate::migrate::refactor::transitions::project_of(&s.path);
+        findings.extend(crate::migrate::refactor::transitions::lint_contract(
+            &project,
+            &s.text,
+            Some(&db),
+        )?);
         out.push(FileLint {
             file: s.script.clone(),
             findings,

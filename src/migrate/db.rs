@@ -31,6 +31,9 @@ pub struct DbError {
     pub hint: Option<String>,
     /// 1-based character position in the statement, when Postgres gives one.
     pub position: Option<u32>,
+    /// Where it happened (`CONTEXT:`): the statement inside a function or DO block. Boxed:
+    /// every query returns this error type, and it stays small.
+    pub context: Option<Box<str>>,
 }
 
 impl fmt::Display for DbError {
@@ -45,6 +48,9 @@ impl fmt::Display for DbError {
         }
         if let Some(h) = &self.hint {
             write!(f, "\n  HINT: {h}")?;
+        }
+        if let Some(c) = &self.context {
+            write!(f, "\n  CONTEXT: {}", c.replace('\n', "\n    "))?;
         }
         Ok(())
     }
@@ -64,6 +70,7 @@ impl From<tokio_postgres::Error> for DbError {
                     Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
                     _ => None,
                 },
+                context: d.where_().map(Box::from),
             },
             None => DbError {
                 code: String::new(),
@@ -71,6 +78,7 @@ impl From<tokio_postgres::Error> for DbError {
                 detail: None,
                 hint: None,
                 position: None,
+                context: None,
             },
         }
     }

@@ -12,7 +12,10 @@
 //! - `run.rs`: migrate, undo, repair, baseline.
 //! - `lint.rs`: dangerous and locking changes, each with a rule id and an acknowledgement.
 //! - `rehearse.rs` (+ `schema.rs`, `diagnose.rs`, `corrupt.rs`): apply, re-apply and compare
-//!   on a throwaway branch; find the rows that break a migration.
+//!   on a throwaway branch; find (and count) the rows that break a migration; damage data by
+//!   named recipes first.
+//! - `refactor/`: named database refactorings written as expand/contract migrations, and the
+//!   transitions in flight (`.lakebase/transitions.json`).
 
 pub mod checksum;
 pub mod corrupt;
@@ -22,6 +25,7 @@ pub mod history;
 pub mod lint;
 pub mod placeholders;
 pub mod plan;
+pub mod refactor;
 pub mod rehearse;
 pub mod run;
 pub mod schema;

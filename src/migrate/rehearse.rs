@@ -8,6 +8,8 @@
 //! migrations build on it) and names the rows that break it. The branch is deleted at the end,
 //! whatever happened; it also carries a one-hour expiry, so a killed rehearsal cleans up too.
 
+use std::collections::{BTreeMap, HashMap};
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -27,7 +29,7 @@ pub struct Options {
     pub seed: u32,
     /// Keep the branch for inspection instead of deleting it.
     pub keep: bool,
-    /// Report at most this many breaking rows.
+    /// Show this many breaking rows (every one is counted).
     pub row_limit: usize,
     /// The branch name's prefix (`rehearse`; a principal's own prefix where the policy's
     /// feature names require one).
@@ -52,6 +54,10 @@ pub struct Step {
     pub script: String,
     pub first_run: Option<Ran>,
     pub failed: Option<Failure>,
+    /// The rows that break the failed first run, by the corruption recipe that damaged each
+    /// (`undamaged` for rows no recipe touched).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub breaking_by_recipe: BTreeMap<String, u64>,
     pub second_run: Option<SecondRun>,
 }
 
@@ -123,16 +129,18 @@ pub fn rehearse(
         migrations: vec![],
         ok: true,
     };
-    for c in &opts.corrupt {
-        let done = corrupt::apply(&db, c, opts.seed)?;
+    for (i, c) in opts.corrupt.iter().enumerate() {
+        let done = corrupt::apply(&db, c, opts.seed, i)?;
         eprintln!(
-            "corrupted {} rows of {}.{} ({} missing digit, {} embedded space, {} trailing blank)",
+            "corrupted {} rows of {}.{} ({})",
             done.rows,
             done.table,
             done.column,
-            done.missing_digit,
-            done.embedded_space,
-            done.trailing_blank
+            done.recipes
+                .iter()
+                .map(|(r, n)| format!("{n} {}", r.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         report.corrupted.push(done);
     }
@@ -156,11 +164,14 @@ pub fn rehearse(
             script: s.script.clone(),
             first_run: None,
             failed: None,
+            breaking_by_recipe: BTreeMap::new(),
             second_run: None,
         };
         match runner.apply(&p, true)? {
             Err(mut f) => {
-                f.breaking_rows = find_breaking_rows(&db, &p, &f, opts.row_limit)?;
+                let b = find_breaking_rows(&db, &p, &f, opts.row_limit)?;
+                step.breaking_by_recipe = by_recipe(&b, &report.corrupted);
+                f.breaking = Some(b).filter(|b| b.count > 0);
                 step.failed = Some(f);
                 report.ok = false;
                 report.migrations.push(step);
@@ -204,21 +215,48 @@ fn find_breaking_rows(
     p: &super::run::Prepared,
     f: &Failure,
     limit: usize,
-) -> Result<Vec<diagnose::BreakingRow>> {
+) -> Result<diagnose::Breaking> {
     // Data errors (class 22) and constraint violations (class 23) are about rows.
     if !(f.sqlstate.starts_with("22") || f.sqlstate.starts_with("23")) {
-        return Ok(vec![]);
+        return Ok(Default::default());
     }
     db.exec("begin")?;
     if p.transactional {
         for st in &p.statements[..f.statement] {
             if db.run(&st.text).is_err() {
                 db.exec("rollback")?;
-                return Ok(vec![]);
+                return Ok(Default::default());
             }
         }
     }
-    let rows = diagnose::breaking_rows(db, &p.statements[f.statement], limit);
+    let st = &p.statements[f.statement];
+    let rows = diagnose::breaking_rows(db, st, f.context.as_deref(), limit);
     db.exec("rollback")?;
     Ok(rows)
+}
+
+/// Breaking rows counted by the recipe that damaged each (a row two specs damaged counts
+/// for both).
+fn by_recipe(b: &diagnose::Breaking, corrupted: &[Corrupted]) -> BTreeMap<String, u64> {
+    let mut marks: HashMap<(&str, &str), Vec<&'static str>> = HashMap::new();
+    for c in corrupted {
+        for (key, r) in &c.marks {
+            marks.entry((&c.table, key)).or_default().push(r.name());
+        }
+    }
+    let mut out = BTreeMap::new();
+    if corrupted.is_empty() {
+        return out;
+    }
+    for key in &b.keys {
+        match marks.get(&(b.table.as_str(), key.as_str())) {
+            Some(rs) => {
+                for r in rs {
+                    *out.entry(r.to_string()).or_default() += 1;
+                }
+            }
+            None => *out.entry("undamaged".to_string()).or_default() += 1,
+        }
+    }
+    out
 }

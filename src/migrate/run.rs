@@ -93,9 +93,12 @@ pub struct Failure {
     /// Transactional: everything was rolled back and nothing recorded. Otherwise the
     /// statements before this one stay applied and the history records the failure.
     pub rolled_back: bool,
-    /// Rows that make the statement fail (rehearse finds them; empty otherwise).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub breaking_rows: Vec<super::diagnose::BreakingRow>,
+    /// Postgres's CONTEXT: the statement inside a DO block or function that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Rows that make the statement fail (rehearse finds them; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaking: Option<super::diagnose::Breaking>,
 }
 
 impl std::fmt::Display for Failure {
@@ -331,8 +334,9 @@ impl<'a> Runner<'a> {
             sql: st.excerpt(),
             sqlstate: e.code.clone(),
             error: e.to_string(),
+            context: e.context.as_deref().map(str::to_string),
             rolled_back,
-            breaking_rows: vec![],
+            breaking: None,
         };
         if p.transactional {
             self.db.exec("begin")?;
