@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod compute;
 pub mod diff;
+pub mod experiment;
 pub mod fs;
 pub mod lifecycle;
 pub mod migrate;

@@ -8,9 +8,11 @@ mod config;
 mod connect;
 mod daemon;
 mod diff;
+mod experiment;
 mod migrate;
 mod policy;
 mod project;
+mod refactor;
 mod scm;
 
 use std::path::{Path, PathBuf};
@@ -169,6 +171,14 @@ enum Cmd {
     /// Versioned migrations (Flyway-compatible): migrate, info, validate, repair, baseline,
     /// undo, rehearse on a throwaway branch, lint.
     Migrate(migrate::MigrateArgs),
+    /// Named database refactorings (split-column, rename-column, …) written as expand and
+    /// contract migrations, and the transitions in flight.
+    #[command(subcommand)]
+    Refactor(refactor::RefactorCmd),
+    /// A/B designs on parallel branches: fork one per design from a tier, apply each design's
+    /// migrations, run the same workload on all, record the figures and the decision in
+    /// docs/decisions, keep the chosen branch and soft-delete the others.
+    Experiment(experiment::ExperimentArgs),
     /// Semantic schema diff between two branches or databases: changes, hazards, and the
     /// SQL migration from BASE to TARGET.
     Diff(diff::DiffArgs),
@@ -348,6 +358,8 @@ pub fn run(cli: Cli) -> Result<()> {
         )?,
         Cmd::Whoami => policy::whoami(dd, json)?,
         Cmd::Migrate(a) => migrate::run(dd, json, cli.target, cli.project.as_deref(), a)?,
+        Cmd::Refactor(c) => refactor::run(dd, json, cli.target, cli.project.as_deref(), c)?,
+        Cmd::Experiment(a) => experiment::run(dd, json, cli.target, cli.project.as_deref(), a)?,
         Cmd::Diff(a) => diff::run(dd, json, cli.target, cli.project.as_deref(), a)?,
         Cmd::Bench(a) => bench::run(json, a)?,
     }

@@ -209,22 +209,7 @@ fn with_env<T>(dd: &Path, parts: &Parts, f: impl FnOnce(&Env) -> Result<T>) -> R
         })
     };
     let project_dir = parts.project.dir.clone();
-    let audit = |e: &scm::Event| {
-        let r = if local {
-            Client::connect(dd).and_then(|c| {
-                c.post::<serde_json::Value>("/workflow-events", e)
-                    .map(|_| ())
-            })
-        } else {
-            append_local_audit(&project_dir, e)
-        };
-        if let Err(err) = r {
-            eprintln!(
-                "warning: the audit record of {} was not written: {err:#}",
-                e.action
-            );
-        }
-    };
+    let audit = |e: &scm::Event| report_event(dd, local, &project_dir, e);
     let env = Env {
         api,
         connect: &connect,
@@ -235,6 +220,25 @@ fn with_env<T>(dd: &Path, parts: &Parts, f: impl FnOnce(&Env) -> Result<T>) -> R
         principal: parts.principal.clone(),
     };
     f(&env)
+}
+
+/// Records a workflow event in the daemon's audit trail (decided as the caller), or against
+/// Lakebase in `.lakebase/audit.jsonl`; a failure to record is said, not fatal.
+pub(super) fn report_event(dd: &Path, local: bool, project_dir: &Path, e: &scm::Event) {
+    let r = if local {
+        Client::connect(dd).and_then(|c| {
+            c.post::<serde_json::Value>("/workflow-events", e)
+                .map(|_| ())
+        })
+    } else {
+        append_local_audit(project_dir, e)
+    };
+    if let Err(err) = r {
+        eprintln!(
+            "warning: the audit record of {} was not written: {err:#}",
+            e.action
+        );
+    }
 }
 
 /// Against Lakebase there is no lakelet daemon to keep the trail: a JSON line per event in

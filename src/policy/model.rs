@@ -264,6 +264,8 @@ pub const WORKFLOW_EVENTS: &[(&str, bool)] = &[
     ("ci.cleanup", false),
     ("pr.approve", false),
     ("promote.apply", true),
+    // An A/B design decision: the chosen design's branch kept, the others soft-deleted.
+    ("experiment.decide", false),
 ];
 
 impl Action<'_> {
