@@ -684,3 +684,151 @@ fn lint_flags_dangerous_changes_until_acknowledged() {
     assert_eq!(f["rule"], "drop-column");
     assert_eq!(f["acknowledged"], "legacy has been unread since V40");
 }
+
+#[test]
+fn corruption_recipes_damage_every_kind_of_column_and_every_breaking_row_is_counted() {
+    let d = Daemon::up(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mig = tmp.path().join("m");
+    std::fs::create_dir(&mig).unwrap();
+    let dir = mig.to_str().unwrap();
+    write(
+        &mig,
+        "V1__people.sql",
+        "CREATE TABLE people (id bigint PRIMARY KEY, code text NOT NULL, nick text, born date,
+           email text, handle varchar(10) UNIQUE);
+         INSERT INTO people SELECT g, 'P' || lpad(g::text, 6, '0'), 'n' || g,
+           date '1950-01-01' + (g % 20000), 'p' || g || '@example.com', 'h' || g
+         FROM generate_series(1, 4000) g;\n",
+    );
+    d.run(&["migrate", "migrate", "--branch", "main", "--dir", dir]);
+    // One case per recipe family: the migration that the damage breaks, and the rows counted.
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "people.born:5@out-of-range-date",
+            "ALTER TABLE people ADD CONSTRAINT born_sane CHECK (born BETWEEN '1900-01-01' AND '2100-01-01');\n",
+            "23514",
+            &["out-of-range-date"],
+        ),
+        (
+            "people.nick:5@null",
+            "ALTER TABLE people ALTER COLUMN nick SET NOT NULL;\n",
+            "23502",
+            &["null"],
+        ),
+        (
+            "people.code:5@wrong-case,overlong-string",
+            "ALTER TABLE people ADD CONSTRAINT code_ok CHECK (code = upper(code) AND length(code) <= 10);\n",
+            "23514",
+            &["overlong-string", "wrong-case"],
+        ),
+        (
+            "people.code:5@trailing-blank,embedded-space",
+            "UPDATE people SET id = id WHERE (substr(code, 2))::int > 0;\n",
+            "22P02",
+            &["embedded-space"],
+        ),
+    ];
+    for (spec, sql, state, recipes) in cases {
+        write(&mig, "V2__change.sql", sql);
+        let (ok, out, err) = try_run(
+            &d,
+            &[
+                "--json",
+                "migrate",
+                "rehearse",
+                "--branch",
+                "main",
+                "--dir",
+                dir,
+                "--corrupt",
+                spec,
+                "--rows",
+                "3",
+            ],
+        );
+        assert!(!ok, "{spec}: {out}{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let damaged = r["corrupted"][0]["rows"].as_u64().unwrap();
+        assert!((100..=300).contains(&damaged), "about 5% of 4,000: {r}");
+        let step = &r["migrations"][0];
+        assert_eq!(step["failed"]["sqlstate"], *state, "{spec}: {r:#}");
+        let by = step["breaking_by_recipe"].as_object().unwrap();
+        let names: Vec<&String> = by.keys().collect();
+        assert_eq!(
+            names, *recipes,
+            "{spec}: grouped by the recipes that break it: {r:#}"
+        );
+        let count = step["failed"]["breaking"]["count"].as_u64().unwrap();
+        assert_eq!(by.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), count);
+        if recipes.len() == r["corrupted"][0]["recipes"].as_object().unwrap().len() {
+            assert_eq!(count, damaged, "{spec}: every damaged row breaks it: {r:#}");
+        } else {
+            // A trailing blank is one a cast forgives: only the embedded spaces break it.
+            assert_eq!(
+                count,
+                r["corrupted"][0]["recipes"]["embedded-space"]
+                    .as_u64()
+                    .unwrap()
+            );
+        }
+        assert_eq!(
+            step["failed"]["breaking"]["sample"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+    // Duplicates where no constraint stops them, then the unique index that needs them gone.
+    write(
+        &mig,
+        "V2__change.sql",
+        "CREATE UNIQUE INDEX people_email ON people (email);\n",
+    );
+    let (ok, out, _) = try_run(
+        &d,
+        &[
+            "--json",
+            "migrate",
+            "rehearse",
+            "--branch",
+            "main",
+            "--dir",
+            dir,
+            "--corrupt",
+            "people.email:2@duplicate-key",
+        ],
+    );
+    assert!(!ok);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["migrations"][0]["failed"]["sqlstate"], "23505", "{r:#}");
+    // Damage Postgres itself would stop is refused by name, before anything runs.
+    for (spec, want) in [
+        ("people.code@null", "NOT NULL"),
+        ("people.handle@duplicate-key", "unique index"),
+        (
+            "people.handle@overlong-string",
+            "character varying(10) already refuses",
+        ),
+        ("people.born@missing-digit", "needs a text column"),
+        ("people.nosuch@null", "no column nosuch"),
+    ] {
+        let (ok, _, err) = try_run(
+            &d,
+            &[
+                "migrate",
+                "rehearse",
+                "--branch",
+                "main",
+                "--dir",
+                dir,
+                "--corrupt",
+                spec,
+            ],
+        );
+        assert!(!ok && err.contains(want), "{spec}: {err}");
+    }
+    let branches = d.run(&["branch", "list"]);
+    assert!(!branches.contains("rehearse-"), "{branches}");
+}
