@@ -157,6 +157,34 @@ pub async fn fault_pause(point: &str) {
     }
 }
 
+/// A draft-07 validator for a JSON Schema shipped in the binary (formats checked). Panics on a
+/// schema that is not one: that is a build defect, caught by the first test that loads it.
+pub fn draft7(schema: &str) -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(schema).expect("the shipped schema is JSON");
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the shipped schema is a valid draft-07 schema")
+}
+
+/// Every way `v` breaks the schema, as `path: message` lines (empty when it conforms).
+pub fn violations(schema: &jsonschema::Validator, v: &serde_json::Value) -> Vec<String> {
+    schema
+        .iter_errors(v)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            let at = if at.is_empty() {
+                "(top level)".into()
+            } else {
+                at
+            };
+            format!("{at}: {e}")
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,31 +138,12 @@ impl WorkflowState {
 
 fn validator() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| {
-        let schema: serde_json::Value =
-            serde_json::from_str(SCHEMA).expect("the shipped schema is JSON");
-        jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft7)
-            .should_validate_formats(true)
-            .build(&schema)
-            .expect("the shipped schema is a valid draft-07 schema")
-    })
+    V.get_or_init(|| crate::util::draft7(SCHEMA))
 }
 
 /// Every way `v` breaks the schema, as `path: message` lines (empty when it conforms).
 pub fn violations(v: &serde_json::Value) -> Vec<String> {
-    validator()
-        .iter_errors(v)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            let at = if at.is_empty() {
-                "(top level)".into()
-            } else {
-                at
-            };
-            format!("{at}: {e}")
-        })
-        .collect()
+    crate::util::violations(validator(), v)
 }
 
 pub fn path(project: &Path) -> PathBuf {

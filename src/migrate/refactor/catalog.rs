@@ -256,25 +256,37 @@ pub(super) fn no_constraint(t: &Table, name: &str) -> String {
     )
 }
 
-pub(super) fn one_phase_plan(
+/// A plan of one refactoring: `{id}_expand` holding `expand`, then `more` (a backfill, a
+/// validation), and `{id}_contract` holding `contract` when there is a second phase.
+pub(super) fn expand_contract(
     req: &Request,
     t: &Table,
     col: &str,
-    expand: Vec<Migration>,
-    contract: Option<Migration>,
+    expand: String,
+    more: Vec<Migration>,
+    contract: Option<String>,
 ) -> Plan {
+    let id = id_of(req);
+    let mut all = vec![Migration {
+        description: format!("{id}_expand"),
+        text: expand,
+    }];
+    all.extend(more);
     Plan {
-        id: id_of(req),
         refactoring: CATALOG
             .iter()
             .find(|r| r.id == req.kind)
             .map_or("", |r| r.id),
         table: t.qualified.clone(),
         columns: vec![col.to_string()],
-        expand,
-        contract,
+        expand: all,
+        contract: contract.map(|text| Migration {
+            description: format!("{id}_contract"),
+            text,
+        }),
         old_shape: vec![],
         notes: vec![],
+        id,
     }
 }
 

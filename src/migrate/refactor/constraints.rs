@@ -85,22 +85,7 @@ pub(super) fn introduce_not_null(db: &Db, req: &Request) -> Result<Plan> {
         t.qualified,
         quote_ident(&check)
     );
-    let mut p = one_phase_plan(
-        req,
-        &t,
-        &col,
-        vec![
-            Migration {
-                description: format!("{id}_expand"),
-                text: expand,
-            },
-            second,
-        ],
-        Some(Migration {
-            description: format!("{id}_contract"),
-            text: contract,
-        }),
-    );
+    let mut p = expand_contract(req, &t, &col, expand, vec![second], Some(contract));
     p.notes = notes;
     Ok(p)
 }
@@ -121,16 +106,10 @@ pub(super) fn introduce_default(db: &Db, req: &Request) -> Result<Plan> {
         t.qualified,
         quote_ident(&col)
     );
-    Ok(one_phase_plan(
-        req,
-        &t,
-        &col,
-        vec![Migration {
-            description: id,
-            text,
-        }],
-        None,
-    ))
+    // One phase: the file is named for the refactoring, not for a phase of it.
+    let mut p = expand_contract(req, &t, &col, text, vec![], None);
+    p.expand[0].description = id;
+    Ok(p)
 }
 
 pub(super) fn add_foreign_key(db: &Db, req: &Request) -> Result<Plan> {
@@ -208,19 +187,7 @@ pub(super) fn add_foreign_key(db: &Db, req: &Request) -> Result<Plan> {
             t.qualified,
             quote_ident(&fk)
         );
-    let mut p = one_phase_plan(
-        req,
-        &t,
-        &col,
-        vec![Migration {
-            description: format!("{id}_expand"),
-            text: expand,
-        }],
-        Some(Migration {
-            description: format!("{id}_contract"),
-            text: contract,
-        }),
-    );
+    let mut p = expand_contract(req, &t, &col, expand, vec![], Some(contract));
     if orphans > 0 {
         p.notes.push(format!(
             "{orphans} row(s) of {} point at no row of {} today: clean them before the contract \

@@ -64,36 +64,29 @@ pub fn sync_trigger(
     reverse: Option<&str>,
 ) -> String {
     let name = sync_name(id);
-    let reverse_arms = match reverse {
+    // Writers of only the new shape get the old one back with `reverse`; without one,
+    // their values are kept as written.
+    let back = match reverse {
+        Some(r) => format!("{r}\n    "),
+        None => "-- no reverse: kept as written\n    ".to_string(),
+    };
+    let reverse_arms = if old.is_empty() {
         // No two shapes (introduce-not-null's filler): every write runs `forward`.
-        _ if old.is_empty() => String::new(),
-        Some(r) => format!(
+        String::new()
+    } else {
+        format!(
             "  IF TG_OP = 'UPDATE' AND {nn} IS DISTINCT FROM {on} AND {no} IS NOT DISTINCT FROM {oo} THEN\n\
              \x20   -- a writer of the new shape only\n\
-             \x20   {r}\n\
-             \x20   RETURN NEW;\n\
+             \x20   {back}RETURN NEW;\n\
              \x20 END IF;\n\
              \x20 IF TG_OP = 'INSERT' AND {no} IS NULL AND NOT {nn} IS NULL THEN\n\
-             \x20   {r}\n\
-             \x20   RETURN NEW;\n\
+             \x20   {back}RETURN NEW;\n\
              \x20 END IF;\n",
             nn = row("NEW", new),
             on = row("OLD", new),
             no = row("NEW", old),
             oo = row("OLD", old),
-        ),
-        None => format!(
-            "  IF TG_OP = 'UPDATE' AND {nn} IS DISTINCT FROM {on} AND {no} IS NOT DISTINCT FROM {oo} THEN\n\
-             \x20   RETURN NEW; -- a writer of the new shape only: kept as written\n\
-             \x20 END IF;\n\
-             \x20 IF TG_OP = 'INSERT' AND {no} IS NULL THEN\n\
-             \x20   RETURN NEW;\n\
-             \x20 END IF;\n",
-            nn = row("NEW", new),
-            on = row("OLD", new),
-            no = row("NEW", old),
-            oo = row("OLD", old),
-        ),
+        )
     };
     format!(
         "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $sync$\n\

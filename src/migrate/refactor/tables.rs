@@ -6,7 +6,7 @@ use super::super::db::Db;
 use super::catalog::*;
 use super::ident as quote_ident;
 use super::sync::{self, LOCK_TIMEOUT};
-use super::{inspect, lit, table_column, Migration, Plan, Request, Table};
+use super::{inspect, lit, table_column, Plan, Request, Table};
 
 pub(super) fn introduce_lookup_table(db: &Db, req: &Request) -> Result<Plan> {
     let (table, col) = table_column(&req.target)?;
@@ -78,21 +78,13 @@ pub(super) fn introduce_lookup_table(db: &Db, req: &Request) -> Result<Plan> {
              ALTER TABLE {} DROP COLUMN IF EXISTS {qc};\n",
             t.qualified
         );
-    let mut p = one_phase_plan(
+    let mut p = expand_contract(
         req,
         &t,
         &col,
-        vec![
-            Migration {
-                description: format!("{id}_expand"),
-                text: expand,
-            },
-            sync::backfill(&id, &t, &col, &finish),
-        ],
-        Some(Migration {
-            description: format!("{id}_contract"),
-            text: contract,
-        }),
+        expand,
+        vec![sync::backfill(&id, &t, &col, &finish)],
+        Some(contract),
     );
     p.old_shape = vec![(t.qualified.clone(), col)];
     Ok(p)
@@ -133,19 +125,7 @@ pub(super) fn drop_column(db: &Db, req: &Request) -> Result<Plan> {
              ALTER TABLE {} DROP COLUMN IF EXISTS {qc};\n",
             t.qualified
         );
-    let mut p = one_phase_plan(
-        req,
-        &t,
-        &col,
-        vec![Migration {
-            description: format!("{id}_expand"),
-            text: expand,
-        }],
-        Some(Migration {
-            description: format!("{id}_contract"),
-            text: contract,
-        }),
-    );
+    let mut p = expand_contract(req, &t, &col, expand, vec![], Some(contract));
     p.old_shape = vec![(t.qualified.clone(), col)];
     Ok(p)
 }
@@ -188,19 +168,7 @@ pub(super) fn rename_table(db: &Db, req: &Request) -> Result<Plan> {
     let contract = sync::header(&id, &what, "contract", &req.contract_after)
         + LOCK_TIMEOUT
         + &format!("DROP VIEW IF EXISTS {};\n", t.qualified);
-    let mut p = one_phase_plan(
-        req,
-        &t,
-        "",
-        vec![Migration {
-            description: format!("{id}_expand"),
-            text: expand,
-        }],
-        Some(Migration {
-            description: format!("{id}_contract"),
-            text: contract,
-        }),
-    );
+    let mut p = expand_contract(req, &t, "", expand, vec![], Some(contract));
     p.columns = vec![];
     p.old_shape = vec![(t.qualified.clone(), String::new())];
     Ok(p)
@@ -288,21 +256,13 @@ pub(super) fn move_column(db: &Db, req: &Request) -> Result<Plan> {
             b = quote_ident(&format!("{f}_back")),
             u = u.qualified,
         );
-    let mut p = one_phase_plan(
+    let mut p = expand_contract(
         req,
         &t,
         &col,
-        vec![
-            Migration {
-                description: format!("{id}_expand"),
-                text: expand,
-            },
-            sync::backfill(&id, &t, &col, ""),
-        ],
-        Some(Migration {
-            description: format!("{id}_contract"),
-            text: contract,
-        }),
+        expand,
+        vec![sync::backfill(&id, &t, &col, "")],
+        Some(contract),
     );
     p.old_shape = vec![(t.qualified.clone(), col)];
     Ok(p)

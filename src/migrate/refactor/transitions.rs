@@ -66,21 +66,13 @@ pub struct OldShape {
 
 fn validator() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| {
-        let schema: serde_json::Value =
-            serde_json::from_str(SCHEMA).expect("the shipped schema is JSON");
-        jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft7)
-            .should_validate_formats(true)
-            .build(&schema)
-            .expect("the shipped schema is a valid draft-07 schema")
-    })
+    V.get_or_init(|| crate::util::draft7(SCHEMA))
 }
 
 fn check(v: &serde_json::Value, path: &Path) -> Result<()> {
-    let errors: Vec<String> = validator()
-        .iter_errors(v)
-        .map(|e| format!("  {}: {e}", e.instance_path()))
+    let errors: Vec<String> = crate::util::violations(validator(), v)
+        .into_iter()
+        .map(|e| format!("  {e}"))
         .collect();
     if !errors.is_empty() {
         bail!(
