@@ -450,13 +450,53 @@ fn experiments_refuse_bad_input_and_choose_by_the_metric() {
     p.write("designs/columns/V100__columns_read_path.sql", COLUMNS);
     p.write("designs/lookup/V100__inventory_attributes.sql", LOOKUP);
     p.write("reads.sql", READS);
-    let base = ["experiment", "--title", "t", "--from", "main", "--workload", "reads.sql"];
+    let base = [
+        "experiment",
+        "--title",
+        "t",
+        "--from",
+        "main",
+        "--workload",
+        "reads.sql",
+    ];
     let cases: &[(&[&str], &str)] = &[
-        (&["--design", "columns=designs/columns"], "two or more designs"),
-        (&["--design", "a=designs/columns", "--design", "a=designs/lookup"], "two designs are named"),
-        (&["--design", "columns=designs/columns", "--design", "b=designs/nosuch"], "designs/nosuch"),
-        (&["--design", "columns=designs/columns", "--design", "lookup=designs/lookup", "--choose", "other"], "names no design"),
-        (&["--design", "columns", "--design", "lookup=designs/lookup"], "NAME=MIGRATIONS_DIR"),
+        (
+            &["--design", "columns=designs/columns"],
+            "two or more designs",
+        ),
+        (
+            &[
+                "--design",
+                "a=designs/columns",
+                "--design",
+                "a=designs/lookup",
+            ],
+            "two designs are named",
+        ),
+        (
+            &[
+                "--design",
+                "columns=designs/columns",
+                "--design",
+                "b=designs/nosuch",
+            ],
+            "designs/nosuch",
+        ),
+        (
+            &[
+                "--design",
+                "columns=designs/columns",
+                "--design",
+                "lookup=designs/lookup",
+                "--choose",
+                "other",
+            ],
+            "names no design",
+        ),
+        (
+            &["--design", "columns", "--design", "lookup=designs/lookup"],
+            "NAME=MIGRATIONS_DIR",
+        ),
     ];
     for (args, want) in cases {
         let a: Vec<&str> = base.iter().chain(args.iter()).copied().collect();
@@ -466,18 +506,46 @@ fn experiments_refuse_bad_input_and_choose_by_the_metric() {
     // A design whose migration fails: its branch and the others are deleted, no record.
     p.write("designs/broken/V100__broken.sql", "SELECT 1/0;\n");
     let mut a: Vec<&str> = base.to_vec();
-    a.extend(["--design", "columns=designs/columns", "--design", "broken=designs/broken"]);
+    a.extend([
+        "--design",
+        "columns=designs/columns",
+        "--design",
+        "broken=designs/broken",
+    ]);
     let (_, e) = p.json_failing(&a);
-    assert!(e.contains("design broken") && e.contains("division by zero"), "{e}");
+    assert!(
+        e.contains("design broken") && e.contains("division by zero"),
+        "{e}"
+    );
     assert!(!p.dir.join("docs/decisions").exists());
     let live = d.json(&["branch", "list"]);
-    assert_eq!(live["branches"].as_array().unwrap().len(), 1, "only main: {live}");
+    assert_eq!(
+        live["branches"].as_array().unwrap().len(),
+        1,
+        "only main: {live}"
+    );
 
     // Chosen by the metric when nobody names one: the attribute table costs more storage.
     let dec = p.json(&[
-        "experiment", "--title", "Storage of the two designs", "--from", "main", "--workload", "reads.sql",
-        "--design", "columns=designs/columns", "--design", "lookup=designs/lookup",
-        "--runs", "1", "--warmup", "0", "--transactions", "20", "--metric", "storage",
+        "experiment",
+        "--title",
+        "Storage of the two designs",
+        "--from",
+        "main",
+        "--workload",
+        "reads.sql",
+        "--design",
+        "columns=designs/columns",
+        "--design",
+        "lookup=designs/lookup",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--transactions",
+        "20",
+        "--metric",
+        "storage",
     ]);
     assert_eq!(dec["chosen"], "columns", "{dec:#}");
     assert_eq!(dec["chosen_by"], "best storage");
