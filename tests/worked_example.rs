@@ -549,4 +549,36 @@ fn experiments_refuse_bad_input_and_choose_by_the_metric() {
     ]);
     assert_eq!(dec["chosen"], "columns", "{dec:#}");
     assert_eq!(dec["chosen_by"], "best storage");
+
+    // A pgbench script as the workload: its per-transaction log is read back.
+    p.write(
+        "bench.sql",
+        "\\set b random(0, 996)\nSELECT count(*) FROM inventory_at('WH7', :b);\n",
+    );
+    let dec = p.json(&[
+        "experiment",
+        "--title",
+        "pgbench",
+        "--from",
+        "main",
+        "--workload",
+        "bench.sql",
+        "--pgbench",
+        "--design",
+        "columns=designs/columns",
+        "--design",
+        "lookup=designs/lookup",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--transactions",
+        "25",
+    ]);
+    assert_eq!(dec["number"], 2);
+    for f in dec["designs"].as_array().unwrap() {
+        assert_eq!(f["transactions"], 50, "{f}");
+        assert!(f["p95_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert!(dec["workload"].as_str().unwrap().starts_with("pgbench -f"));
 }

@@ -1,0 +1,2 @@
+-- expect: drop-cascade
+DROP TYPE order_status CASCADE;

@@ -1,0 +1,2 @@
+-- expect: enum-rename-value
+ALTER TYPE order_status RENAME VALUE 'open' TO 'pending';

@@ -1,0 +1,2 @@
+-- expect: prefer-bigint-identity
+CREATE TABLE invoices (id serial PRIMARY KEY, total numeric);

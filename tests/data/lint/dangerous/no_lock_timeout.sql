@@ -1,0 +1,2 @@
+-- expect: missing-lock-timeout
+ALTER TABLE orders ADD COLUMN note text;

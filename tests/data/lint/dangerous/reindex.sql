@@ -1,0 +1,3 @@
+-- expect: reindex-without-concurrently
+SET lock_timeout = '5s';
+REINDEX INDEX orders_customer;

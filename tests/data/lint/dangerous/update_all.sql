@@ -1,0 +1,3 @@
+-- expect: update-without-where
+SET lock_timeout = '5s';
+UPDATE orders SET status = 'open';

@@ -1,0 +1,3 @@
+-- expect: vacuum-full-or-cluster
+-- lakelet:no-transaction
+VACUUM FULL orders;
