@@ -289,23 +289,41 @@ fn write(
         },
     };
     if !o.dry_run {
-        for (name, text) in &files {
-            crate::util::write_atomically(&migrations.join(name), text.as_bytes(), 0o644)?;
-        }
-        if let (Some(c), Some(staged)) = (&plan.contract, &staged) {
-            let p = project.join(staged);
-            std::fs::create_dir_all(p.parent().expect("a file"))?;
-            crate::util::write_atomically(&p, c.text.as_bytes(), 0o644)?;
-            let by = crate::api::client::acting_principal()?.map(|(n, _)| n);
-            all.add(
-                &plan,
-                out.files.clone(),
-                staged.clone(),
-                crate::storage::format_time(now),
-                contract_after,
-                by,
-            )?;
-            transitions::save(&project, &all)?;
+        // All or nothing: the files this command wrote are removed again if a later write
+        // fails (the transitions file is written last, atomically).
+        let mut written: Vec<PathBuf> = vec![];
+        let r = (|| -> Result<()> {
+            for (name, text) in &files {
+                let p = migrations.join(name);
+                crate::util::write_atomically(&p, text.as_bytes(), 0o644)?;
+                written.push(p);
+            }
+            if let (Some(c), Some(staged)) = (&plan.contract, &staged) {
+                let p = project.join(staged);
+                std::fs::create_dir_all(p.parent().expect("a file"))?;
+                if p.exists() {
+                    bail!("{} already exists; nothing was written", p.display());
+                }
+                crate::util::write_atomically(&p, c.text.as_bytes(), 0o644)?;
+                written.push(p);
+                let by = crate::api::client::acting_principal()?.map(|(n, _)| n);
+                all.add(
+                    &plan,
+                    out.files.clone(),
+                    staged.clone(),
+                    crate::storage::format_time(now),
+                    contract_after.clone(),
+                    by,
+                )?;
+                transitions::save(&project, &all)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
         }
     }
     print(json, &out, |w| {
@@ -351,7 +369,13 @@ fn status(
     project_flag: Option<&str>,
     branch: Option<String>,
 ) -> Result<()> {
-    let (project, _) = dirs(None)?;
+    let (migrations, settings) = super::migrate::configured(None)?;
+    let project = transitions::project_of(&migrations);
+    let history = format!(
+        "{}.{}",
+        crate::migrate::db::quote_ident(&settings.schema),
+        crate::migrate::db::quote_ident(&settings.table)
+    );
     let all = transitions::load(&project)?;
     let db = match &branch {
         Some(b) => Some(connect(dd, target, project_flag, b, "postgres")?),
@@ -363,10 +387,7 @@ fn status(
         let (applied, readers) = match &db {
             Some(db) => {
                 let names: Vec<String> = db
-                    .query(
-                        "select script from flyway_schema_history where success",
-                        &[],
-                    )
+                    .query(&format!("select script from {history} where success"), &[])
                     .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
                     .unwrap_or_default();
                 let mine = t

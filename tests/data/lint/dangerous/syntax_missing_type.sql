@@ -1,0 +1,2 @@
+-- expect: syntax-error
+CREATE TABLE shipments (id bigint PRIMARY KEY, carrier);
