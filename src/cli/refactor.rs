@@ -35,32 +35,43 @@ pub enum RefactorCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Split Column: one text column into several (--into, --using), kept in sync until the contract.
     #[command(name = "split-column")]
     SplitColumn(Opts),
+    /// Merge Columns: several columns into one (--into, --using), kept in sync until the contract.
     #[command(name = "merge-columns")]
     MergeColumns(Opts),
+    /// Rename Column: the column under a new name (--to), both names in sync until the contract.
     #[command(name = "rename-column")]
     RenameColumn(Opts),
+    /// Rename Table: the table under a new name (--to), an updatable view under the old one until the contract.
     #[command(name = "rename-table")]
     RenameTable(Opts),
+    /// Move Column: a column to a table whose --via column points at this one (--to), both in sync until the contract.
     #[command(name = "move-column")]
     MoveColumn(Opts),
+    /// Replace Type: a column of a new type (--type, --to), converted both ways until the contract.
     #[command(name = "replace-type")]
     ReplaceType(Opts),
+    /// Introduce Not-Null: a NOT VALID check, NULLs backfilled (--default), SET NOT NULL at the contract.
     #[command(name = "introduce-not-null")]
     IntroduceNotNull(Opts),
+    /// Introduce Default Value: one phase, ALTER COLUMN … SET DEFAULT (--default).
     #[command(name = "introduce-default")]
     IntroduceDefault(Opts),
+    /// Add Foreign Key: NOT VALID now (--references TABLE(COLUMN)), VALIDATE at the contract.
     #[command(name = "add-foreign-key")]
     AddForeignKey(Opts),
+    /// Introduce Lookup Table: the distinct values in a table of their own (--to), an id column referencing it.
     #[command(name = "introduce-lookup-table")]
     IntroduceLookupTable(Opts),
+    /// Drop Column: deprecated now, dropped at the contract.
     #[command(name = "drop-column")]
     DropColumn(Opts),
 }
 
-/// The flags every refactoring takes; each uses the ones its mechanics need and refuses a
-/// missing one by name (`lakelet refactor list` shows which).
+// The flags every refactoring takes; each uses the ones its mechanics need and refuses a
+// missing one by name (`lakelet refactor list` shows which).
 #[derive(Args)]
 pub struct Opts {
     /// [SCHEMA.]TABLE.COLUMN (TABLE for rename-table, TABLE.A,B for merge-columns).
