@@ -5,73 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{lakelet, Daemon};
-
-/// Runs lakelet in the project directory `dir` (where `.lakebase/` lives).
-struct Project<'a> {
-    d: &'a Daemon,
-    dir: PathBuf,
-}
-
-impl Project<'_> {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = lakelet();
-        c.current_dir(&self.dir)
-            .arg("--data-dir")
-            .arg(&self.d.dir)
-            .args(args);
-        c
-    }
-
-    fn try_run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = self.cmd(args).output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.try_run(args);
-        assert!(ok, "lakelet {args:?} failed:\n{out}\n{err}");
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.run(&a)).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.try_run(args);
-        assert!(!ok, "lakelet {args:?} should fail:\n{out}");
-        err
-    }
-
-    fn migrations(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.dir.join("migrations"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
+use common::project::Project;
+use common::Daemon;
 
 fn project<'a>(d: &'a Daemon, tmp: &Path) -> Project<'a> {
-    let dir = tmp.join("app");
-    std::fs::create_dir_all(dir.join("migrations")).unwrap();
-    std::fs::write(
-        dir.join("lakelet.toml"),
-        "[migrations]\ndir = \"migrations\"\n",
-    )
-    .unwrap();
-    Project { d, dir }
+    Project::new(d, tmp, "app")
 }
 
 const SCHEMA: &str = "\

@@ -11,56 +11,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{lakelet, Daemon};
-
-struct Project<'a> {
-    d: &'a Daemon,
-    dir: PathBuf,
-}
-
-impl Project<'_> {
-    fn try_run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = lakelet()
-            .current_dir(&self.dir)
-            .arg("--data-dir")
-            .arg(&self.d.dir)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let (ok, out, err) = self.try_run(&a);
-        assert!(ok, "lakelet {args:?} failed:\n{out}\n{err}");
-        serde_json::from_str(&out).unwrap()
-    }
-
-    /// A command that must fail: its --json report (stdout) and its error (stderr).
-    fn json_failing(&self, args: &[&str]) -> (serde_json::Value, String) {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let (ok, out, err) = self.try_run(&a);
-        assert!(!ok, "lakelet {args:?} should fail:\n{out}");
-        (serde_json::from_str(&out).unwrap_or_default(), err)
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.dir.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir.join(rel)).unwrap()
-    }
-}
+use common::project::Project;
+use common::Daemon;
 
 const INVENTORY: &str = "\
 CREATE TABLE inventory (id bigint PRIMARY KEY, inventory_code text NOT NULL, qty int);
@@ -107,11 +59,7 @@ SELECT sum(qty) FROM inventory_at('WH07', 7);
 fn the_inventory_service_splits_a_column_end_to_end() {
     let d = Daemon::up(&[]);
     let tmp = tempfile::tempdir().unwrap();
-    let p = Project {
-        d: &d,
-        dir: tmp.path().join("inventory-service"),
-    };
-    p.write("lakelet.toml", "[migrations]\ndir = \"migrations\"\n");
+    let p = Project::new(&d, tmp.path(), "inventory-service");
     p.write("migrations/V86__inventory.sql", INVENTORY);
     p.json(&["migrate", "migrate", "--branch", "main"]);
 
@@ -436,11 +384,7 @@ fn the_inventory_service_splits_a_column_end_to_end() {
 fn experiments_refuse_bad_input_and_choose_by_the_metric() {
     let d = Daemon::up(&[]);
     let tmp = tempfile::tempdir().unwrap();
-    let p = Project {
-        d: &d,
-        dir: tmp.path().join("svc"),
-    };
-    p.write("lakelet.toml", "[migrations]\ndir = \"migrations\"\n");
+    let p = Project::new(&d, tmp.path(), "svc");
     p.write(
         "migrations/V1__inventory.sql",
         "CREATE TABLE inventory (id bigint PRIMARY KEY, location_code text, batch_number int, qty int);\n\

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod checkout;
+pub mod project;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
