@@ -534,22 +534,7 @@ fn rehearsal_of_the_split_column_on_corrupted_data_reports_the_rows_that_break()
     assert_eq!(got, expected, "exactly the rows that break");
 
     // The same through --corrupt on a fresh throwaway branch of main.
-    let (ok, out, _) = try_run(
-        &d,
-        &[
-            "--json",
-            "migrate",
-            "rehearse",
-            "--branch",
-            "main",
-            "--dir",
-            dir,
-            "--corrupt",
-            "inventory.inventory_code:1",
-        ],
-    );
-    assert!(!ok);
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = failed_rehearsal(&d, dir, &["--corrupt", "inventory.inventory_code:1"]);
     let c = &r["corrupted"][0];
     let rows = c["rows"].as_u64().unwrap();
     assert!((50..=200).contains(&rows), "about 1% of 10,000: {r}");
@@ -618,6 +603,17 @@ fn rehearsal_of_the_split_column_on_corrupted_data_reports_the_rows_that_break()
         ),
         "0"
     );
+}
+
+/// A rehearsal of main with the migrations in `dir` that must fail: its --json report.
+fn failed_rehearsal(d: &Daemon, dir: &str, extra: &[&str]) -> serde_json::Value {
+    let mut a = vec![
+        "--json", "migrate", "rehearse", "--branch", "main", "--dir", dir,
+    ];
+    a.extend_from_slice(extra);
+    let (ok, out, err) = try_run(d, &a);
+    assert!(!ok, "the rehearsal should fail: {out}{err}");
+    serde_json::from_str(&out).unwrap()
 }
 
 fn rehearse(d: &Daemon, args: &[&str]) -> serde_json::Value {
@@ -731,24 +727,7 @@ fn corruption_recipes_damage_every_kind_of_column_and_every_breaking_row_is_coun
     ];
     for (spec, sql, state, recipes) in cases {
         write(&mig, "V2__change.sql", sql);
-        let (ok, out, err) = try_run(
-            &d,
-            &[
-                "--json",
-                "migrate",
-                "rehearse",
-                "--branch",
-                "main",
-                "--dir",
-                dir,
-                "--corrupt",
-                spec,
-                "--rows",
-                "3",
-            ],
-        );
-        assert!(!ok, "{spec}: {out}{err}");
-        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let r = failed_rehearsal(&d, dir, &["--corrupt", spec, "--rows", "3"]);
         let damaged = r["corrupted"][0]["rows"].as_u64().unwrap();
         assert!((100..=300).contains(&damaged), "about 5% of 4,000: {r}");
         let step = &r["migrations"][0];
@@ -786,22 +765,7 @@ fn corruption_recipes_damage_every_kind_of_column_and_every_breaking_row_is_coun
         "V2__change.sql",
         "CREATE UNIQUE INDEX people_email ON people (email);\n",
     );
-    let (ok, out, _) = try_run(
-        &d,
-        &[
-            "--json",
-            "migrate",
-            "rehearse",
-            "--branch",
-            "main",
-            "--dir",
-            dir,
-            "--corrupt",
-            "people.email:2@duplicate-key",
-        ],
-    );
-    assert!(!ok);
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = failed_rehearsal(&d, dir, &["--corrupt", "people.email:2@duplicate-key"]);
     assert_eq!(r["migrations"][0]["failed"]["sqlstate"], "23505", "{r:#}");
     // Damage Postgres itself would stop is refused by name, before anything runs.
     for (spec, want) in [
