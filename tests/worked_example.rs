@@ -286,6 +286,10 @@ fn the_inventory_service_splits_a_column_end_to_end() {
         md.contains("One index answers the common read path"),
         "{md}"
     );
+    assert!(
+        md.contains("--never` keeps it"),
+        "the kept branch's expiry is said: {md}"
+    );
     let js: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(md_path.with_extension("json")).unwrap())
             .unwrap();

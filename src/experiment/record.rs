@@ -209,8 +209,10 @@ pub fn markdown(d: &Decision) -> String {
     let _ = writeln!(s, "\n## Decision\n");
     let _ = writeln!(
         s,
-        "**{}** is kept (branch `{}`).{}",
+        "**{}** is kept (branch `{}`, which expires a day after the experiment like every \
+         experiment branch; `lakelet branch expire {} --never` keeps it).{}",
         d.chosen,
+        d.kept_branch,
         d.kept_branch,
         match &d.reason {
             Some(r) => format!(" {r}"),
