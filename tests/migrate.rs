@@ -558,15 +558,7 @@ fn rehearsal_of_the_split_column_on_corrupted_data_reports_the_rows_that_break()
     write(
         &mig,
         "V87__split_inventory_code.sql",
-        &SPLIT
-            .replace(
-                "substr(inventory_code, 6, 5)::int",
-                "(substring(substr(inventory_code, 6, 5) from '^\\s*([0-9]+)\\s*$'))::int",
-            )
-            .replace(
-                "substr(inventory_code, 12)::int",
-                "(substring(substr(inventory_code, 12) from '^\\s*([0-9]+)\\s*$'))::int",
-            ),
+        &common::tolerant_split(SPLIT),
     );
     let r = rehearse(&d, &["--branch", "dirty", "--dir", dir]);
     assert_eq!(r["ok"], true, "{r}");

@@ -184,15 +184,7 @@ fn the_inventory_service_splits_a_column_end_to_end() {
     assert_eq!(again["corrupted"][0]["recipes"], *by_damage);
 
     // 3. The fix: parts that are not numbers become NULL instead of failing; rehearsal green.
-    let fixed = expand
-        .replace(
-            "substr(inventory_code, 6, 5)::int",
-            "(substring(substr(inventory_code, 6, 5) from '^\\s*([0-9]+)\\s*$'))::int",
-        )
-        .replace(
-            "substr(inventory_code, 12)::int",
-            "(substring(substr(inventory_code, 12) from '^\\s*([0-9]+)\\s*$'))::int",
-        );
+    let fixed = common::tolerant_split(&expand);
     assert_ne!(fixed, expand);
     p.write("migrations/V87__split_inventory_code_expand.sql", &fixed);
     let r = p.json(&[

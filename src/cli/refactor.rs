@@ -257,13 +257,7 @@ fn write(
     let plan = refactor::plan(&db, &req).with_context(|| format!("{kind} {}", o.subject))?;
     if plan.contract.is_some() {
         // Refuse a second transition under the same id before writing anything.
-        if all.get(&plan.id).is_ok() {
-            bail!(
-                "a transition {:?} is already recorded in {}; give this one another --id",
-                plan.id,
-                transitions::FILE
-            );
-        }
+        all.check_new(&plan.id)?;
     }
     let files: Vec<(String, String)> = (refactor::next_version(&scripts)..)
         .zip(&plan.expand)

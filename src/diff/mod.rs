@@ -63,17 +63,22 @@ pub fn lint_pending(
     let applied = runner.history()?;
     let plan = runner.plan(&applied);
     let mut out = vec![];
+    // Every script is in the one migrations directory, of the one project.
+    let project = scripts
+        .first()
+        .map(|s| crate::migrate::refactor::transitions::project_of(&s.path));
     for s in plan.pending() {
         let mut findings = crate::migrate::lint::lint(&s.text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", s.script))?;
         // A refactoring's contract: refused before its transition ends or while the base
         // still has readers of the old shape.
-        let project = crate::migrate::refactor::transitions::project_of(&s.path);
-        findings.extend(crate::migrate::refactor::transitions::lint_contract(
-            &project,
-            &s.text,
-            Some(&db),
-        )?);
+        if let Some(project) = &project {
+            findings.extend(crate::migrate::refactor::transitions::lint_contract(
+                project,
+                &s.text,
+                Some(&db),
+            )?);
+        }
         out.push(FileLint {
             file: s.script.clone(),
             findings,

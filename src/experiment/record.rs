@@ -52,7 +52,7 @@ impl Decision {
         Ok(Decision {
             number: 0,
             title: o.title.clone(),
-            date: crate::scm::state::now(),
+            date: crate::storage::format_time(crate::util::now_nanos()),
             by: o.by.clone(),
             from: o.from.clone(),
             workload: o.workload.describe(),

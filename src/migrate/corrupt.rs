@@ -317,12 +317,7 @@ pub fn apply(db: &Db, c: &Corruption, seed: u32, index: usize) -> Result<Corrupt
             c.percent
         );
     }
-    let table = db
-        .value(&format!(
-            "select {}::regclass::text",
-            quote_literal(&c.table)
-        ))?
-        .unwrap_or_else(|| c.table.clone());
+    let table = super::diagnose::canonical(db, &c.table)?;
     let mut out = Corrupted {
         table,
         column: c.column.clone(),

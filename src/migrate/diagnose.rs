@@ -262,6 +262,13 @@ fn alter_rows(db: &Db, st: &Statement, sample: usize) -> Result<Breaking, DbErro
     render(db, &table, found, sample)
 }
 
+/// `table` as Postgres names it (`"Inventory"` and `public.inventory` alike), so breaking
+/// rows and corruption marks of one table compare equal.
+pub fn canonical(db: &Db, table: &str) -> Result<String, DbError> {
+    let name = db.value(&format!("select {}::regclass::text", quote_literal(table)))?;
+    Ok(name.unwrap_or_else(|| table.to_string()))
+}
+
 /// The key expression of a row of `table` aliased `x`: its primary key as JSON, else its
 /// ctid.
 pub fn row_key(db: &Db, table: &str) -> Result<String, DbError> {
@@ -298,9 +305,8 @@ fn render(
         .iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2))))
         .collect();
-    let canonical = db.value(&format!("select {}::regclass::text", quote_literal(table)))?;
     let mut out = Breaking {
-        table: canonical.unwrap_or_else(|| table.to_string()),
+        table: canonical(db, table)?,
         count: found.len() as u64,
         ..Default::default()
     };

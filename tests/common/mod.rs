@@ -494,3 +494,16 @@ pub fn test_node_modules() -> PathBuf {
         "node-postgres and pg-copy-streams",
     )
 }
+
+/// The worked example's fix of the Split Column's arithmetic: the batch and serial parts
+/// that are not whole numbers become NULL instead of failing the cast.
+pub fn tolerant_split(sql: &str) -> String {
+    sql.replace(
+        "substr(inventory_code, 6, 5)::int",
+        "(substring(substr(inventory_code, 6, 5) from '^\\s*([0-9]+)\\s*$'))::int",
+    )
+    .replace(
+        "substr(inventory_code, 12)::int",
+        "(substring(substr(inventory_code, 12) from '^\\s*([0-9]+)\\s*$'))::int",
+    )
+}

@@ -3,11 +3,12 @@
 
 use anyhow::{bail, Result};
 
+use super::super::db::quote_literal;
 use super::super::db::Db;
 use super::ident as quote_ident;
 use super::sync::{self, LOCK_TIMEOUT};
 use super::{columns, constraints, tables};
-use super::{default_id, lit, Migration, Plan, Request, Table};
+use super::{default_id, Migration, Plan, Request, Table};
 
 /// One named refactoring.
 pub struct Refactoring {
@@ -251,8 +252,8 @@ pub(super) fn guarded(cond: &str, body: &str) -> String {
 pub(super) fn no_constraint(t: &Table, name: &str) -> String {
     format!(
         "NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {}::regclass AND conname = {})",
-        lit(&t.qualified),
-        lit(name)
+        quote_literal(&t.qualified),
+        quote_literal(name)
     )
 }
 

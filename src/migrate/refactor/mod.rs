@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::db::{quote_ident, quote_literal, Db};
+use super::db::{quote_ident, Db};
 
 pub use catalog::{Refactoring, CATALOG};
 
@@ -301,10 +301,6 @@ pub fn default_id(kind: &str, target: &str) -> String {
         .collect();
     s.truncate(48);
     s
-}
-
-pub(crate) fn lit(s: &str) -> String {
-    quote_literal(s)
 }
 
 /// An identifier as a person would write it: bare when Postgres would read it back

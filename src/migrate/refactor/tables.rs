@@ -2,11 +2,12 @@
 
 use anyhow::{bail, Result};
 
+use super::super::db::quote_literal;
 use super::super::db::Db;
 use super::catalog::*;
 use super::ident as quote_ident;
 use super::sync::{self, LOCK_TIMEOUT};
-use super::{inspect, lit, table_column, Plan, Request, Table};
+use super::{inspect, table_column, Plan, Request, Table};
 
 pub(super) fn introduce_lookup_table(db: &Db, req: &Request) -> Result<Plan> {
     let (table, col) = table_column(&req.target)?;
@@ -113,7 +114,7 @@ pub(super) fn drop_column(db: &Db, req: &Request) -> Result<Plan> {
     expand += &format!(
         "COMMENT ON COLUMN {}.{qc} IS {};\n",
         t.qualified,
-        lit(&format!(
+        quote_literal(&format!(
             "deprecated: lakelet transition {id} drops it after {}",
             req.contract_after
         ))
@@ -156,7 +157,7 @@ pub(super) fn rename_table(db: &Db, req: &Request) -> Result<Plan> {
         + &guarded(
             &format!(
                 "(SELECT relkind FROM pg_class WHERE oid = to_regclass({})) IN ('r', 'p')",
-                lit(&t.qualified)
+                quote_literal(&t.qualified)
             ),
             &format!("ALTER TABLE {} RENAME TO {};", t.qualified, quote_ident(to)),
         )

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::super::db::Db;
+use super::super::db::{quote_literal, Db};
 use super::Plan;
 
 pub const FILE: &str = ".lakebase/transitions.json";
@@ -119,6 +119,15 @@ impl Transitions {
         })
     }
 
+    /// Refuses an id already recorded (checked before anything is written, and again when
+    /// the record is added).
+    pub fn check_new(&self, id: &str) -> Result<()> {
+        if self.transitions.iter().any(|t| t.id == id) {
+            bail!("a transition {id:?} is already recorded in {FILE}; give this one another --id");
+        }
+        Ok(())
+    }
+
     /// A new transition from a plan whose files were written as `expand`.
     pub fn add(
         &mut self,
@@ -129,12 +138,7 @@ impl Transitions {
         contract_after: String,
         by: Option<String>,
     ) -> Result<()> {
-        if self.transitions.iter().any(|t| t.id == plan.id) {
-            bail!(
-                "a transition {:?} is already recorded in {FILE}; give this one another --id",
-                plan.id
-            );
-        }
+        self.check_new(&plan.id)?;
         self.transitions.push(Transition {
             id: plan.id.clone(),
             refactoring: plan.refactoring.to_string(),
@@ -178,7 +182,7 @@ pub fn readers(db: &Db, t: &Transition) -> Result<Vec<String>> {
         if db
             .value(&format!(
                 "select to_regclass({})::text",
-                super::lit(&s.table)
+                quote_literal(&s.table)
             ))?
             .is_none()
         {
