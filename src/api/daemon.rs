@@ -135,6 +135,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     // Both ports are bound before the (first-start) initdb, so a taken port fails at once.
     computes.bootstrap().await?;
     let gc = store.spawn_gc(cfg.gc_every);
+    let walker = store.spawn_walker(Duration::from_secs(2));
     let info = DaemonInfo {
         pid: std::process::id(),
         api: addr.to_string(),
@@ -245,6 +246,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     computes.shutdown().await;
     daemon.gov.shutdown().await;
     drop(gc);
+    drop(walker);
     store.sync()?;
     let _ = std::fs::remove_file(super::info_path(&data_dir));
     tracing::info!("lakelet daemon stopped");

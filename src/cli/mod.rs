@@ -200,10 +200,19 @@ enum DebugCmd {
 }
 
 pub(crate) fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> String) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+    let out = if json {
+        serde_json::to_string_pretty(v).expect("serializable")
     } else {
-        println!("{}", text(v));
+        text(v)
+    };
+    // `lakelet branch list | head`: a reader that stopped early is not an error (as in rg).
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{out}").and_then(|_| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        panic!("writing to stdout: {e}");
     }
 }
 

@@ -190,8 +190,13 @@ impl Store {
         batch.put_cf(self.cf(CF_ATTRS), &k, &v);
         let mk = codec::marker_key(ObjKey::attr(ROOT_INO), id);
         batch.put_cf(self.cf(CF_MARKERS), &mk, codec::encode_u64s(&mk, &[lsn]));
+        let stats = codec::StatsRec {
+            own_bytes: bytes,
+            versions: 1,
+            last_write: lsn,
+        };
         let k = meta::stats(id);
-        batch.put_cf(meta_cf, &k, codec::encode_u64s(&k, &[bytes, 1]));
+        batch.put_cf(meta_cf, &k, stats.encode(&k));
         batch.put_cf(
             meta_cf,
             meta::GLOBAL,
@@ -201,11 +206,8 @@ impl Store {
             .write_opt(batch, &self.write_opts())
             .map_err(Error::db(format!("creating branch '{name}'")))?;
         let mut st = self.state.write().unwrap();
-        let idx = st.insert_timeline(id, rec)?;
-        st.tls[idx as usize].as_mut().unwrap().stats = codec::StatsRec {
-            own_bytes: bytes,
-            versions: 1,
-        };
+        let idx = st.insert_timeline(id, rec, lsn)?;
+        st.tls[idx as usize].as_mut().unwrap().stats = stats;
         st.set_branch(name, brec);
         self.markers
             .write()
@@ -331,11 +333,25 @@ impl Store {
         batch.put_cf(meta_cf, &k, rec.encode(&k));
         let k = meta::branch(name);
         batch.put_cf(meta_cf, &k, brec.encode(&k));
+        // A fork has written nothing: the parent's last walk, if it still holds at the branch
+        // point, is the fork's with every page shared. Listing 1,000 fresh branches then walks
+        // no tree. (The writer lock keeps the parent from committing meanwhile.)
+        let inherited = {
+            let st = self.state.read().unwrap();
+            st.tl(st.idx(parent_tl)?)
+                .walked_at(lsn)
+                .map(|w| w.forked(lsn))
+        };
+        if let Some(walk) = inherited {
+            let k = meta::walked(id);
+            batch.put_cf(meta_cf, &k, walk.encode(&k));
+        }
         self.db
             .write_opt(batch, &self.write_opts())
             .map_err(Error::db(format!("creating branch '{name}'")))?;
         let mut st = self.state.write().unwrap();
-        st.insert_timeline(id, rec)?;
+        let idx = st.insert_timeline(id, rec, lsn)?;
+        st.tls[idx as usize].as_mut().unwrap().walked = inherited;
         st.set_branch(name, brec);
         drop(w);
         Ok(self.info(&st, name, &st.branches[name]))

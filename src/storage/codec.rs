@@ -210,6 +210,7 @@ pub mod meta {
     pub const DROP: u8 = b'X';
     pub const ORPHAN: u8 = b'O';
     pub const GLOBAL: &[u8] = b"G";
+    pub const WALKED: u8 = b'W';
 
     pub fn timeline(tl: TimelineId) -> Vec<u8> {
         Enc::default().u8(TIMELINE).tl(tl).0
@@ -225,6 +226,10 @@ pub mod meta {
     }
     pub fn stats(tl: TimelineId) -> Vec<u8> {
         Enc::default().u8(STATS).tl(tl).0
+    }
+    /// The last walk of `tl`'s files (`usage.rs`), kept until it writes again.
+    pub fn walked(tl: TimelineId) -> Vec<u8> {
+        Enc::default().u8(WALKED).tl(tl).0
     }
     /// The data id `did` was dropped (file unlinked or truncated to zero) on `tl`.
     pub fn drop(tl: TimelineId, did: DataId) -> Vec<u8> {
@@ -583,6 +588,35 @@ pub struct StatsRec {
     /// Bytes of stored versions (keys and values) this timeline owns.
     pub own_bytes: u64,
     pub versions: u64,
+    /// The lsn of the timeline's last commit. Stores written before it was kept have two
+    /// fields; `decode` returns `None` for it then.
+    pub last_write: Lsn,
+}
+
+impl StatsRec {
+    pub fn encode(&self, key: &[u8]) -> Vec<u8> {
+        encode_u64s(key, &[self.own_bytes, self.versions, self.last_write])
+    }
+    /// The record, and whether it knew its last write.
+    pub fn decode(body: &[u8]) -> Result<(StatsRec, bool)> {
+        if let Ok([own_bytes, versions, last_write]) = decode_u64s::<3>(body, "timeline stats") {
+            return Ok((
+                StatsRec {
+                    own_bytes,
+                    versions,
+                    last_write,
+                },
+                true,
+            ));
+        }
+        let [own_bytes, versions] = decode_u64s::<2>(body, "timeline stats")?;
+        let s = StatsRec {
+            own_bytes,
+            versions,
+            last_write: 0,
+        };
+        Ok((s, false))
+    }
 }
 
 /// Global counters, rewritten with every commit.
@@ -614,6 +648,26 @@ pub fn decode_u64s<const N: usize>(body: &[u8], what: &'static str) -> Result<[u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_of_older_stores_decode_without_their_last_write() {
+        let k = meta::stats(TimelineId(7));
+        let old = encode_u64s(&k, &[10, 2]);
+        let (s, known) = StatsRec::decode(unseal(&k, &old, String::new).unwrap()).unwrap();
+        assert_eq!((s.own_bytes, s.versions, known), (10, 2, false));
+        let new = StatsRec {
+            own_bytes: 10,
+            versions: 2,
+            last_write: 99,
+        };
+        let body = new.encode(&k);
+        assert_eq!(
+            StatsRec::decode(unseal(&k, &body, String::new).unwrap()).unwrap(),
+            (new, true)
+        );
+        let four = encode_u64s(&k, &[1, 2, 3, 4]);
+        assert!(StatsRec::decode(unseal(&k, &four, String::new).unwrap()).is_err());
+    }
 
     #[test]
     fn seal_detects_any_flipped_bit() {

@@ -311,11 +311,7 @@ impl Store {
                 e.stats.own_bytes = e.stats.own_bytes.saturating_sub(*bytes);
                 e.stats.versions = e.stats.versions.saturating_sub(*versions);
                 let k = meta::stats(*tl);
-                batch.put_cf(
-                    self.cf(CF_META),
-                    &k,
-                    codec::encode_u64s(&k, &[e.stats.own_bytes, e.stats.versions]),
-                );
+                batch.put_cf(self.cf(CF_META), &k, e.stats.encode(&k));
             }
         }
         self.db
@@ -411,6 +407,7 @@ impl Store {
             if dead.contains(tl) {
                 batch.delete_cf(meta_cf, meta::timeline(*tl));
                 batch.delete_cf(meta_cf, meta::stats(*tl));
+                batch.delete_cf(meta_cf, meta::walked(*tl));
                 for ino in self.orphans(*tl)? {
                     batch.delete_cf(meta_cf, meta::orphan(*tl, ino));
                 }
@@ -508,14 +505,23 @@ impl Store {
     }
 }
 
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
+impl GcHandle {
+    pub(super) fn new(stop: Arc<AtomicBool>, thread: std::thread::JoinHandle<()>) -> GcHandle {
+        GcHandle {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+pub(super) fn sleep_unless(stop: &AtomicBool, d: Duration) {
     let until = std::time::Instant::now() + d;
     while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20).min(d));
     }
 }
 
-/// Owns the background GC thread; dropping it stops the thread.
+/// Owns a background thread of the store (GC, the walker); dropping it stops the thread.
 pub struct GcHandle {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,

@@ -11,6 +11,7 @@ use rocksdb::{
 };
 use rustc_hash::FxHashMap;
 
+use super::usage::Walked;
 use super::codec::{self, meta, BranchRec, GlobalRec, ObjKey, StatsRec, TimelineRec};
 use super::error::{Error, Result};
 use super::ids::{Ino, Lsn, Nanos, TimelineId, ROOT_INO};
@@ -31,6 +32,11 @@ pub(crate) struct TlEntry {
     pub stats: StatsRec,
     /// lsn → time of each restore point.
     pub restore_points: BTreeMap<Lsn, Nanos>,
+    /// The lsn of this timeline's last commit, or an lsn no earlier than it (at open: the
+    /// store's last lsn). What a reader at an lsn at or past it sees is the timeline's head.
+    pub last_write: Lsn,
+    /// The last walk of the timeline's files (`usage.rs`), good while `last_write <= at`.
+    pub walked: Option<super::usage::Walked>,
 }
 
 #[derive(Default)]
@@ -86,7 +92,12 @@ impl State {
         }
     }
     /// Adds a timeline, computing its lineage from its (already present) ancestors.
-    pub fn insert_timeline(&mut self, id: TimelineId, rec: TimelineRec) -> Result<TlIdx> {
+    pub fn insert_timeline(
+        &mut self,
+        id: TimelineId,
+        rec: TimelineRec,
+        last_write: Lsn,
+    ) -> Result<TlIdx> {
         let idx = self.tls.len() as TlIdx;
         let mut chain = vec![(idx, id, Lsn::MAX)];
         let mut bp = rec.branch_point;
@@ -102,6 +113,8 @@ impl State {
             lineage: Arc::new(Lineage::new(chain)),
             stats: StatsRec::default(),
             restore_points: BTreeMap::new(),
+            last_write,
+            walked: None,
         }));
         self.by_id.insert(id, idx);
         Ok(idx)
@@ -244,6 +257,7 @@ impl Store {
         let meta_cf = self.cf(CF_META);
         let mut timelines: FxHashMap<TimelineId, TimelineRec> = FxHashMap::default();
         let mut stats = FxHashMap::default();
+        let mut walks = FxHashMap::default();
         let mut rps: Vec<(TimelineId, Lsn, Nanos)> = vec![];
         for item in self.db.iterator_cf(meta_cf, rocksdb::IteratorMode::Start) {
             let (k, v) = item.map_err(Error::db("reading store metadata"))?;
@@ -267,14 +281,10 @@ impl Store {
                     rps.push((tl, lsn, t as Nanos));
                 }
                 meta::STATS => {
-                    let [own_bytes, versions] = codec::decode_u64s::<2>(body, "timeline stats")?;
-                    stats.insert(
-                        d.tl()?,
-                        StatsRec {
-                            own_bytes,
-                            versions,
-                        },
-                    );
+                    stats.insert(d.tl()?, StatsRec::decode(body)?);
+                }
+                meta::WALKED => {
+                    walks.insert(d.tl()?, Walked::decode(body)?);
                 }
                 k0 if k0 == meta::GLOBAL[0] => {
                     let [last_lsn, next_ino] = codec::decode_u64s::<2>(body, "global counters")?;
@@ -305,7 +315,7 @@ impl Store {
                     Some((p, _)) => st.by_id.contains_key(&p),
                 };
                 if ready {
-                    st.insert_timeline(*id, rec.clone())
+                    st.insert_timeline(*id, rec.clone(), w.last_lsn)
                         .expect("parent present");
                 }
                 !ready
@@ -317,10 +327,21 @@ impl Store {
                 ));
             }
         }
-        for (tl, s) in stats {
-            if let Some(&i) = st.by_id.get(&tl) {
-                st.tls[i as usize].as_mut().unwrap().stats = s;
-            }
+        // A timeline with no stats record never committed: its head is its start. One whose
+        // record predates `last_write` may have written up to the store's last lsn.
+        for e in st.tls.iter_mut().flatten() {
+            e.last_write = match stats.remove(&e.id) {
+                Some((s, known)) => {
+                    e.stats = s;
+                    if known {
+                        s.last_write
+                    } else {
+                        w.last_lsn
+                    }
+                }
+                None => e.rec.start_lsn,
+            };
+            e.walked = walks.remove(&e.id);
         }
         for (tl, lsn, t) in rps {
             if let Some(&i) = st.by_id.get(&tl) {
@@ -511,6 +532,7 @@ impl<'s> Commit<'s> {
             let s = StatsRec {
                 own_bytes: e.stats.own_bytes + self.bytes,
                 versions: e.stats.versions + self.versions,
+                last_write: self.lsn,
             };
             let last_rp = e
                 .restore_points
@@ -524,11 +546,7 @@ impl<'s> Commit<'s> {
             )
         };
         let k = meta::stats(self.tl);
-        self.batch.put_cf(
-            meta_cf,
-            &k,
-            codec::encode_u64s(&k, &[stats.own_bytes, stats.versions]),
-        );
+        self.batch.put_cf(meta_cf, &k, stats.encode(&k));
         let g = GlobalRec {
             last_lsn: self.lsn,
             next_ino: self.w.next_ino,
@@ -564,6 +582,7 @@ impl<'s> Commit<'s> {
             let mut st = store.state.write().unwrap();
             let e = st.tls[self.idx as usize].as_mut().unwrap();
             e.stats = stats;
+            e.last_write = self.lsn;
             if need_rp {
                 e.restore_points.insert(self.lsn, now);
             }

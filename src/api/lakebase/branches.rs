@@ -89,11 +89,12 @@ impl Daemon {
                     .tiers
                     .get(&info.name)
                     .is_some_and(|t| t.protected));
+        // The last walk's figure: a list of 1,000 branches walks none (the walker fills in
+        // a branch never walked; `get` and `usage` walk one that wrote since).
         let size = self
             .computes
             .store()
-            .usage(&info.name)
-            .ok()
+            .usage_kept(&info.name)
             .map(|u| u.logical_size);
         let expire_time = l.expire_at.map(timestamp);
         let updated = l
@@ -329,7 +330,10 @@ pub(super) async fn get(
 ) -> ApiResult<Branch> {
     d.check_project(&p)?;
     query(q, &[])?;
-    Ok(Json(d.branch_resource(&d.lakebase_branch(&b)?)))
+    let info = d.lakebase_branch(&b)?;
+    // One branch: its size as of now (walked again only if it wrote since).
+    d.computes.store().usage(&b)?;
+    Ok(Json(d.branch_resource(&info)))
 }
 
 pub(super) async fn list(
