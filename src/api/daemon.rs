@@ -42,6 +42,8 @@ pub struct DaemonConfig {
     pub fine_window: Duration,
     /// The lakelet.toml whose policy the daemon enforces (`lakelet policy apply` re-reads it).
     pub policy: Option<PathBuf>,
+    /// How often each branch's storage is sampled for the dashboard's history plot.
+    pub sample_every: Duration,
 }
 
 pub(super) struct Daemon {
@@ -50,7 +52,10 @@ pub(super) struct Daemon {
     pub gov: Arc<Governor>,
     pub proxy: Arc<Proxy>,
     pub info: DaemonInfo,
-    auth: Arc<Auth>,
+    pub(super) auth: Arc<Auth>,
+    /// Each branch's storage over time (the dashboard's plot), sampled every
+    /// `DaemonConfig::sample_every`.
+    pub history: super::dashboard::History,
     pub ops: Mutex<HashMap<String, Operation>>,
     next_op: std::sync::atomic::AtomicU64,
     pub(super) shutdown: Notify,
@@ -156,10 +161,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     let daemon = Arc::new(Daemon {
         computes: computes.clone(),
         branches: branches.clone(),
-        auth: Arc::new(Auth {
-            token,
-            gov: gov.clone(),
-        }),
+        auth: Arc::new(Auth::new(token, gov.clone())),
         gov,
         proxy: proxy.clone(),
         info: info.clone(),
@@ -168,6 +170,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         shutdown: Notify::new(),
         project: cfg.project.clone(),
         lakebase_ops: Default::default(),
+        history: Default::default(),
         forge: Mutex::new(super::records::Records::at(
             data_dir.join("forge"),
             super::records::Urls::Api(format!("http://{addr}/lakelet/v1")),
@@ -199,6 +202,18 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
                         &Ok(()),
                     );
                 }
+            }
+        })
+    };
+
+    let sampler = {
+        let d = daemon.clone();
+        let every = cfg.sample_every;
+        tokio::spawn(async move {
+            loop {
+                let d2 = d.clone();
+                let _ = tokio::task::spawn_blocking(move || d2.history.sample(d2.store())).await;
+                tokio::time::sleep(every).await;
             }
         })
     };
@@ -243,6 +258,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
     stop_proxy.notify_one();
     let _ = proxy_task.await;
     reaper.abort();
+    sampler.abort();
     computes.shutdown().await;
     daemon.gov.shutdown().await;
     drop(gc);
@@ -257,7 +273,8 @@ fn router(d: Shared) -> Router {
     let v1 = super::internal::routes()
         .route("/import", post(super::import::start))
         .merge(super::governance::routes())
-        .merge(super::forge::routes());
+        .merge(super::forge::routes())
+        .merge(super::dashboard::routes());
     Router::new()
         .nest("/lakelet/v1", v1)
         .merge(super::lakebase::routes())
@@ -278,6 +295,9 @@ fn router(d: Shared) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(d.auth.clone(), auth))
         .layer(axum::middleware::map_response(json_errors))
+        // The dashboard's page and assets: public (they hold no data; every figure they show
+        // comes from the authenticated routes above).
+        .merge(super::dashboard::assets())
         // Public discovery metadata the Databricks SDKs probe before authenticating: no OIDC
         // here (bearer tokens only), no workspace or account id.
         .route(

@@ -133,10 +133,56 @@ pub(super) struct Caller {
     pub via: &'static str,
 }
 
-/// What the auth layer needs: the owner's token, and the governor that knows principals.
+/// What the auth layer needs: the owner's token, the governor that knows principals, and the
+/// dashboard's sessions.
 pub(super) struct Auth {
     pub token: String,
     pub gov: Arc<Governor>,
+    /// Session id → (principal, expiry). A session is opened with a bearer token and lets a
+    /// browser read (GET only: the cookie never authorizes a change, so a cross-site form
+    /// cannot act through it). The principal's role is looked up again on every request.
+    pub sessions: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+}
+
+/// The dashboard's session cookie.
+pub(super) const SESSION_COOKIE: &str = "lakelet_session";
+/// How long a dashboard session lasts.
+pub(super) const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+impl Auth {
+    pub fn new(token: String, gov: Arc<Governor>) -> Auth {
+        Auth {
+            token,
+            gov,
+            sessions: Default::default(),
+        }
+    }
+
+    /// Opens a session for `principal`; returns the cookie's value.
+    pub fn open_session(&self, principal: &str) -> String {
+        let id = crate::util::hex(&crate::util::random_bytes::<32>());
+        let mut s = self.sessions.lock().unwrap();
+        let now = std::time::Instant::now();
+        s.retain(|_, (_, until)| *until > now);
+        s.insert(id.clone(), (principal.to_string(), now + SESSION_TTL));
+        id
+    }
+
+    /// The actor of a live session named in the request's cookies.
+    fn session_actor(&self, headers: &HeaderMap) -> Option<Actor> {
+        let id = headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))?;
+        let s = self.sessions.lock().unwrap();
+        let (principal, until) = s.get(id)?;
+        if *until <= std::time::Instant::now() {
+            return None;
+        }
+        self.gov.actor(principal)
+    }
 }
 
 pub(super) async fn auth(
@@ -150,6 +196,8 @@ pub(super) async fn auth(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .and_then(|secret| d.gov.actor_for_secret(secret.trim(), &d.token));
+    let reads = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
+    let actor = actor.or_else(|| reads.then(|| d.session_actor(&headers)).flatten());
     let Some(actor) = actor else {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,

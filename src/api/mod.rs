@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod dashboard;
 mod forge;
 pub mod governance;
 mod http;

@@ -91,6 +91,9 @@ pub struct DaemonArgs {
     /// nearest lakelet.toml, if it declares one. The root tier names the root branch.
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// How often each branch's storage is sampled for the dashboard's history plot.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
+    storage_sample_every: Duration,
     /// How often background GC runs (tests lengthen it to observe GC on demand).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, hide = true)]
     gc_every: Duration,
@@ -105,6 +108,10 @@ impl DaemonArgs {
             format!("--start-timeout={}s", self.start_timeout.as_secs()),
             format!("--reap-every={}ms", self.reap_every.as_millis()),
             format!("--gc-every={}s", self.gc_every.as_secs()),
+            format!(
+                "--storage-sample-every={}ms",
+                self.storage_sample_every.as_millis()
+            ),
             format!("--proxy-port={}", self.proxy_port),
             format!("--proxy-host={}", self.proxy_host),
             format!("--auth={}", auth_name(self.auth)),
@@ -171,6 +178,7 @@ impl DaemonArgs {
                 ..Settings::default()
             },
             gc_every: self.gc_every,
+            sample_every: self.storage_sample_every,
             reap_every: self.reap_every,
             project: self.api_project.clone().unwrap_or_else(|| "local".into()),
             history_retention: self.history_retention,
@@ -315,6 +323,33 @@ pub fn up(data_dir: &Path, json: bool, args: &DaemonArgs) -> Result<()> {
 }
 
 /// `lakelet token`: the local API's bearer token, alone or as the SDK's environment.
+/// `lakelet dashboard`: the page's address; the fragment `#token=` is read by the page, sent
+/// once to open a cookie session, and removed from the address bar.
+pub fn dashboard(data_dir: &Path, json: bool) -> Result<()> {
+    let info = running_daemon(data_dir).with_context(|| {
+        format!(
+            "no daemon is running for {} (start it with `lakelet up{}`)",
+            data_dir.display(),
+            crate::api::client::data_dir_flag(data_dir)
+        )
+    })?;
+    let secret = match std::env::var("LAKELET_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => s,
+        None => std::fs::read_to_string(crate::api::token_path(data_dir))
+            .context("reading the API token (are you the user who ran `lakelet up`?)")?
+            .trim()
+            .to_string(),
+    };
+    let base = format!("http://{}/ui/", info.api);
+    let url = format!("{base}#token={secret}");
+    let v = serde_json::json!({ "url": url, "page": base });
+    crate::cli::print(json, &v, |_| url.clone());
+    Ok(())
+}
+
 pub fn token(data_dir: &Path, json: bool, env: bool) -> Result<()> {
     let path = crate::api::token_path(data_dir);
     let token = std::fs::read_to_string(&path)

@@ -76,6 +76,9 @@ enum Cmd {
         #[arg(long)]
         env: bool,
     },
+    /// The dashboard's address, with a one-use sign-in in its fragment (the token never
+    /// reaches a server log): open it in a browser. As a principal, with LAKELET_SECRET.
+    Dashboard,
     /// Open psql on a branch (its compute starts if stopped): `lakelet psql NAME -- -c 'select 1'`.
     Psql {
         name: String,
@@ -276,6 +279,7 @@ pub fn run(cli: Cli) -> Result<()> {
             branch::run(dd, json, &api, b)?
         }
         Cmd::Token { env } => daemon::token(dd, json, env)?,
+        Cmd::Dashboard => daemon::dashboard(dd, json)?,
         Cmd::Psql { name, args } => {
             let api = config::branches(dd, cli.target, cli.project.as_deref())?;
             connect::psql(dd, &api, &name, &args)?

@@ -93,6 +93,11 @@ impl AuditLog {
         })
     }
 
+    /// The sequence number the next record will get (so: how many were written, plus one).
+    pub fn next_seq(&self) -> u64 {
+        self.inner.lock().unwrap().next_seq
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -140,6 +140,11 @@ impl Store {
         Ok(self.info(&st, name, b))
     }
 
+    /// Changes whenever any branch record does (see `State::names_version`).
+    pub fn names_version(&self) -> u64 {
+        self.state.read().unwrap().names_version
+    }
+
     /// The timeline a branch points at now.
     pub fn branch_timeline(&self, name: &str) -> Result<TimelineId> {
         Ok(self.state.read().unwrap().branch(name)?.timeline)
@@ -265,6 +270,7 @@ impl Store {
         let mut st = self.state.write().unwrap();
         // Same timeline, same name: only the record changes.
         st.branches.insert(name.to_string(), rec);
+        st.names_version += 1;
         Ok(self.info(&st, name, &st.branches[name]))
     }
 

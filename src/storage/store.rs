@@ -11,12 +11,12 @@ use rocksdb::{
 };
 use rustc_hash::FxHashMap;
 
-use super::usage::Walked;
 use super::codec::{self, meta, BranchRec, GlobalRec, ObjKey, StatsRec, TimelineRec};
 use super::error::{Error, Result};
 use super::ids::{Ino, Lsn, Nanos, TimelineId, ROOT_INO};
 use super::index::{Lineage, MarkerIndex, TlIdx};
 pub use super::options::{Clock, Durability, ManualClock, Options, SystemClock};
+use super::usage::Walked;
 
 pub(crate) const CF_PAGES: &str = "pages";
 pub(crate) const CF_ATTRS: &str = "attrs";
@@ -46,6 +46,9 @@ pub(crate) struct State {
     pub branches: BTreeMap<String, BranchRec>,
     /// timeline → the branch name pointing at it (the reverse of `branches`).
     pub named: FxHashMap<TimelineId, String>,
+    /// Bumped whenever a branch record changes (created, repointed, annotated, removed): how
+    /// a watcher (the dashboard) knows the list changed without comparing it.
+    pub names_version: u64,
 }
 
 impl State {
@@ -77,6 +80,7 @@ impl State {
     }
     /// Points `name` at `rec.timeline` (every name owns its timeline alone).
     pub fn set_branch(&mut self, name: &str, rec: BranchRec) {
+        self.names_version += 1;
         debug_assert!(
             !self.named.contains_key(&rec.timeline),
             "a timeline has one name"
@@ -87,6 +91,7 @@ impl State {
         }
     }
     pub fn remove_branch(&mut self, name: &str) {
+        self.names_version += 1;
         if let Some(old) = self.branches.remove(name) {
             self.named.remove(&old.timeline);
         }

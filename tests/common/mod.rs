@@ -370,6 +370,14 @@ impl Daemon {
         (status, r.body_mut().read_to_string().unwrap_or_default())
     }
 
+    /// The API's `host:port`.
+    pub fn api_addr(&self) -> String {
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.dir.join("daemon.json")).unwrap())
+                .unwrap();
+        info["api"].as_str().unwrap().to_string()
+    }
+
     /// The owner's API token (DATA/api-token).
     pub fn api_token(&self) -> String {
         std::fs::read_to_string(self.dir.join("api-token"))
@@ -506,4 +514,19 @@ pub fn tolerant_split(sql: &str) -> String {
         "substr(inventory_code, 12)::int",
         "(substring(substr(inventory_code, 12) from '^\\s*([0-9]+)\\s*$'))::int",
     )
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or `limit` passes (then `None`). For
+/// waiting on something the daemon does in the background; never a timing assertion.
+pub fn wait_until<T>(limit: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > until {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
