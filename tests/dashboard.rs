@@ -389,3 +389,132 @@ fn dashboard_routes_page_filter_and_refuse() {
         "no new storage point after 10 MB were written"
     );
 }
+
+/// The page in headless Chromium: it signs in from `lakelet dashboard`'s address, shows the
+/// tree the test made (tiers, depth), answers the keyboard, filters the tree and the audit,
+/// and shows a branch created meanwhile without a reload. A screenshot is kept in the
+/// test's output directory.
+#[test]
+fn dashboard_in_a_real_browser() {
+    use common::browser::Browser;
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = governed(tmp.path());
+    d.run(&["branch", "create", "dev-a", "--from", "staging"]);
+    d.run(&["branch", "create", "dev-a-1", "--from", "dev-a"]);
+    d.run(&["branch", "create", "dev-b", "--from", "staging"]);
+    d.run(&[
+        "branch",
+        "create",
+        "nightly",
+        "--from",
+        "staging",
+        "--snapshot",
+    ]);
+    d.fails(&["branch", "delete", "main"]);
+    let url = d.json(&["dashboard"])["url"].as_str().unwrap().to_string();
+    assert!(url.contains("/ui/#token="));
+
+    let mut b = Browser::launch();
+    b.goto(&url);
+    b.wait_for(
+        "the page ready",
+        "document.body.dataset.ready === 'true'",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        b.eval("location.hash"),
+        "",
+        "the token left the address bar"
+    );
+    assert_eq!(b.eval("document.getElementById('login').hidden"), true);
+
+    // The tree: every branch, in tree order, at its depth, tiers marked.
+    let rows = b.eval(
+        "[...document.querySelectorAll('#tree [role=treeitem]')]
+           .map(e => [e.dataset.name, +e.getAttribute('aria-level'), !!e.querySelector('.badge.tier')])",
+    );
+    assert_eq!(
+        rows,
+        serde_json::json!([
+            ["main", 1, true],
+            ["staging", 2, true],
+            ["dev-a", 3, false],
+            ["dev-a-1", 4, false],
+            ["dev-b", 3, false],
+            ["nightly", 3, false]
+        ])
+    );
+
+    // The keyboard: focus the tree, two steps down select staging and show it.
+    b.eval("document.getElementById('tree').focus()");
+    b.key("ArrowDown", 40);
+    b.key("ArrowDown", 40);
+    b.wait_for(
+        "staging's details",
+        "document.getElementById('detail-h').textContent === 'Branch staging'
+           && document.querySelector('#detail svg.plot') !== null",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        b.eval("document.getElementById('tree').getAttribute('aria-activedescendant')"),
+        "row-1"
+    );
+
+    // The name filter, typed.
+    b.eval("document.getElementById('q').focus()");
+    b.type_text("dev-b");
+    b.wait_for(
+        "the tree filtered to dev-b",
+        "JSON.stringify([...document.querySelectorAll('#tree .row')].map(e => e.dataset.name)) === '[\"dev-b\"]'",
+        Duration::from_secs(10),
+    );
+    b.eval(
+        "const q = document.getElementById('q'); q.value = ''; q.dispatchEvent(new Event('input'))",
+    );
+    b.wait_for(
+        "the whole tree back",
+        "document.querySelectorAll('#tree .row').length === 6",
+        Duration::from_secs(10),
+    );
+
+    // The audit, filtered to refusals.
+    b.eval("document.getElementById('tab-audit').click()");
+    b.wait_for(
+        "the audit",
+        "document.querySelectorAll('#audit tbody tr[data-decision]').length > 1",
+        Duration::from_secs(10),
+    );
+    b.eval(
+        "document.getElementById('a-decision').value = 'refused';
+         document.getElementById('audit-filters').requestSubmit()",
+    );
+    let decisions = b.wait_for(
+        "only refusals",
+        "(() => { const d = [...document.querySelectorAll('#audit tbody tr[data-decision]')].map(r => r.dataset.decision);
+                  return d.length > 0 && d.every(x => x === 'refused') ? d : null })()",
+        Duration::from_secs(10),
+    );
+    assert!(!decisions.as_array().unwrap().is_empty());
+
+    // Live: a branch made now appears without a reload (the same document throughout).
+    b.eval("window.__sameDocument = 42");
+    d.run(&["branch", "create", "dev-live", "--from", "staging"]);
+    b.wait_for(
+        "dev-live in the tree",
+        "document.querySelector('#tree .row[data-name=\"dev-live\"]') !== null",
+        Duration::from_secs(15),
+    );
+    assert_eq!(b.eval("window.__sameDocument"), 42, "the page was reloaded");
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard/dashboard.png");
+    b.eval("document.getElementById('tab-ttl').click()");
+    b.screenshot(&shot);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{}",
+        shot.display()
+    );
+    eprintln!("screenshot: {}", shot.display());
+}
