@@ -781,25 +781,19 @@ impl Harness {
             // The kept walk (reused until the branch writes, inherited by a fork) is what a
             // fresh walk finds, and its sizes are the model's.
             let u = store.usage(name).unwrap();
-            assert_eq!(
-                u,
-                store.usage_uncached(name).unwrap(),
-                "branch {name}'s usage"
-            );
-            let files: Vec<usize> =
-                m.tl.head()
-                    .values()
-                    .filter_map(|n| match n {
-                        Node::File { data, .. } => Some(data.len()),
-                        _ => None,
-                    })
-                    .collect();
+            assert_eq!(u, store.usage_uncached(name).unwrap(), "branch {name}'s usage");
+            let files: Vec<usize> = m
+                .tl
+                .head()
+                .values()
+                .filter_map(|n| match n {
+                    Node::File { data, .. } => Some(data.len()),
+                    _ => None,
+                })
+                .collect();
             assert_eq!(u.files, files.len() as u64, "branch {name}'s files");
             let logical: usize = files.iter().sum();
-            assert_eq!(
-                u.logical_size, logical as u64,
-                "branch {name}'s logical size"
-            );
+            assert_eq!(u.logical_size, logical as u64, "branch {name}'s logical size");
         }
     }
 }

@@ -59,8 +59,11 @@ pub struct Project {
 /// A named precondition from above: the problems it finds in the project (empty: passes).
 pub struct Check {
     pub name: &'static str,
-    pub run: Box<dyn Fn(&std::path::Path) -> Result<Vec<String>>>,
+    pub run: Box<CheckFn>,
 }
+
+/// Given the project directory, every problem found.
+pub type CheckFn = dyn Fn(&std::path::Path) -> Result<Vec<String>>;
 
 /// What lint findings on a PR's migrations do to its CI run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]

@@ -11,12 +11,12 @@ use rocksdb::{
 };
 use rustc_hash::FxHashMap;
 
+use super::usage::Walked;
 use super::codec::{self, meta, BranchRec, GlobalRec, ObjKey, StatsRec, TimelineRec};
 use super::error::{Error, Result};
 use super::ids::{Ino, Lsn, Nanos, TimelineId, ROOT_INO};
 use super::index::{Lineage, MarkerIndex, TlIdx};
 pub use super::options::{Clock, Durability, ManualClock, Options, SystemClock};
-use super::usage::Walked;
 
 pub(crate) const CF_PAGES: &str = "pages";
 pub(crate) const CF_ATTRS: &str = "attrs";

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::codec::{self, meta, FileKind, ObjKey};
-use super::error::{Error, Result};
 use super::gc::{sleep_unless, GcHandle};
+use super::error::{Error, Result};
 use super::ids::{Ino, PAGE_SIZE, ROOT_INO};
 use super::ids::{Lsn, TimelineId};
 use super::store::{Store, TlEntry, CF_META};
