@@ -15,4 +15,5 @@ pub mod policy;
 pub mod proxy;
 pub mod scm;
 pub mod storage;
+pub mod tdd;
 pub mod util;

@@ -27,6 +27,8 @@ pub struct Config {
     pub target: TargetTable,
     pub migrations: MigrationsTable,
     pub ci: CiTable,
+    /// `[tdd]`: the opt-in TDD layer (src/tdd).
+    pub tdd: crate::tdd::Config,
     /// Where it was read from, for messages.
     #[serde(skip)]
     pub path: Option<PathBuf>,

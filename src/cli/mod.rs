@@ -14,6 +14,7 @@ mod policy;
 mod project;
 mod refactor;
 mod scm;
+mod tdd;
 
 use std::path::{Path, PathBuf};
 
@@ -137,6 +138,10 @@ enum Cmd {
     /// → pr-ready → ci-green → merged.
     #[command(subcommand)]
     Scm(scm::ScmCmd),
+    /// The opt-in TDD layer (`[tdd] enabled = true`): intake, role steps, gates, the locked
+    /// test list, red-green-refactor cycles on their own branches, status.
+    #[command(subcommand)]
+    Tdd(tdd::TddCmd),
     /// What the CI workflows run (the same on a laptop): ci pr, ci merge, ci cleanup-orphans.
     #[command(subcommand)]
     Ci(scm::CiCmd),
@@ -336,6 +341,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Debug(DebugCmd::CrashWriter) => crash_writer(dd)?,
         Cmd::Init { force } => project::init(dd, json, cli.target, cli.project.as_deref(), force)?,
         Cmd::Scm(c) => scm::scm(dd, json, cli.target, cli.project.as_deref(), c)?,
+        Cmd::Tdd(c) => tdd::run(dd, json, cli.target, cli.project.as_deref(), c)?,
         Cmd::Ci(c) => scm::ci(dd, json, cli.target, cli.project.as_deref(), c)?,
         Cmd::Rollback {
             tier,

@@ -36,6 +36,11 @@ pub(super) fn project(project_flag: Option<&str>) -> Result<Project> {
         test_command: cfg.ci.test.clone(),
         lint: cfg.ci.lint.unwrap_or_default(),
         approvals: cfg.ci.approvals.unwrap_or(0),
+        // One opt-in hook: prepare-pr runs the TDD layer's check, known to scm only by name.
+        pr_check: cfg
+            .tdd
+            .enabled
+            .then(|| super::tdd::pr_check(cfg.tdd.clone())),
         merge_snapshot_ttl: match &cfg.ci.snapshot_ttl {
             Some(t) => humantime::parse_duration(t)
                 .with_context(|| format!("[ci] snapshot_ttl {t:?}: a duration like 2d or 12h"))?,

@@ -51,7 +51,19 @@ pub struct Project {
     pub merge_snapshot_ttl: std::time::Duration,
     /// `[ci] approvals`: how many approvals of its head a PR needs before it is merged.
     pub approvals: usize,
+    /// An extra precondition of prepare-pr, given by the CLI when a layer above opts in (the
+    /// TDD layer, as "tdd"); scm knows only its name and the problems it returns.
+    pub pr_check: Option<Check>,
 }
+
+/// A named precondition from above: the problems it finds in the project (empty: passes).
+pub struct Check {
+    pub name: &'static str,
+    pub run: Box<CheckFn>,
+}
+
+/// Given the project directory, every problem found.
+pub type CheckFn = dyn Fn(&std::path::Path) -> Result<Vec<String>>;
 
 /// What lint findings on a PR's migrations do to its CI run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -154,6 +166,26 @@ impl Env<'_> {
     /// inside the common `{principal}-*` feature-name rule.
     pub fn feature_branch(&self, id: &str) -> String {
         format!("{}-{id}", self.principal)
+    }
+
+    /// The workflow's branch primitive: a database branch `name` forked from `source` with a
+    /// TTL (so a target that fills in none still expires it). Claim makes the feature branch
+    /// with it, and the TDD layer its cycle branches; the caller records it in the forge's
+    /// ledger (`Forge::made`) so cleanups touch only what the workflow made.
+    pub fn fork(
+        &self,
+        name: &str,
+        source: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<crate::api::lakebase::types::Branch> {
+        self.api.create(
+            name,
+            crate::api::lakebase::types::BranchSpec {
+                source_branch: Some(self.api.branch_name(source)),
+                ttl: ttl.map(|t| format!("{}s", t.as_secs().max(1))),
+                ..Default::default()
+            },
+        )
     }
 
     /// Whether `name` is a branch; Err only when the API cannot answer.

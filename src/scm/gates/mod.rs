@@ -14,7 +14,6 @@ pub use prepare::{prepare_pr, Prepared};
 use super::forge::Run;
 use super::state::{self, Phase, WorkflowState};
 use super::{pipeline, Ctx, Preconditions};
-use crate::api::lakebase::types::BranchSpec;
 
 impl Ctx<'_> {
     fn load(&self) -> Result<WorkflowState> {
@@ -193,20 +192,9 @@ pub fn claim(cx: &Ctx, feature: &str, parent: Option<&str>) -> Result<WorkflowSt
         }
         pre.verdict("claim")?;
 
-        let created = cx.env.api.create(
-            &db,
-            BranchSpec {
-                source_branch: Some(cx.env.api.branch_name(&entry)),
-                // The feature TTL of the policy: a target that fills in none of its own (a
-                // daemon without a declared policy, Lakebase) still gets an expiry.
-                ttl: p
-                    .policy
-                    .features
-                    .ttl
-                    .map(|t| format!("{}s", t.as_secs().max(1))),
-                ..Default::default()
-            },
-        )?;
+        // The feature TTL of the policy: a target that fills in none of its own (a daemon
+        // without a declared policy, Lakebase) still gets an expiry.
+        let created = cx.env.fork(&db, &entry, p.policy.features.ttl)?;
         if let Err(e) = cx.git.out(&["switch", "-c", &branch, &entry]) {
             let _ = cx.env.api.delete(&db, true);
             return Err(e.context("creating the git branch; the database branch was deleted again"));

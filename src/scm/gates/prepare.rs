@@ -89,6 +89,16 @@ pub fn prepare_pr(cx: &Ctx) -> Result<Prepared> {
         if let Err(e) = &scripts {
             pre.fail(format!("the migrations do not load: {e:#}"));
         }
+        if let Some(c) = &cx.project.pr_check {
+            match (c.run)(&cx.project.dir) {
+                Ok(problems) => {
+                    for p in problems {
+                        pre.fail(format!("check '{}': {p}", c.name));
+                    }
+                }
+                Err(e) => pre.fail(format!("check '{}' could not run: {e:#}", c.name)),
+            }
+        }
         pre.verdict("prepare-pr")?;
         let scripts = scripts?;
         let tier = s.get("parent_branch").to_string();
