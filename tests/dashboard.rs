@@ -518,3 +518,105 @@ fn dashboard_in_a_real_browser() {
     );
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// The numbers in docs/BENCHMARKS.md: `branch list` and `status` at N branches
+/// (LAKELET_DASHBOARD_BRANCHES, default 1,000), and the page's first paint and ready time in
+/// Chromium, medians of interleaved rounds. A benchmark, not a test: it asserts nothing about
+/// time. `cargo test --release --test dashboard -- --ignored --nocapture bench`
+#[test]
+#[ignore]
+fn bench_listing_and_first_paint() {
+    use common::browser::Browser;
+    use std::time::{Duration, Instant};
+    let n: usize = std::env::var("LAKELET_DASHBOARD_BRANCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let d = Daemon::up(&[]);
+    let token = d.api_token();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..4 {
+            let (d, token) = (&d, &token);
+            s.spawn(move || {
+                for i in (w..n).step_by(4) {
+                    let (st, body) = d.http(
+                        token,
+                        "POST",
+                        &format!("/api/2.0/postgres/projects/local/branches?branch_id=b{i:05}"),
+                        Some(serde_json::json!({ "spec": {
+                            "source_branch": "projects/local/branches/main", "no_expiry": true } })),
+                    );
+                    assert_eq!(st, 200, "{body}");
+                }
+            });
+        }
+    });
+    eprintln!("created {n} branches in {:.1} s", t.elapsed().as_secs_f64());
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let time = |args: &[&str]| {
+        let t = Instant::now();
+        d.run(args);
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    let (mut list, mut status, mut page) = (vec![], vec![], vec![]);
+    for _ in 0..7 {
+        list.push(time(&["branch", "list", "--json"]));
+        status.push(time(&["status", "--json"]));
+        let t = Instant::now();
+        let (st, _) = d.http(
+            &token,
+            "GET",
+            "/lakelet/v1/dashboard/branches?page_size=200",
+            None,
+        );
+        assert_eq!(st, 200);
+        page.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let url = d.json(&["dashboard"])["url"].as_str().unwrap().to_string();
+    let (mut fcp, mut ready) = (vec![], vec![]);
+    let mut b = Browser::launch();
+    for round in 0..7 {
+        // A fresh document each round; the session cookie from the first stays.
+        let u = if round == 0 {
+            url.clone()
+        } else {
+            url.split('#').next().unwrap().to_string()
+        };
+        b.goto("about:blank");
+        b.goto(&u);
+        b.wait_for(
+            "ready",
+            "document.body && document.body.dataset.ready === 'true'",
+            Duration::from_secs(60),
+        );
+        let v = b.wait_for(
+            "the paint timings",
+            "(() => { const f = performance.getEntriesByName('first-contentful-paint')[0];
+                      const r = performance.getEntriesByName('lakelet-ready')[0];
+                      return f && r ? [f.startTime, r.startTime] : null })()",
+            Duration::from_secs(20),
+        );
+        if round > 0 {
+            fcp.push(v[0].as_f64().unwrap());
+            ready.push(v[1].as_f64().unwrap());
+        }
+    }
+    let shot =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dashboard/bench-{n}.png"));
+    b.screenshot(&shot);
+    println!("| branches | branch list --json | status --json | API page of 200 | first contentful paint | tree drawn |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| {n} | {:.0} ms | {:.0} ms | {:.1} ms | {:.0} ms | {:.0} ms |",
+        median(list),
+        median(status),
+        median(page),
+        median(fcp),
+        median(ready)
+    );
+    eprintln!("screenshot: {}", shot.display());
+}

@@ -134,6 +134,34 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` branches after `after` in name order that `keep` accepts, and whether
+    /// more follow: one page of a listing at the cost of the page, not of every branch.
+    pub fn branches_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        mut keep: impl FnMut(&BranchInfo) -> bool,
+    ) -> (Vec<BranchInfo>, bool) {
+        use std::ops::Bound;
+        let st = self.state.read().unwrap();
+        let from = match after {
+            Some(a) => Bound::Excluded(a.to_string()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for (n, b) in st.branches.range::<String, _>((from, Bound::Unbounded)) {
+            let info = self.info(&st, n, b);
+            if !keep(&info) {
+                continue;
+            }
+            if out.len() == limit {
+                return (out, true);
+            }
+            out.push(info);
+        }
+        (out, false)
+    }
+
     pub fn branch(&self, name: &str) -> Result<BranchInfo> {
         let st = self.state.read().unwrap();
         let b = st.branch(name)?;

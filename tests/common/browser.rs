@@ -38,7 +38,15 @@ impl Browser {
     /// Starts a headless browser with a fresh profile and attaches to its blank page.
     pub fn launch() -> Browser {
         let profile = tempfile::tempdir().unwrap();
-        let mut child = Command::new(binary())
+        let mut cmd = Command::new(binary());
+        // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .args([
                 "--headless",
                 "--no-sandbox", // root in a container: Chromium's sandbox needs user namespaces
@@ -51,8 +59,8 @@ impl Browser {
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
-            // Its own process group: Drop kills the renderers and helpers with it.
-            .process_group(0)
+            // Its own session (and so process group, set in pre_exec): Drop kills the
+            // renderers and helpers with it, and nothing of it reaches the tests' terminal.
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -147,11 +155,19 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
-    /// Polls `js` until it is truthy; its value, or a panic naming `what` after `limit`.
+    /// Polls `js` until it is truthy; its value, or a panic naming `what` after `limit`. A
+    /// throw counts as not yet (the page may still be loading).
     pub fn wait_for(&mut self, what: &str, js: &str, limit: Duration) -> Value {
         let until = Instant::now() + limit;
         loop {
-            let v = self.eval(js);
+            let r = self.call(
+                "Runtime.evaluate",
+                json!({ "expression": js, "returnByValue": true, "awaitPromise": true }),
+            );
+            let v = match r.get("exceptionDetails") {
+                Some(_) => Value::Null,
+                None => r["result"]["value"].clone(),
+            };
             let truthy = !matches!(v, Value::Null | Value::Bool(false))
                 && v != json!(0)
                 && v != json!("")

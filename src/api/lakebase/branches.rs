@@ -10,7 +10,8 @@ use super::types::{
 };
 use super::validate::{self, format_lsn, timestamp};
 use super::{
-    bad, body, flag, lifecycle_of, not_found, page, query, stored, ApiResult, Shared, ENDPOINT_ID,
+    bad, body, branch_page, flag, lifecycle_of, not_found, page, query, ApiResult, Shared,
+    ENDPOINT_ID,
 };
 use crate::api::daemon::Daemon;
 use crate::api::http::{ApiError, Caller};
@@ -344,7 +345,7 @@ pub(super) async fn list(
     d.check_project(&p)?;
     let q = query(q, &["page_size", "page_token", "show_deleted"])?;
     let show_deleted = flag(&q, "show_deleted")?;
-    let (infos, next_page_token) = page(stored(&d, false, show_deleted), &q)?;
+    let (infos, next_page_token) = branch_page(&d, false, show_deleted, &q)?;
     Ok(Json(ListBranchesResponse {
         branches: infos.iter().map(|i| d.branch_resource(i)).collect(),
         next_page_token,

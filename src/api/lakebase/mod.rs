@@ -164,10 +164,43 @@ pub(super) fn body<T: DeserializeOwned>(
 }
 
 /// Pages through `items` (sorted by id) after `page_token`, `page_size` at a time.
+/// One page of the stored branches (`snapshots`: the snapshots instead), in id order: the
+/// page size (default 100, at most 1,000) and the token from the query.
+pub(super) fn branch_page(
+    d: &Daemon,
+    snapshots: bool,
+    show_deleted: bool,
+    q: &HashMap<String, String>,
+) -> Result<(Vec<BranchInfo>, Option<String>), ApiError> {
+    let (size, after) = page_params(q)?;
+    let (rows, more) = d
+        .computes
+        .store()
+        .branches_page(after.as_deref(), size, |b| {
+            b.snapshot == snapshots && (show_deleted || !lifecycle_of(b).is_deleted())
+        });
+    let next = more.then(|| encode_token(&rows.last().unwrap().name));
+    Ok((rows, next))
+}
+
+/// A fixed list of items, paged by their ids.
 pub(super) fn page<T>(
     items: Vec<(String, T)>,
     q: &HashMap<String, String>,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let (size, after) = page_params(q)?;
+    let mut rest: Vec<(String, T)> = items
+        .into_iter()
+        .filter(|(id, _)| after.as_ref().is_none_or(|a| id > a))
+        .collect();
+    let more = rest.len() > size;
+    rest.truncate(size);
+    let next = more.then(|| encode_token(&rest.last().unwrap().0));
+    Ok((rest.into_iter().map(|(_, t)| t).collect(), next))
+}
+
+/// The page size (default 100, at most 1,000) and the id to start after.
+fn page_params(q: &HashMap<String, String>) -> Result<(usize, Option<String>), ApiError> {
     let size = match q.get("page_size") {
         None => 100,
         Some(s) => match s.parse::<usize>() {
@@ -187,14 +220,7 @@ pub(super) fn page<T>(
                 .ok_or_else(|| bad(format!("page_token {t:?} is not one this server issued")))?,
         ),
     };
-    let mut rest: Vec<(String, T)> = items
-        .into_iter()
-        .filter(|(id, _)| after.as_ref().is_none_or(|a| id > a))
-        .collect();
-    let more = rest.len() > size;
-    rest.truncate(size);
-    let next = more.then(|| encode_token(&rest.last().unwrap().0));
-    Ok((rest.into_iter().map(|(_, t)| t).collect(), next))
+    Ok((size, after))
 }
 
 fn encode_token(id: &str) -> String {
@@ -259,20 +285,6 @@ impl Daemon {
             self.computes.settings().root_branch
         )
     }
-}
-
-/// The stored branches (`snapshots`: the snapshots instead), sorted by id, for `page`.
-pub(super) fn stored(d: &Daemon, snapshots: bool, show_deleted: bool) -> Vec<(String, BranchInfo)> {
-    let mut items: Vec<(String, BranchInfo)> = d
-        .computes
-        .store()
-        .branches()
-        .into_iter()
-        .filter(|b| b.snapshot == snapshots && (show_deleted || !lifecycle_of(b).is_deleted()))
-        .map(|b| (b.name.clone(), b))
-        .collect();
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    items
 }
 
 /// A branch's lifecycle and where it came from, as stored.

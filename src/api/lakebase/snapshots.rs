@@ -9,7 +9,7 @@ use axum::{Extension, Json};
 use super::branches::source_point;
 use super::types::{ListSnapshotsResponse, Operation, Snapshot, SnapshotSpec, SnapshotStatus};
 use super::validate::{self, timestamp};
-use super::{bad, body, lifecycle_of, not_found, page, query, stored, ApiResult, Shared};
+use super::{bad, body, branch_page, lifecycle_of, not_found, query, ApiResult, Shared};
 use crate::api::daemon::Daemon;
 use crate::api::http::{ApiError, Caller};
 use crate::lifecycle::Lifecycle;
@@ -156,7 +156,7 @@ pub(super) async fn list(
 ) -> ApiResult<ListSnapshotsResponse> {
     d.check_project(&p)?;
     let q = query(q, &["page_size", "page_token"])?;
-    let (infos, next_page_token) = page(stored(&d, true, false), &q)?;
+    let (infos, next_page_token) = branch_page(&d, true, false, &q)?;
     Ok(Json(ListSnapshotsResponse {
         snapshots: infos.iter().map(|i| d.snapshot_resource(i)).collect(),
         next_page_token,
