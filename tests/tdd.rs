@@ -39,6 +39,13 @@ promote = true
 protect = true
 admin = true
 
+[roles.developer]
+create_from = ["staging"]
+connect = ["own"]
+migrate = ["own"]
+reset = ["own"]
+delete = ["own"]
+
 [migrations]
 dir = "migrations"
 
@@ -71,12 +78,14 @@ t2_lists_stock() {
 }
 "#;
 
-/// `who` acting (file-only steps take LAKELET_PRINCIPAL as the claim).
-fn as_who(dir: &Path, data: &Path, who: &str) -> Checkout {
+/// `who` acting: a principal the daemon knows (added as a developer), with its secret, for
+/// the TDD layer asks the daemon who acts.
+fn as_who(d: &Daemon, dir: &Path, who: &str) -> Checkout {
+    let out = d.run(&["principal", "add", who, "--role", "developer"]);
     Checkout {
         dir: dir.to_path_buf(),
-        data: data.to_path_buf(),
-        who: Some((who.into(), String::new())),
+        data: d.dir.clone(),
+        who: Some((who.into(), out.lines().last().unwrap().trim().to_string())),
     }
 }
 
@@ -225,7 +234,7 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
     let mut bad = ac("AC2-list", "every sku is listed", nfr.clone());
     bad.as_object_mut().unwrap().remove("then");
     write_json(&out, "acs/AC2-list.json", &bad);
-    let sam = as_who(&dir, &d.dir, "sam");
+    let sam = as_who(&d, &dir, "sam");
     let out_s = out.to_str().unwrap();
     let err = sam.refused_keeping(
         &[
@@ -274,7 +283,7 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
     );
     std::fs::write(arch_out.join("architecture.md"),
         "# Architecture\n## Pattern proposal\nA script.\n## Risk\nLow.\n## Decision\nShell.\n## Sign-off\narchitect\n").unwrap();
-    as_who(&dir, &d.dir, "ari").ok(&[
+    as_who(&d, &dir, "ari").ok(&[
         "tdd",
         "step",
         "architect-reviewer",
@@ -353,7 +362,7 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
         &json!({ "feature_id": F, "items": [item("T1", "AC1-record", "t1_records_stock")] }),
     );
     let lp = list_p.to_str().unwrap();
-    as_who(&dir, &d.dir, "bob").refused_keeping(
+    as_who(&d, &dir, "bob").refused_keeping(
         &[
             "tdd",
             "step",
@@ -368,7 +377,28 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
         "may not act as test-strategist",
         || (),
     );
-    let alice = as_who(&dir, &d.dir, "alice");
+    let alice = as_who(&d, &dir, "alice");
+    // A name is not an identity: claiming alice without her secret is refused.
+    let forged = Checkout {
+        dir: dir.clone(),
+        data: d.dir.clone(),
+        who: Some(("alice".into(), "lks_forged".into())),
+    };
+    forged.refused_keeping(
+        &[
+            "tdd",
+            "step",
+            "test-strategist",
+            "--feature",
+            F,
+            "--story",
+            S,
+            "--output",
+            lp,
+        ],
+        "wrong bearer token",
+        || (),
+    );
     alice.ok(&[
         "tdd",
         "step",
@@ -760,21 +790,32 @@ fn kit_format_artifacts_validate_and_the_kit_runtime_phase_is_tolerated() {
     )
     .unwrap();
     std::fs::write(tmp.path().join("req.json"), r#"{"name": "Reorder alerts"}"#).unwrap();
-    let run = |args: &[&str]| {
+    let run_in = |data: &Path, args: &[&str]| {
         lakelet()
             .current_dir(tmp.path())
-            .args(["--data-dir", tmp.path().join("none").to_str().unwrap()])
+            .arg("--data-dir")
+            .arg(data)
             .args(args)
             .output()
             .unwrap()
     };
-    let o = run(&[
+    let intake = [
         "tdd",
         "intake",
         "req.json",
         "--feature",
         "F3-reorder-alerts",
-    ]);
+    ];
+    // An act needs the daemon to say who acts; without one it is refused, saying so.
+    let o = run_in(&tmp.path().join("none"), &intake);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("checks who acts"),
+        "{err}"
+    );
+    let d = Daemon::up(&[]);
+    let run = |args: &[&str]| run_in(&d.dir, args);
+    let o = run(&intake);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = run(&["--json", "tdd", "status", "--feature", "F3-reorder-alerts"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

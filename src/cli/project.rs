@@ -13,7 +13,7 @@ use crate::api::lakebase::client::TargetKind;
 use crate::scm::{self, Project};
 
 /// The project: lakelet.toml (policy, migrations, `[ci]`) in this directory or above.
-pub(super) fn project(project_flag: Option<&str>) -> Result<Project> {
+pub(super) fn project(project_flag: Option<&str>, dd: &Path) -> Result<Project> {
     let cfg = super::config::load()?;
     let path = cfg
         .path
@@ -40,7 +40,7 @@ pub(super) fn project(project_flag: Option<&str>) -> Result<Project> {
         pr_check: cfg
             .tdd
             .enabled
-            .then(|| super::tdd::pr_check(cfg.tdd.clone())),
+            .then(|| super::tdd::pr_check(dd, cfg.tdd.clone())),
         merge_snapshot_ttl: match &cfg.ci.snapshot_ttl {
             Some(t) => humantime::parse_duration(t)
                 .with_context(|| format!("[ci] snapshot_ttl {t:?}: a duration like 2d or 12h"))?,
@@ -60,7 +60,7 @@ pub fn init(
     force: bool,
 ) -> Result<()> {
     let dir = std::env::current_dir()?;
-    let s = scm::scaffold::init(&dir, project_flag, force, &|| project(project_flag))?;
+    let s = scm::scaffold::init(&dir, project_flag, force, &|| project(project_flag, dd))?;
     let local = super::config::branches(dd, target, project_flag)
         .map(|b| b.kind == TargetKind::Local)
         .unwrap_or(false);
@@ -100,7 +100,7 @@ fn make_ready(
     let mut said = vec![];
     let view: crate::api::governance::PolicyView = Client::connect(dd)?.get("/policy")?;
     if !view.declared {
-        let path = project(project_flag)?.dir.join("lakelet.toml");
+        let path = project(project_flag, dd)?.dir.join("lakelet.toml");
         let text = std::fs::read_to_string(&path)?;
         let body = serde_json::json!({ "file": path.display().to_string(), "text": text });
         match Client::connect(dd)?.post::<serde_json::Value>("/policy/apply", &body) {

@@ -116,7 +116,7 @@ struct Parts {
 }
 
 fn parts(dd: &Path, target: Option<TargetKind>, project_flag: Option<&str>) -> Result<Parts> {
-    let mut project = project(project_flag)?;
+    let mut project = project(project_flag, dd)?;
     let api = super::config::branches(dd, target, project_flag)?;
     if api.kind == TargetKind::Local {
         align(dd, &mut project)?;
@@ -269,7 +269,7 @@ pub fn scm(
         return Ok(());
     }
     if let ScmCmd::State { .. } = cmd {
-        let dir = project(project_flag)?.dir;
+        let dir = project(project_flag, dd)?.dir;
         let s = state::load(&dir)?;
         print(json, &s, |s| {
             serde_json::to_string_pretty(s).expect("serializable")

@@ -107,37 +107,50 @@ pub struct StoryArgs {
     story: String,
 }
 
-/// The acting principal: `--as` / LAKELET_PRINCIPAL, else the owner.
-fn principal() -> String {
-    std::env::var("LAKELET_PRINCIPAL")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| crate::policy::OWNER.into())
+/// Who acts, as the daemon authenticates it: LAKELET_PRINCIPAL (or `--as`) with its
+/// LAKELET_SECRET, or the owner's token. `[tdd.roles]` and `[tdd] separate` decide who may
+/// write a story's tests and who may make them pass; a name anyone can set would decide
+/// nothing, so an act needs the daemon to vouch for the actor.
+fn principal(dd: &Path) -> Result<String> {
+    let c = crate::api::client::Client::connect(dd)
+        .context("the TDD layer checks who acts against the daemon's principals")?;
+    let w: crate::api::governance::WhoAmI = c.get("/whoami")?;
+    Ok(w.principal)
 }
 
-fn open() -> Result<Tdd> {
+/// Who reads, for commands that change nothing: the authenticated principal when the daemon
+/// can say, else a name that no role glob but `*` matches.
+const UNAUTHENTICATED: &str = "(unauthenticated)";
+
+fn open(dd: &Path, acts: bool) -> Result<Tdd> {
     let cfg = super::config::load()?;
     let path = cfg
         .path
         .clone()
         .context("no lakelet.toml here or above; `lakelet init` scaffolds the project")?;
     tdd::require_enabled(&cfg.tdd, Some(&path))?;
+    let principal = match principal(dd) {
+        Ok(p) => p,
+        Err(e) if acts => return Err(e),
+        Err(_) => UNAUTHENTICATED.into(),
+    };
     Ok(Tdd {
         dir: path.parent().expect("a file").to_path_buf(),
         cfg: cfg.tdd,
-        principal: principal(),
+        principal,
     })
 }
 
 /// The check prepare-pr runs when `[tdd] enabled` (scm knows it as "tdd").
-pub fn pr_check(cfg: tdd::Config) -> crate::scm::Check {
+pub fn pr_check(dd: &Path, cfg: tdd::Config) -> crate::scm::Check {
+    let dd = dd.to_path_buf();
     crate::scm::Check {
         name: "tdd",
         run: Box::new(move |dir: &Path| {
             let t = Tdd {
                 dir: dir.to_path_buf(),
                 cfg: cfg.clone(),
-                principal: principal(),
+                principal: principal(&dd).unwrap_or_else(|_| UNAUTHENTICATED.into()),
             };
             gates::pr_check(&t)
         }),
@@ -161,7 +174,11 @@ pub fn run(
         print!("{}", k.text());
         return Ok(());
     }
-    let t = open()?;
+    let acts = !matches!(
+        cmd,
+        TddCmd::Status { .. } | TddCmd::Gate { .. } | TddCmd::Roles | TddCmd::Inputs { .. }
+    );
+    let t = open(dd, acts)?;
     match cmd {
         TddCmd::Schema { .. } => unreachable!(),
         TddCmd::Intake { file, feature } => {

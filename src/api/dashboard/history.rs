@@ -25,6 +25,8 @@ pub struct Sample {
 #[derive(Default)]
 pub struct History {
     by_branch: Mutex<HashMap<String, VecDeque<Sample>>>,
+    /// Points ever added: the dashboard's version moves with it.
+    points: std::sync::atomic::AtomicU64,
 }
 
 impl History {
@@ -56,8 +58,14 @@ impl History {
                     q.pop_front();
                 }
                 q.push_back(s);
+                self.points
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
+    }
+
+    pub fn points(&self) -> u64 {
+        self.points.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn of(&self, branch: &str) -> Vec<Sample> {

@@ -168,12 +168,22 @@ async fn summary(State(d): State<Shared>, Extension(c): Extension<Caller>) -> Ap
     for r in rows.iter().filter(|r| !r.deleted && r.ttl != "ok") {
         *ttl.entry(r.ttl.to_string()).or_insert(0) += 1;
     }
-    let version = format!(
-        "{}-{}-{}",
-        d.store().names_version(),
-        d.gov.audit.next_seq(),
-        running.join(",").len() + running.len()
-    );
+    // What can change the page: a branch record, an audit record, the computes running, a
+    // storage point, the policy, and (for TTL standing and idle times) the minute.
+    let version = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            d.store().names_version(),
+            d.gov.audit.next_seq(),
+            &running,
+            d.history.points(),
+            &d.gov.policy().sha256,
+            d.store().now().div_euclid(60_000_000_000),
+        )
+            .hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
     let can_read_audit = may_read_audit(&d, &c);
     let policy = d.gov.policy();
     Ok(Json(Summary {
