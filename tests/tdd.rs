@@ -89,6 +89,21 @@ fn as_who(d: &Daemon, dir: &Path, who: &str) -> Checkout {
     }
 }
 
+/// `lakelet tdd step ROLE --feature F --story S --output OUT`.
+fn step<'a>(role: &'a str, out: &'a str) -> [&'a str; 9] {
+    [
+        "tdd",
+        "step",
+        role,
+        "--feature",
+        F,
+        "--story",
+        S,
+        "--output",
+        out,
+    ]
+}
+
 fn ac(id: &str, then: &str, nfrs: Value) -> Value {
     json!({ "id": id, "layer": "API", "given": "a stock room", "when": "the clerk acts",
             "then": then, "scenarios": [format!("tests/stock.sh#{id}")], "nfrs": nfrs,
@@ -236,21 +251,9 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
     write_json(&out, "acs/AC2-list.json", &bad);
     let sam = as_who(&d, &dir, "sam");
     let out_s = out.to_str().unwrap();
-    let err = sam.refused_keeping(
-        &[
-            "tdd",
-            "step",
-            "spec-author",
-            "--feature",
-            F,
-            "--story",
-            S,
-            "--output",
-            out_s,
-        ],
-        "breaks the ac schema",
-        || std::fs::read_dir(&fd).unwrap().count(),
-    );
+    let err = sam.refused_keeping(&step("spec-author", out_s), "breaks the ac schema", || {
+        std::fs::read_dir(&fd).unwrap().count()
+    });
     assert!(
         err.contains("then") && err.contains("nothing was written"),
         "{err}"
@@ -260,17 +263,7 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
         "acs/AC2-list.json",
         &ac("AC2-list", "every sku is listed", nfr.clone()),
     );
-    sam.ok(&[
-        "tdd",
-        "step",
-        "spec-author",
-        "--feature",
-        F,
-        "--story",
-        S,
-        "--output",
-        out_s,
-    ]);
+    sam.ok(&step("spec-author", out_s));
 
     // architect-reviewer: architecture with one NFR, carried by AC2.
     let arch_out = tmp.path().join("arch-out");
@@ -363,17 +356,7 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
     );
     let lp = list_p.to_str().unwrap();
     as_who(&d, &dir, "bob").refused_keeping(
-        &[
-            "tdd",
-            "step",
-            "test-strategist",
-            "--feature",
-            F,
-            "--story",
-            S,
-            "--output",
-            lp,
-        ],
+        &step("test-strategist", lp),
         "may not act as test-strategist",
         || (),
     );
@@ -384,32 +367,8 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
         data: d.dir.clone(),
         who: Some(("alice".into(), "lks_forged".into())),
     };
-    forged.refused_keeping(
-        &[
-            "tdd",
-            "step",
-            "test-strategist",
-            "--feature",
-            F,
-            "--story",
-            S,
-            "--output",
-            lp,
-        ],
-        "wrong bearer token",
-        || (),
-    );
-    alice.ok(&[
-        "tdd",
-        "step",
-        "test-strategist",
-        "--feature",
-        F,
-        "--story",
-        S,
-        "--output",
-        lp,
-    ]);
+    forged.refused_keeping(&step("test-strategist", lp), "wrong bearer token", || ());
+    alice.ok(&step("test-strategist", lp));
     repo.refused_keeping(
         &["tdd", "gate", "test_list", "--feature", F],
         "AC2-list has no test in test-list.json",
@@ -417,17 +376,7 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
     );
     let full = json!({ "feature_id": F, "items": [item("T1", "AC1-record", "t1_records_stock"), item("T2", "AC2-list", "t2_lists_stock")] });
     write_json(tmp.path(), "test-list.json", &full);
-    alice.ok(&[
-        "tdd",
-        "step",
-        "test-strategist",
-        "--feature",
-        F,
-        "--story",
-        S,
-        "--output",
-        lp,
-    ]);
+    alice.ok(&step("test-strategist", lp));
     assert!(
         repo_read(&fd.join("test-list.md")).contains("- [ ] T2: t2_lists_stock works  (AC2-list)")
     );
@@ -440,17 +389,7 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
     let notes = tmp.path().join("driver.json");
     std::fs::write(&notes, r#"{"driver_changes": "app/stock.sh"}"#).unwrap();
     let err = alice.refused_keeping(
-        &[
-            "tdd",
-            "step",
-            "driver",
-            "--feature",
-            F,
-            "--story",
-            S,
-            "--output",
-            notes.to_str().unwrap(),
-        ],
+        &step("driver", notes.to_str().unwrap()),
         "already acted as test-strategist on story S1-record-stock",
         || (),
     );
@@ -494,30 +433,10 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
         "case \"$1\" in record) echo \"$2=$3\" ;; esac\n",
     );
     repo.ok(&["tdd", "cycle", "green", "--feature", F, "--story", S]);
-    repo.ok(&[
-        "tdd",
-        "step",
-        "driver",
-        "--feature",
-        F,
-        "--story",
-        S,
-        "--output",
-        notes.to_str().unwrap(),
-    ]);
+    repo.ok(&step("driver", notes.to_str().unwrap()));
     std::fs::write(&notes, r#"{"green_at": "2020-01-01T00:00:00Z"}"#).unwrap();
     repo.refused_keeping(
-        &[
-            "tdd",
-            "step",
-            "driver",
-            "--feature",
-            F,
-            "--story",
-            S,
-            "--output",
-            notes.to_str().unwrap(),
-        ],
+        &step("driver", notes.to_str().unwrap()),
         "*_at stamps are lakelet's",
         || (),
     );
@@ -542,34 +461,14 @@ fn a_story_from_intake_to_pr_ready_and_every_bad_case_refused() {
     let only_t1 =
         json!({ "feature_id": F, "items": [item("T1", "AC1-record", "t1_records_stock")] });
     write_json(tmp.path(), "test-list.json", &only_t1);
-    alice.ok(&[
-        "tdd",
-        "step",
-        "test-strategist",
-        "--feature",
-        F,
-        "--story",
-        S,
-        "--output",
-        lp,
-    ]);
+    alice.ok(&step("test-strategist", lp));
     repo.refused_keeping(
         &["tdd", "gate", "test_list", "--feature", F],
         "locked test T2 (AC2-list) was deleted from the test list",
         || (),
     );
     write_json(tmp.path(), "test-list.json", &full);
-    alice.ok(&[
-        "tdd",
-        "step",
-        "test-strategist",
-        "--feature",
-        F,
-        "--story",
-        S,
-        "--output",
-        lp,
-    ]);
+    alice.ok(&step("test-strategist", lp));
     repo.ok(&["tdd", "gate", "test_list", "--feature", F]);
     // …and, separately, its test function deleted from the code.
     let t1_only = TESTS.split("t2_lists_stock").next().unwrap();
