@@ -372,15 +372,57 @@ fn dashboard_routes_page_filter_and_refuse() {
     assert_eq!(t[0]["kind"], "rollback", "{t}");
     assert_eq!(t[0]["target"], "dev-01");
 
-    // Storage history: a write shows as a new point on the branch's plot.
-    let (_, before) = get(&d, &owner, "/lakelet/v1/dashboard/branches/dev-02");
-    let points = before["history"].as_array().unwrap().len();
-    assert!(points >= 1, "{before}");
+    // SCM: a feature's transitions as the gates report them, and its open PR.
+    for (event, state) in [
+        ("scm.claim", "feature-claimed"),
+        ("scm.prepare-pr", "pr-ready"),
+    ] {
+        let (s, body) = d.http(
+            &owner,
+            "POST",
+            "/lakelet/v1/workflow-events",
+            Some(serde_json::json!({ "action": event, "target": "dev-05",
+                "args": { "state": state, "feature_id": "F5-reorder" } })),
+        );
+        assert_eq!(s, 200, "{body}");
+    }
+    let (s, body) = d.http(
+        &owner,
+        "POST",
+        "/lakelet/v1/prs",
+        Some(
+            serde_json::json!({ "head": "feature/reorder", "base": "staging",
+            "database_branch": "dev-05", "title": "Reorder alerts" }),
+        ),
+    );
+    assert_eq!(s, 200, "{body}");
+    let (_, scm) = get(&d, &owner, "/lakelet/v1/dashboard/scm");
+    let f = &scm["features"][0];
+    assert_eq!(
+        (f["branch"].as_str(), f["state"].as_str()),
+        (Some("dev-05"), Some("pr-ready")),
+        "{scm}"
+    );
+    assert_eq!(f["feature_id"], "F5-reorder");
+    assert_eq!(f["open_prs"][0]["title"], "Reorder alerts");
+    assert_eq!(scm["open_prs"].as_array().unwrap().len(), 1);
+
+    // Storage history: the sampler (every 300 ms here) gives each branch a first point, and
+    // a write shows as a new one on the branch's plot.
+    let history = |b: &str| {
+        let (_, v) = get(&d, &owner, &format!("/lakelet/v1/dashboard/branches/{b}"));
+        v["history"].as_array().unwrap().clone()
+    };
+    let first = common::wait_until(std::time::Duration::from_secs(20), || {
+        let h = history("dev-02");
+        (!h.is_empty()).then_some(h)
+    })
+    .expect("no storage point for dev-02 within 20 s");
+    let points = first.len();
     d.sql("dev-02", "CREATE TABLE t AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 20000) g; CHECKPOINT");
     d.run(&["branch", "stop", "dev-02"]);
     let grew = common::wait_until(std::time::Duration::from_secs(20), || {
-        let (_, now) = get(&d, &owner, "/lakelet/v1/dashboard/branches/dev-02");
-        let h = now["history"].as_array().unwrap();
+        let h = history("dev-02");
         (h.len() > points && h.last().unwrap()["own_bytes"].as_u64() > h[0]["own_bytes"].as_u64())
             .then_some(())
     });
