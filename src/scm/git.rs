@@ -144,7 +144,9 @@ impl Git {
     }
 }
 
-/// `git status --porcelain=v1 -z` as "XY path" lines, without the workflow's own files.
+/// `git status --porcelain=v1 -z` as "XY path" lines, without the workflow's own files: the
+/// state under `.lakebase/`, and `.sftdd/`, which the App Dev Kit's prepare-pr also leaves
+/// out (the artifacts of a TDD layer, where one runs, change as the workflow moves).
 fn parse_status_z(out: &str) -> Vec<String> {
     let mut entries = out.split('\0').filter(|e| !e.is_empty());
     let mut dirty = vec![];
@@ -153,7 +155,7 @@ fn parse_status_z(out: &str) -> Vec<String> {
         if xy.starts_with('R') || xy.starts_with('C') {
             entries.next(); // the old path
         }
-        if !path.starts_with(".lakebase/") {
+        if !path.starts_with(".lakebase/") && !path.starts_with(".sftdd/") {
             dirty.push(format!("{xy} {path}"));
         }
     }
@@ -191,6 +193,9 @@ mod tests {
             "{\"state\":1}",
         )
         .unwrap();
+        assert_eq!(g.dirty().unwrap(), Vec::<String>::new());
+        std::fs::create_dir(tmp.path().join(".sftdd")).unwrap();
+        std::fs::write(tmp.path().join(".sftdd/workflow-state.json"), "{}").unwrap();
         assert_eq!(g.dirty().unwrap(), Vec::<String>::new());
         std::fs::write(tmp.path().join("a b.sql"), "y").unwrap();
         git(&["mv", "a b.sql", "c.sql"]);
