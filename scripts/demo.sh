@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 lakelet_require_cargo
+LAKELET_PACKAGES+=(curl)
 lakelet_install_deps
 
 echo "==> building lakelet (release)"
@@ -40,5 +41,8 @@ set -x
 "$ll" connstr feature-x
 psql "$("$ll" connstr feature-x)" -c "select count(*) as rows_on_feature_x from greetings"
 "$ll" status
+# The dashboard: the same API port, signed in by the address's fragment.
+curl -fsS -o /dev/null -w "dashboard page: HTTP %{http_code}\n" "$("$ll" dashboard | cut -d'#' -f1)"
 { set +x; } 2>/dev/null
+echo "==> the dashboard (keep lakelet up with LAKELET_DEMO_KEEP=1 to open it): $("$ll" dashboard | cut -d'#' -f1)#token=…"
 echo "==> lakelet works: data in $LAKELET_DATA_DIR ('$ll down' stops it; LAKELET_DEMO_KEEP=1 keeps it up)"
