@@ -68,8 +68,7 @@ pub fn ensure(name: &str) -> Result<ComputeUser> {
             switch: false,
         });
     }
-    create(name)?;
-    let (uid, gid) = lookup(name).with_context(|| format!("user '{name}' vanished"))?;
+    let (uid, gid) = create(name)?;
     if uid == 0 {
         bail!("the compute user '{name}' is root; Postgres refuses to run as root. Pick another with --compute-user");
     }
@@ -81,10 +80,16 @@ pub fn ensure(name: &str) -> Result<ComputeUser> {
     })
 }
 
-/// Creates system user `name` (and its group) unless it exists. useradd takes a lock on
-/// /etc/passwd; another daemon creating a user at the same moment makes it fail, so it is tried
-/// again for a while.
-fn create(name: &str) -> Result<()> {
+/// Creates system user `name` (and its group) unless it exists; its uid and gid.
+///
+/// Machine-wide, one lakelet daemon at a time (an flock on `/run/lakelet/useradd.lock`), and
+/// the user is looked up under the same lock. useradd writes /etc/passwd before /etc/group;
+/// when another useradd holds the group file's lock, it fails and takes the passwd line back
+/// out. A lookup between the two saw a user that then vanished, and initdb, run as its uid,
+/// failed with "could not look up effective user ID" (seen on a fresh machine, with test
+/// daemons starting side by side).
+fn create(name: &str) -> Result<(u32, u32)> {
+    let _serial = useradd_lock()?;
     let mut tries = 0;
     while lookup(name).is_none() {
         tracing::info!(user = name, "creating a system user computes run as");
@@ -115,7 +120,32 @@ fn create(name: &str) -> Result<()> {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
-    Ok(())
+    lookup(name).with_context(|| format!("user '{name}' vanished"))
+}
+
+/// The machine-wide lock around creating and looking up compute users (see `create`).
+fn useradd_lock() -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = Path::new(LEASES).parent().expect("LEASES has a parent");
+    match std::fs::DirBuilder::new().mode(0o755).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+    }
+    let path = dir.join("useradd.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("locking {}", path.display()));
+    }
+    Ok(f)
 }
 
 /// Where leases are taken, machine-wide (root daemons only).
@@ -163,8 +193,7 @@ impl ComputeUser {
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 continue; // a running compute (of this or another daemon) holds it
             }
-            create(&name)?;
-            let (uid, gid) = lookup(&name).with_context(|| format!("user '{name}' vanished"))?;
+            let (uid, gid) = create(&name)?;
             if uid == 0 || uid == self.uid {
                 bail!("pool user '{name}' has uid {uid}; remove it (`userdel {name}`)");
             }
