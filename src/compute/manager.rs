@@ -670,7 +670,14 @@ impl Computes {
         let log = self.log_path(name);
         let pidfile = self.run_dir.join("p").join(short(tl));
         // Every compute archives its WAL (wal.rs).
-        let extra = self.wal.settings(tl);
+        let mut extra = self.wal.settings(tl);
+        // Crash recovery first fsyncs every file of the data directory, one FUSE round trip and
+        // store sync each (~170 ms for a fresh cluster), to make durable what a crashed
+        // incarnation wrote but never fsynced. A fresh view holds nothing of the kind: every
+        // byte it shows came out of the store, and the first fsync after start syncs the
+        // store's whole ordered log, so one syncfs (which also covers the real disk under
+        // pg_wal) keeps Postgres's contract. docs/ARCHITECTURE.md, "Compute defaults".
+        extra.push("recovery_init_sync_method=syncfs".into());
         let mut pg = Postgres::spawn(&install, &lease.user, &pgdata, &sockdir, &log, name, &extra)?;
         std::fs::write(&pidfile, format!("{}\n{}\n", pg.pid, pgdata.display()))?;
         if let Err(e) = pg.wait_ready(self.settings.start_timeout).await {
