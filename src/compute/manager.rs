@@ -189,6 +189,18 @@ impl BranchLock<'_> {
         }
     }
 
+    /// Stops the compute if it runs, without a shutdown checkpoint: for a branch whose data is
+    /// thrown away (its next start, if any, is a crash recovery). Whether it ran.
+    pub async fn stop_immediately(&mut self) -> bool {
+        match self.slot.running.take() {
+            Some(r) => {
+                self.c.teardown_with(r, true).await;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Starts the compute (on the timeline the name points at now).
     pub async fn start(&mut self) -> Result<Endpoint> {
         self.c
@@ -646,13 +658,16 @@ impl Computes {
             .with_context(|| format!("branch '{name}'"))?
             .clone();
         let lease = self.lease().await?;
+        let t_lease = t0.elapsed();
         let run_as = (lease.user.uid, lease.user.gid);
         self.wal.prepare(&self.store, tl, run_as)?;
+        let t_wal = t0.elapsed();
         let owner = fs::Owner {
             stored: (self.user.uid, self.user.gid),
             presented: run_as,
         };
         let mount = self.mount_view(name, tl, true, Some(owner))?;
+        let t_mount = t0.elapsed();
         let pgdata = mount.path().to_path_buf();
         // A branch inherits its parent's postmaster.pid; the pid in it may be the parent's live
         // postmaster, which would make this one refuse to start. No postmaster runs on this
@@ -680,6 +695,7 @@ impl Computes {
         extra.push("recovery_init_sync_method=syncfs".into());
         let mut pg = Postgres::spawn(&install, &lease.user, &pgdata, &sockdir, &log, name, &extra)?;
         std::fs::write(&pidfile, format!("{}\n{}\n", pg.pid, pgdata.display()))?;
+        let t_spawn = t0.elapsed();
         if let Err(e) = pg.wait_ready(self.settings.start_timeout).await {
             let _ = pg.stop(Duration::from_secs(1)).await;
             let _ = std::fs::remove_file(&pidfile);
@@ -690,7 +706,9 @@ impl Computes {
             .await??;
             return Err(e.context(format!("starting the compute of branch '{name}'")));
         }
-        tracing::info!(branch = name, pid = pg.pid, elapsed = ?t0.elapsed(), "compute started");
+        // Where a start's time goes (docs/BENCHMARKS.md, "A fresh database per test").
+        tracing::info!(branch = name, pid = pg.pid, elapsed = ?t0.elapsed(), lease = ?t_lease,
+            wal = ?t_wal, mount = ?t_mount, spawned = ?t_spawn, "compute started");
         Ok(Running {
             pg,
             lease,
@@ -704,6 +722,11 @@ impl Computes {
 
     /// Stops the postmaster, unmounts the view, forgets the pid file.
     async fn teardown(&self, r: Running) {
+        self.teardown_with(r, false).await
+    }
+
+    /// `teardown`; `immediately`: without the shutdown checkpoint (`Postgres::stop_immediately`).
+    async fn teardown_with(&self, r: Running, immediately: bool) {
         let Running {
             pg,
             lease,
@@ -711,7 +734,12 @@ impl Computes {
             tl,
             ..
         } = r;
-        if let Err(e) = pg.stop(self.settings.stop_grace).await {
+        let stopped = if immediately {
+            pg.stop_immediately().await
+        } else {
+            pg.stop(self.settings.stop_grace).await
+        };
+        if let Err(e) = stopped {
             tracing::error!(timeline = %tl, "stopping postgres: {e:#}");
         }
         let _ = std::fs::remove_file(self.run_dir.join("p").join(short(tl)));

@@ -230,7 +230,13 @@ impl Branches {
     /// Deletes `name`: soft (stops its compute, keeps its data until `purge_at`, undeletable)
     /// unless `purge`, which removes the name at once. A soft-deleted branch can be purged.
     pub async fn delete(&self, name: &str, purge: bool) -> Result<()> {
-        self.delete_if(name, purge, |_| None).await
+        self.delete_if(name, purge, false, |_| None).await
+    }
+
+    /// A soft delete of a branch whose data nobody waits for (a released test database): its
+    /// compute stops without a shutdown checkpoint. Undeleted, it starts by crash recovery.
+    pub async fn discard(&self, name: &str) -> Result<()> {
+        self.delete_if(name, false, true, |_| None).await
     }
 
     /// `delete`, unless `unless` (asked under the lock, of the record as it is then) says why
@@ -239,6 +245,7 @@ impl Branches {
         &self,
         name: &str,
         purge: bool,
+        immediately: bool,
         unless: impl FnOnce(&Lifecycle) -> Option<String> + Send + 'static,
     ) -> Result<()> {
         if name == self.computes.settings().root_branch {
@@ -251,7 +258,7 @@ impl Branches {
         let computes = self.computes.clone();
         self.computes
             .locked(name, move |lk| {
-                Box::pin(async move { delete_locked(lk, purge, unless).await })
+                Box::pin(async move { delete_locked(lk, purge, immediately, unless).await })
             })
             .await?;
         if purge {
@@ -282,7 +289,7 @@ impl Branches {
                 };
                 (!due).then(|| "no longer due".to_string())
             };
-            match self.delete_if(&b.name, purge, still_due).await {
+            match self.delete_if(&b.name, purge, false, still_due).await {
                 Ok(()) => {
                     tracing::info!(branch = b.name, "{what}");
                     done.push((b.name, what));
@@ -300,6 +307,7 @@ impl Branches {
 async fn delete_locked(
     mut lk: BranchLock<'_>,
     purge: bool,
+    immediately: bool,
     unless: impl FnOnce(&Lifecycle) -> Option<String>,
 ) -> Result<()> {
     let name = lk.name().to_string();
@@ -328,7 +336,11 @@ async fn delete_locked(
         ))
         .into());
     }
-    lk.stop().await;
+    if immediately {
+        lk.stop_immediately().await;
+    } else {
+        lk.stop().await;
+    }
     if purge {
         store.delete_branch(&name)?;
     } else {
