@@ -16,4 +16,5 @@ pub mod proxy;
 pub mod scm;
 pub mod storage;
 pub mod tdd;
+pub mod testdb;
 pub mod util;

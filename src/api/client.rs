@@ -164,6 +164,12 @@ impl Client {
         &self.base
     }
 
+    /// The bearer token this client sends (`lakelet test` hands it to the test command, which
+    /// checks out its databases as the same principal).
+    pub fn bearer(&self) -> &str {
+        &self.token
+    }
+
     /// The local daemon's record (only for a client made by `connect`).
     pub fn daemon(&self) -> &DaemonInfo {
         self.info.as_ref().expect("a client of the local daemon")

@@ -64,6 +64,8 @@ pub(super) struct Daemon {
     /// The project's pull requests and CI runs (DATA/forge). Lock order: taken alone, held
     /// only for a record's read or write, never across an await.
     pub forge: Mutex<super::records::Records>,
+    /// The warm pools of test branches and who holds which (testpool/).
+    pub pools: super::testpool::Pools,
 }
 
 pub(super) type Shared = Arc<Daemon>;
@@ -175,6 +177,7 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
             data_dir.join("forge"),
             super::records::Urls::Api(format!("http://{addr}/lakelet/v1")),
         )),
+        pools: Default::default(),
     });
 
     let reaper = {
@@ -254,7 +257,8 @@ pub async fn run(cfg: DaemonConfig) -> Result<()> {
         .await
         .context("serving the API")?;
 
-    tracing::info!("shutting down: stopping computes");
+    tracing::info!("shutting down: draining test pools, stopping computes");
+    super::testpool::drain_all(&daemon).await;
     stop_proxy.notify_one();
     let _ = proxy_task.await;
     reaper.abort();
@@ -274,7 +278,8 @@ fn router(d: Shared) -> Router {
         .route("/import", post(super::import::start))
         .merge(super::governance::routes())
         .merge(super::forge::routes())
-        .merge(super::dashboard::routes());
+        .merge(super::dashboard::routes())
+        .merge(super::testpool::routes());
     Router::new()
         .nest("/lakelet/v1", v1)
         .merge(super::lakebase::routes())

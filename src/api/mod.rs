@@ -19,6 +19,7 @@ pub mod lakebase;
 mod metrics;
 pub mod records;
 pub mod rollback;
+pub mod testpool;
 
 use std::path::{Path, PathBuf};
 

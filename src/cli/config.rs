@@ -29,6 +29,8 @@ pub struct Config {
     pub ci: CiTable,
     /// `[tdd]`: the opt-in TDD layer (src/tdd).
     pub tdd: crate::tdd::Config,
+    /// `[test]`: a fresh database per test (`lakelet test`).
+    pub test: TestTable,
     /// Where it was read from, for messages.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -75,6 +77,23 @@ pub struct MigrationsTable {
     pub table: Option<String>,
     pub out_of_order: Option<bool>,
     pub placeholders: std::collections::BTreeMap<String, String>,
+}
+
+/// `[test]`: how `lakelet test` builds its template and sizes its pool.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestTable {
+    /// Seed files (`*.sql`, run in name order after the migrations), relative to
+    /// lakelet.toml. None by default.
+    pub seeds: Option<PathBuf>,
+    /// The branch templates fork (default: the root branch).
+    pub from: Option<String>,
+    /// Branches kept ready (default 4).
+    pub pool: Option<i64>,
+    /// The most the pool's ready computes may take, in MiB (default: no bound).
+    pub memory_budget_mb: Option<u64>,
+    /// How long an unused template is kept (default `7d`).
+    pub template_ttl: Option<String>,
 }
 
 /// The nearest lakelet.toml at or above `dir`.

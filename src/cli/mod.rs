@@ -15,6 +15,7 @@ mod project;
 mod refactor;
 mod scm;
 mod tdd;
+mod test;
 
 use std::path::{Path, PathBuf};
 
@@ -142,6 +143,9 @@ enum Cmd {
     /// test list, red-green-refactor cycles on their own branches, status.
     #[command(subcommand)]
     Tdd(tdd::TddCmd),
+    /// A fresh database per test: the template (migrations + seeds), a warm pool, checkout
+    /// and release, and `lakelet test -- CMD` to run a test command with all of it.
+    Test(test::TestArgs),
     /// What the CI workflows run (the same on a laptop): ci pr, ci merge, ci cleanup-orphans.
     #[command(subcommand)]
     Ci(scm::CiCmd),
@@ -342,6 +346,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Init { force } => project::init(dd, json, cli.target, cli.project.as_deref(), force)?,
         Cmd::Scm(c) => scm::scm(dd, json, cli.target, cli.project.as_deref(), c)?,
         Cmd::Tdd(c) => tdd::run(dd, json, cli.target, cli.project.as_deref(), c)?,
+        Cmd::Test(a) => test::run(dd, json, a)?,
         Cmd::Ci(c) => scm::ci(dd, json, cli.target, cli.project.as_deref(), c)?,
         Cmd::Rollback {
             tier,

@@ -347,11 +347,34 @@ impl Branches {
     }
 
     pub fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
-        let l: ListSnapshotsResponse = self.http.get(&format!(
-            "/projects/{}/snapshots?page_size=1000",
-            seg(&self.project)
-        ))?;
-        Ok(l.snapshots)
+        let mut out = vec![];
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/projects/{}/snapshots?page_size=1000", seg(&self.project));
+            if let Some(t) = &token {
+                path += &format!("&page_token={}", seg(t));
+            }
+            let l: ListSnapshotsResponse = self.http.get(&path)?;
+            out.extend(l.snapshots);
+            match l.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// `create_snapshot` of `source`'s head that expires after `ttl` (`3600s`).
+    pub fn create_snapshot_with_ttl(&self, id: &str, source: &str, ttl: &str) -> Result<Snapshot> {
+        let spec = serde_json::json!({ "source_branch": self.branch_name(source), "ttl": ttl });
+        let op: Operation = self.http.post(
+            &format!(
+                "/projects/{}/snapshots?snapshot_id={}",
+                seg(&self.project),
+                seg(id)
+            ),
+            &serde_json::json!({ "spec": spec }),
+        )?;
+        self.wait(op, &format!("creating snapshot '{id}'"))
     }
 
     pub fn delete_snapshot(&self, id: &str) -> Result<()> {
