@@ -280,17 +280,22 @@ fn pm_status(pgdata: &Path, pid: u32) -> Option<String> {
 /// (setsid), so signalling the postmaster's process group does not reach them, and a child
 /// whose files went away (a dead view) may never notice its postmaster died.
 pub fn kill_tree(postmaster: u32) {
-    let children: Vec<i32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| parent_of(*pid) == Some(postmaster as i32))
-        .collect();
+    let children = children_of(postmaster);
     unsafe { libc::kill(postmaster as i32, libc::SIGKILL) };
     for c in children {
         unsafe { libc::kill(c, libc::SIGKILL) };
     }
+}
+
+/// The processes whose parent is `pid` (a postmaster's backends and workers).
+pub fn children_of(pid: u32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| parent_of(*p) == Some(pid as i32))
+        .collect()
 }
 
 /// The parent pid from /proc/PID/stat ("pid (comm) state ppid …"; comm may hold spaces).

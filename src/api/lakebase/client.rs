@@ -335,6 +335,16 @@ impl Branches {
         if let Some((k, v)) = at {
             spec[k] = serde_json::Value::String(v.to_string());
         }
+        self.post_snapshot(id, spec)
+    }
+
+    /// `create_snapshot` of `source`'s head that expires after `ttl` (`3600s`).
+    pub fn create_snapshot_with_ttl(&self, id: &str, source: &str, ttl: &str) -> Result<Snapshot> {
+        let spec = serde_json::json!({ "source_branch": self.branch_name(source), "ttl": ttl });
+        self.post_snapshot(id, spec)
+    }
+
+    fn post_snapshot(&self, id: &str, spec: serde_json::Value) -> Result<Snapshot> {
         let op: Operation = self.http.post(
             &format!(
                 "/projects/{}/snapshots?snapshot_id={}",
@@ -361,20 +371,6 @@ impl Branches {
                 None => return Ok(out),
             }
         }
-    }
-
-    /// `create_snapshot` of `source`'s head that expires after `ttl` (`3600s`).
-    pub fn create_snapshot_with_ttl(&self, id: &str, source: &str, ttl: &str) -> Result<Snapshot> {
-        let spec = serde_json::json!({ "source_branch": self.branch_name(source), "ttl": ttl });
-        let op: Operation = self.http.post(
-            &format!(
-                "/projects/{}/snapshots?snapshot_id={}",
-                seg(&self.project),
-                seg(id)
-            ),
-            &serde_json::json!({ "spec": spec }),
-        )?;
-        self.wait(op, &format!("creating snapshot '{id}'"))
     }
 
     pub fn delete_snapshot(&self, id: &str) -> Result<()> {

@@ -250,26 +250,7 @@ impl PoolView {
 /// across the processes that map them, unlike RSS.
 pub(super) fn pss_of_tree(postmaster: u32) -> u64 {
     let mut pids = vec![postmaster as i32];
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')?
-                        .1
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse::<i32>()
-                        .ok()
-                });
-            if parent == Some(postmaster as i32) {
-                pids.push(pid);
-            }
-        }
-    }
+    pids.extend(crate::compute::postgres::children_of(postmaster));
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
         .filter_map(|s| {
