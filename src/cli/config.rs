@@ -79,6 +79,17 @@ pub struct MigrationsTable {
     pub placeholders: std::collections::BTreeMap<String, String>,
 }
 
+impl Config {
+    /// The directory paths in lakelet.toml are relative to (its own; `.` without one).
+    pub fn base_dir(&self) -> PathBuf {
+        self.path
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
 /// `[test]`: how `lakelet test` builds its template and sizes its pool.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -124,12 +124,7 @@ struct Project {
 
 fn project(c: &Common) -> Result<Project> {
     let cfg = super::config::load()?;
-    let base = cfg
-        .path
-        .as_ref()
-        .and_then(|p| p.parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base = cfg.base_dir();
     let m = &cfg.migrations;
     let dir = match (&c.dir, &m.dir) {
         (Some(d), _) => d.clone(),

@@ -175,12 +175,7 @@ fn template_name(dd: &Path, named: Option<String>, json: bool) -> Result<String>
 /// The project's template: lakelet.toml's `[migrations]` and `[test]` under the flags.
 fn template(dd: &Path, a: &TemplateArgs, json: bool) -> Result<Template> {
     let cfg = super::config::load()?;
-    let base = cfg
-        .path
-        .as_ref()
-        .and_then(|p| p.parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base = cfg.base_dir();
     let (migrations, settings) = super::migrate::configured(a.migrations.clone())?;
     if !migrations.is_dir() {
         bail!(

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::api::client::is_not_found;
 use crate::api::lakebase::client::Branches;
 use crate::api::lakebase::types::BranchSpec;
 use crate::migrate::db::Db;
@@ -217,11 +218,6 @@ pub fn ensure(
     purge.with_context(|| format!("removing the build branch {build}"))?;
     progress(&format!("template {name} ready"));
     Ok(found(true))
-}
-
-fn is_not_found(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<crate::api::client::ApiFailure>()
-        .is_some_and(|f| f.status == 404)
 }
 
 #[allow(clippy::too_many_arguments)]

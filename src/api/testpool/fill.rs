@@ -15,23 +15,14 @@ use crate::storage::At;
 /// A new name for a branch of `template`'s pool made for `who`: `[PRINCIPAL-]test-<8 of the
 /// template's hash>-<6 hex>`. Feature-name globs commonly allow `{principal}-*`.
 pub(super) fn branch_name(who: &Actor, template: &str) -> String {
-    let tag: String = template
-        .rsplit('-')
-        .next()
-        .unwrap_or(template)
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .take(8)
-        .collect();
-    let rand = crate::util::hex(&crate::util::random_bytes::<3>());
-    let name = if who.principal == OWNER {
-        format!("test-{tag}-{rand}")
+    let hash = template.rsplit('-').next().unwrap_or(template);
+    let tag = &hash[..hash.floor_char_boundary(8)];
+    let prefix = if who.principal == OWNER {
+        "test".to_string()
     } else {
-        format!("{}-test-{tag}-{rand}", who.principal)
+        format!("{}-test", who.principal)
     };
-    debug_assert!(name.len() <= 63 || who.principal.len() > 40);
-    name
+    crate::util::throwaway_name(&prefix, tag)
 }
 
 /// Forks `name` from `template` for `c`, decided and audited as a `branch.create`, masked

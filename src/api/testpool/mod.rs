@@ -187,7 +187,6 @@ async fn checkout_detached(
     r: CheckoutReq,
     t0: Instant,
 ) -> ApiResult<Checkout> {
-    let d = d.clone();
     let label = r.label.map(|mut l| {
         l.truncate(l.floor_char_boundary(200));
         l
@@ -353,7 +352,7 @@ async fn end_run(
 ) -> ApiResult<RunEnd> {
     check_run(Some(&run))?;
     // Checkouts still under way for this run finish first (their branches are then held).
-    d.pools.wait_settled(&run, |i| &i.checking_out).await;
+    d.pools.wait_settled(&run, |i| &mut i.checking_out).await;
     let held: Vec<String> = {
         let mut g = d.pools.lock();
         let mine: Vec<String> = g
@@ -389,7 +388,7 @@ async fn end_run(
         drained.extend(fill::drain(&d, &c, &k).await);
     }
     // Earlier releases of this run may still be deleting.
-    d.pools.wait_settled(&run, |i| &i.releasing).await;
+    d.pools.wait_settled(&run, |i| &mut i.releasing).await;
     Ok(Json(RunEnd {
         run,
         released,

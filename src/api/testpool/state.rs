@@ -182,14 +182,10 @@ impl Pools {
     }
 
     /// Waits until `run` has no work counted by `which`.
-    pub(super) async fn wait_settled(
-        &self,
-        run: &str,
-        which: fn(&Inner) -> &HashMap<String, usize>,
-    ) {
+    pub(super) async fn wait_settled(&self, run: &str, which: Counter) {
         loop {
             let waiting = self.settled.notified();
-            if !which(&self.lock()).contains_key(run) {
+            if !which(&mut self.lock()).contains_key(run) {
                 return;
             }
             // Also a poll, in case a notification fell between the look and the wait.
