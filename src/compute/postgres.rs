@@ -112,7 +112,6 @@ pub struct Postgres {
     pub pid: u32,
     pub sockdir: PathBuf,
     pub log: PathBuf,
-    pgdata: PathBuf,
 }
 
 /// The last `n` lines of a log, for error messages.
@@ -160,7 +159,6 @@ impl Postgres {
             pid,
             sockdir: sockdir.to_path_buf(),
             log: log.to_path_buf(),
-            pgdata: pgdata.to_path_buf(),
         })
     }
 
@@ -180,22 +178,13 @@ impl Postgres {
                     tail(&self.log, 15)
                 );
             }
-            // The postmaster says "ready" in line 8 of postmaster.pid (what `pg_ctl -w`
-            // reads) the moment it accepts connections. Asking by connecting cost a backend
-            // start that rebuilds the relcache through the view (~20 ms), and a 20 ms poll
-            // noticed readiness ~25 ms late; a read every 2 ms costs neither.
-            match pm_status(&self.pgdata, self.pid) {
-                Some(s) if s == "ready" => return Ok(()),
-                Some(_) => {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    continue;
-                }
-                // No status line (a server older than 10): ask it below.
-                None if start.elapsed() < Duration::from_millis(500) => {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    continue;
-                }
-                None => {}
+            // The socket appears once the postmaster listens; until then a connect is a
+            // wasted round trip, and a stat is cheap enough to ask every 2 ms. (Reading
+            // postmaster.pid's status line instead, as `pg_ctl -w` does, raced the
+            // postmaster's own rewrites of it through the view: see docs/ARCHITECTURE.md.)
+            if !self.sockdir.join(format!(".s.PGSQL.{PORT}")).exists() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
             }
             match query_one(&self.sockdir, "SELECT 1").await {
                 Ok(_) => return Ok(()),
@@ -262,18 +251,6 @@ impl Postgres {
         self.child.wait().await?;
         Ok(())
     }
-}
-
-/// The postmaster's status from `postmaster.pid` (line 8: `starting`, `ready`, `standby`,
-/// `stopping`), if the file is this postmaster's and says one.
-fn pm_status(pgdata: &Path, pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
-    let mut lines = text.lines();
-    if lines.next()?.trim() != pid.to_string() {
-        // Written by another (a stale file not yet replaced).
-        return Some(String::new());
-    }
-    Some(lines.nth(6)?.trim().to_string())
 }
 
 /// SIGKILLs a postmaster and its children. Postgres puts every child in a session of its own
