@@ -185,6 +185,18 @@ pub fn violations(schema: &jsonschema::Validator, v: &serde_json::Value) -> Vec<
         .collect()
 }
 
+/// The largest char boundary of `s` at or below `max` (str::floor_char_boundary is newer than
+/// the crate's minimum Rust).
+pub fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if max >= s.len() {
+        return s.len();
+    }
+    (0..=max)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use crate::storage::At;
 /// template's hash>-<6 hex>`. Feature-name globs commonly allow `{principal}-*`.
 pub(super) fn branch_name(who: &Actor, template: &str) -> String {
     let hash = template.rsplit('-').next().unwrap_or(template);
-    let tag = &hash[..hash.floor_char_boundary(8)];
+    let tag = &hash[..crate::util::floor_char_boundary(hash, 8)];
     let prefix = if who.principal == OWNER {
         "test".to_string()
     } else {

@@ -74,7 +74,7 @@ async fn declare(
     )?;
     let size = match r.size {
         None => 4,
-        Some(n) if n >= 1 && n <= 64 => n as usize,
+        Some(n) if (1..=64).contains(&n) => n as usize,
         Some(n) => {
             return Err(bad(format!(
                 "size {n} is out of range: a pool keeps 1 to 64 branches ready (without a \
@@ -188,10 +188,10 @@ async fn checkout_detached(
     t0: Instant,
 ) -> ApiResult<Checkout> {
     let label = r.label.map(|mut l| {
-        l.truncate(l.floor_char_boundary(200));
+        l.truncate(crate::util::floor_char_boundary(&l, 200));
         l
     });
-    template_of(&d, &r.template)?;
+    template_of(d, &r.template)?;
     let key = Key {
         template: r.template.clone(),
         principal: c.actor.principal.clone(),
@@ -207,7 +207,7 @@ async fn checkout_detached(
         Some(b) => (b, true),
         None => {
             let b = fill::branch_name(&c.actor, &r.template);
-            fill::create(&d, &c, &b, &r.template).await?;
+            fill::create(d, &c, &b, &r.template).await?;
             (b, false)
         }
     };
@@ -251,7 +251,7 @@ async fn checkout_detached(
             .stats
             .waited(wait_ms, hit);
     }
-    let (host, port) = proxy_addr(&d);
+    let (host, port) = proxy_addr(d);
     Ok(Json(Checkout {
         options: format!("branch={branch}"),
         branch,
