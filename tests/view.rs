@@ -235,3 +235,244 @@ fn writes_reach_the_store_on_fsync_syncfs_and_unmount_not_before() {
     v.mount.take().unwrap().unmount().unwrap();
     assert_eq!(v.stored("c").unwrap(), (3, b"bye".to_vec()));
 }
+
+/// Postgres's `postmaster.pid` through the view while another process polls it, as the daemon
+/// once did every 2 ms to see readiness (ead6711): the postmaster creates it (O_CREAT|O_EXCL,
+/// write, fsync, close), rewrites it longer several times (AddToDataDirLockFile: open O_RDWR,
+/// read it whole, pwrite at 0, fsync, close) and rechecks it (RecheckDataDirLockFile: open,
+/// read, atol). A recheck that read nothing ("contains wrong PID: 0") shut a pool compute down.
+/// The writer must always read back exactly what it wrote, and the readers must never see a NUL
+/// byte or content that does not start with the pid line, across cycles that unlink and
+/// re-create the file (a new inode, as a restart does; the readers' lookups answer ENOENT just
+/// before each creation, and one reader holds its descriptor across the unlink), with clean
+/// pages dropped now and then (POSIX_FADV_DONTNEED, as memory pressure would).
+///
+/// Known to fail (kernel 6.18, writeback cache): now and then, right after a *create* cycle
+/// (create, write, fsync, close), the writer's next open+read returns 0 bytes: the kernel's
+/// cached size of the new inode is 0 while the store holds the file whole, and it stays 0 (the
+/// writeback cache never takes a size from the view). Needs a concurrent reader and dropped
+/// clean pages; happens with one FUSE thread too. About one run in three at 4000 cycles
+/// (~5 s); ignored until fixed: `cargo test --release --test view a_rewritten_lock_file --
+/// --ignored --nocapture`. `LAKELET_PIDFILE_CYCLES` sets the number of cycles (default 4000).
+#[test]
+#[ignore = "reproduces the postmaster.pid 'wrong PID: 0' bug intermittently; not fixed yet"]
+fn a_rewritten_lock_file_polled_by_another_reader_never_reads_back_zeros() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    const PID_LINE: &[u8] = b"4242\n";
+    let cycles: usize = std::env::var("LAKELET_PIDFILE_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4000);
+
+    let v = View::new();
+    let p = v.path("postmaster.pid");
+    let stop = AtomicBool::new(false);
+    let problems: Mutex<Vec<String>> = Mutex::new(vec![]);
+    let polls = AtomicU64::new(0);
+    let nonempty_polls = AtomicU64::new(0);
+
+    /// Sets `stop` however the writer ends (a failed assertion too), so the pollers end and
+    /// the scope can join them; the view then unmounts in `View::drop`.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    // What a poller may see: nothing (created, not yet written) or the pid line first, and
+    // never a NUL. (Torn reads of a rewrite in progress are allowed; every version starts
+    // with the same pid line.)
+    let check = |who: &str, b: &[u8]| {
+        if !b.is_empty() {
+            nonempty_polls.fetch_add(1, Ordering::Relaxed);
+        }
+        if b.contains(&0) || (!b.is_empty() && !b.starts_with(PID_LINE)) {
+            problems.lock().unwrap().push(format!(
+                "{who} read {} bytes: {:?}",
+                b.len(),
+                String::from_utf8_lossy(b)
+            ));
+        }
+    };
+
+    let fadvise_dontneed = |f: &File| {
+        let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(
+            r,
+            0,
+            "posix_fadvise: {}",
+            std::io::Error::from_raw_os_error(r)
+        );
+    };
+
+    let expected = std::thread::scope(|s| {
+        // The daemon's poll: open, read to end, close, every ~0.5 ms.
+        s.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                match std::fs::read(&p) {
+                    Ok(b) => check("poller", &b),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => problems.lock().unwrap().push(format!("poller: {e}")),
+                }
+                polls.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        });
+        // A slower reader that holds its descriptor a while (across unlinks, so it reads
+        // orphans too), reads twice, and sometimes drops the clean pages it read.
+        s.spawn(|| {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                match File::open(&p) {
+                    Ok(mut f) => {
+                        let mut b = vec![];
+                        match f.read_to_end(&mut b) {
+                            Ok(_) => check("holder", &b),
+                            Err(e) => problems.lock().unwrap().push(format!("holder: {e}")),
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                        let mut b = vec![0u8; 8192];
+                        match f.read_at(&mut b, 0) {
+                            Ok(n) => check("holder (again)", &b[..n]),
+                            Err(e) => problems.lock().unwrap().push(format!("holder: {e}")),
+                        }
+                        if i % 3 == 0 {
+                            fadvise_dontneed(&f);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => problems.lock().unwrap().push(format!("holder: {e}")),
+                }
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        });
+
+        // The postmaster.
+        let _stop = StopOnDrop(&stop);
+        let mut expected: Vec<u8> = vec![];
+        for cycle in 0..cycles {
+            if cycle % 5 == 0 {
+                // A (re)start: a stale file goes, a new one (a new inode) is created.
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => panic!("cycle {cycle}: unlink: {e}"),
+                }
+                // CreateLockFile: pid, data directory, start time, port, socket directory.
+                expected = [
+                    PID_LINE,
+                    format!("/pgdata/cycle-{cycle}\n1700000{cycle:03}\n5432\n/run/s\n").as_bytes(),
+                ]
+                .concat();
+                let mut f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&p)
+                    .unwrap_or_else(|e| panic!("cycle {cycle}: create: {e}"));
+                f.write_all(&expected).unwrap();
+                f.sync_all().unwrap();
+                drop(f);
+            }
+            // AddToDataDirLockFile: read it whole, write it back one line longer at 0.
+            let line = match cycle % 5 {
+                0 => "*\n".to_string(),
+                1 => format!("  {cycle:>8} {:>8}\n", cycle * 7),
+                2 => "starting\n".to_string(),
+                3 => "ready   \n".to_string(),
+                _ => format!("# cycle {cycle} {}\n", "x".repeat(cycle % 50)),
+            };
+            let mut f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+            let mut cur = vec![];
+            f.read_to_end(&mut cur).unwrap();
+            if cur != expected {
+                use std::os::unix::fs::MetadataExt;
+                let m = f.metadata().unwrap();
+                let r = v.store.reader(v.tl, None).unwrap();
+                let sino = r.lookup(ROOT_INO, b"postmaster.pid").unwrap();
+                eprintln!(
+                    "cycle {cycle}: the writer read {} bytes; its descriptor: inode {} size {}; the store: name -> {sino:?}, size {:?}, head {:?}; orphans {:?}",
+                    cur.len(),
+                    m.ino(),
+                    m.len(),
+                    sino.map(|i| r.getattr(i).map(|a| a.size)),
+                    v.stored("postmaster.pid"),
+                    v.store.orphans(v.tl)
+                );
+                std::thread::sleep(Duration::from_millis(100));
+                let mut again = vec![];
+                f.seek(SeekFrom::Start(0)).unwrap();
+                f.read_to_end(&mut again).unwrap();
+                let m2 = std::fs::metadata(&p).unwrap();
+                eprintln!(
+                    "100 ms later: {} bytes; by path: inode {} size {}",
+                    again.len(),
+                    m2.ino(),
+                    m2.len()
+                );
+            }
+            assert_eq!(
+                String::from_utf8_lossy(&cur),
+                String::from_utf8_lossy(&expected),
+                "cycle {cycle}: the writer's read (open O_RDWR, read) returned something else"
+            );
+            expected.extend_from_slice(line.as_bytes());
+            f.write_all_at(&expected, 0).unwrap();
+            f.sync_all().unwrap();
+            if cycle % 7 == 3 {
+                // Memory pressure: the clean (just written back) pages go.
+                fadvise_dontneed(&f);
+            }
+            drop(f);
+            // RecheckDataDirLockFile: open, one read, atol.
+            let mut f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = f.read(&mut buf).unwrap();
+            drop(f);
+            assert_eq!(
+                String::from_utf8_lossy(&buf[..n]),
+                String::from_utf8_lossy(&expected),
+                "cycle {cycle}: the recheck read something else"
+            );
+            let problems = problems.lock().unwrap();
+            assert!(
+                problems.is_empty(),
+                "cycle {cycle}: readers saw: {:#?}",
+                &problems[..problems.len().min(10)]
+            );
+        }
+        expected
+    });
+
+    let problems = problems.into_inner().unwrap();
+    assert!(
+        problems.is_empty(),
+        "readers saw: {:#?}",
+        &problems[..problems.len().min(10)]
+    );
+    assert!(
+        nonempty_polls.load(Ordering::Relaxed) > 0,
+        "the readers never saw the file ({} polls)",
+        polls.load(Ordering::Relaxed)
+    );
+    // The store has what the writer last wrote.
+    let stats = v.mount.as_ref().unwrap().stats.clone();
+    assert_eq!(
+        stats.errors.load(Ordering::Relaxed),
+        0,
+        "the view logged errors"
+    );
+    let (size, head) = v.stored("postmaster.pid").unwrap();
+    assert_eq!(size, expected.len() as u64);
+    assert_eq!(&head[..], &expected[..16]);
+    eprintln!(
+        "{cycles} cycles, {} polls ({} saw content), {} orphans freed",
+        polls.load(Ordering::Relaxed),
+        nonempty_polls.load(Ordering::Relaxed),
+        stats.orphans_freed.load(Ordering::Relaxed)
+    );
+}
