@@ -20,6 +20,8 @@ struct Pair {
     /// The statement after `-- @expect-error` (it must fail: it leaves an INVALID index).
     base_failing: Option<String>,
     target: String,
+    /// Directions that do not apply (`-- @skip reverse: why`).
+    skip: Vec<String>,
 }
 
 fn pairs() -> Vec<Pair> {
@@ -53,6 +55,12 @@ fn pairs() -> Vec<Pair> {
                 base,
                 base_failing,
                 target: section("-- @target", None),
+                skip: text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("-- @skip "))
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(d, _)| d.trim().to_string())
+                    .collect(),
             }
         })
         .collect()
@@ -154,6 +162,101 @@ fn report(base: &str, target: &str) -> Report {
     }
 }
 
+/// Rows per table (partitions and partitioned parents alike), to prove a migration kept them.
+fn row_counts(url: &str) -> std::collections::BTreeMap<String, i64> {
+    let out = Command::new(pg_bindir().join("psql"))
+        .args(["-X", "-At", "-F", "\t", "-c"])
+        .arg(
+            "select format('%I.%I', n.nspname, c.relname),
+                    (xpath('/row/c/text()', query_to_xml(format('select count(*) as c from only %I.%I',
+                        n.nspname, c.relname), false, true, '')))[1]::text
+               from pg_class c join pg_namespace n on n.oid = c.relnamespace
+              where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema')
+                and n.nspname not like 'pg_toast%'",
+        )
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (t, n) = l.split_once('\t')?;
+            Some((t.to_string(), n.parse().ok()?))
+        })
+        .collect()
+}
+
+/// One direction of a pair: diff `from` → `to`, apply the SQL to `from`, then the diff must
+/// be empty, the dumps equal, and every row of a table the plan does not say it deletes
+/// still there. Returns the plan (or None after recording a failure).
+fn round_trip(label: &str, from: &str, to: &str, failures: &mut Vec<String>) -> Option<Report> {
+    let first = report(from, to);
+    let sql = render::sql(&first);
+    let rows_before = row_counts(from);
+    let (ok, err) = psql(from, &sql, true);
+    if !ok {
+        failures.push(format!("{label}: applying the SQL failed: {err}\n{sql}"));
+        return None;
+    }
+    let after = report(from, to);
+    if !after.is_empty() {
+        failures.push(format!(
+            "{label}: still differs after applying the SQL:\n{}\n--- the SQL was:\n{sql}",
+            render::text(&after)
+        ));
+        return None;
+    }
+    let (df, dt) = (dump(from), dump(to));
+    if df != dt {
+        let diff: Vec<String> = df
+            .split("\n;\n")
+            .filter(|s| !dt.contains(*s))
+            .map(|s| format!("base only: {s}"))
+            .chain(
+                dt.split("\n;\n")
+                    .filter(|s| !df.contains(*s))
+                    .map(|s| format!("target only: {s}")),
+            )
+            .take(10)
+            .collect();
+        failures.push(format!(
+            "{label}: pg_dump differs:\n{}\n--- the SQL was:\n{sql}",
+            diff.join("\n")
+        ));
+        return None;
+    }
+    // Data kept: a table loses rows only where the plan says it deletes data there. A table
+    // that is gone without saying so must have handed its rows on (a plain table rebuilt as
+    // partitioned keeps its rows in the partitions): the total is what proves it.
+    let rows_after = row_counts(from);
+    let moved = rows_before.values().sum::<i64>() == rows_after.values().sum::<i64>();
+    for (table, n) in &rows_before {
+        let said = first.plan.changes.iter().any(|c| {
+            (c.object == *table || c.parent.as_deref() == Some(table.as_str()))
+                && c.hazards.iter().any(|h| h.code == "deletes-data")
+        });
+        match rows_after.get(table) {
+            Some(m) if m == n || said => {}
+            None if said || *n == 0 || moved => {}
+            m => failures.push(format!(
+                "{label}: {table} had {n} rows, has {m:?} after, and the plan did not say it deletes data\n--- the SQL was:\n{sql}"
+            )),
+        }
+    }
+    Some(first)
+}
+
+/// Directions a pair opts out of, with the reason: `-- @skip reverse: an INVALID index
+/// cannot be created by DDL`.
+fn skipped(p: &Pair, direction: &str) -> bool {
+    p.skip.iter().any(|d| d == direction)
+}
+
 #[test]
 fn applying_the_sql_makes_base_equal_target_for_every_pair() {
     let d = Daemon::up(&[]);
@@ -167,8 +270,13 @@ fn applying_the_sql_makes_base_equal_target_for_every_pair() {
     let (bu, tu) = (d.url("oracle-base"), d.url("oracle-target"));
     let pairs = pairs();
     assert!(pairs.len() >= 40, "only {} pairs", pairs.len());
+    let only = std::env::var("LAKELET_DIFF_PAIR").unwrap_or_default();
     let mut failures = vec![];
+    let mut runs = 0;
     for (i, p) in pairs.iter().enumerate() {
+        if !p.name.contains(&only) {
+            continue;
+        }
         let db = format!("pair_{i:02}");
         for u in [&bu, &tu] {
             let (ok, err) = psql(u, &format!("create database {db}"), true);
@@ -204,9 +312,8 @@ fn applying_the_sql_makes_base_equal_target_for_every_pair() {
             continue;
         }
         // Stable: the same two databases give the same output, byte for byte.
-        let sql = render::sql(&first);
         assert_eq!(
-            sql,
+            render::sql(&first),
             render::sql(&report(&b, &t)),
             "{}: the diff is not stable",
             p.name
@@ -224,41 +331,39 @@ fn applying_the_sql_makes_base_equal_target_for_every_pair() {
             p.name
         );
 
-        let (ok, err) = psql(&b, &sql, true);
-        if !ok {
-            failures.push(format!("{}: applying the SQL failed: {err}\n{sql}", p.name));
-            continue;
+        // Reverse, on a copy of TARGET (BASE is still as loaded).
+        if !skipped(p, "reverse") {
+            let copy = format!("{db}_rev");
+            let (ok, err) = psql(&tu, &format!("create database {copy} template {db}"), true);
+            assert!(ok, "{}: copying the target: {err}", p.name);
+            round_trip(
+                &format!("{} [reverse]", p.name),
+                &with_db(&tu, &copy),
+                &b,
+                &mut failures,
+            );
+            runs += 1;
         }
-        let after = report(&b, &t);
-        if !after.is_empty() {
-            failures.push(format!(
-                "{}: still differs after applying the SQL:\n{}\n--- the SQL was:\n{sql}",
-                p.name,
-                render::text(&after)
-            ));
-            continue;
+        // From an empty database: everything is created.
+        if !skipped(p, "empty") {
+            let empty = format!("{db}_empty");
+            let (ok, err) = psql(&bu, &format!("create database {empty}"), true);
+            assert!(ok, "{}: create database: {err}", p.name);
+            round_trip(
+                &format!("{} [from empty]", p.name),
+                &with_db(&bu, &empty),
+                &t,
+                &mut failures,
+            );
+            runs += 1;
         }
-        let (db_, dt) = (dump(&b), dump(&t));
-        if db_ != dt {
-            let diff: Vec<String> = db_
-                .split("\n;\n")
-                .filter(|s| !dt.contains(*s))
-                .map(|s| format!("base only: {s}"))
-                .chain(
-                    dt.split("\n;\n")
-                        .filter(|s| !db_.contains(*s))
-                        .map(|s| format!("target only: {s}")),
-                )
-                .take(10)
-                .collect();
-            failures.push(format!("{}: pg_dump differs:\n{}", p.name, diff.join("\n")));
-        }
+        round_trip(&format!("{} [forward]", p.name), &b, &t, &mut failures);
+        runs += 1;
     }
     assert!(
         failures.is_empty(),
-        "{} of {} pairs failed:\n\n{}",
+        "{} of {runs} round trips failed:\n\n{}",
         failures.len(),
-        pairs.len(),
         failures.join("\n\n")
     );
 }
@@ -385,4 +490,87 @@ fn the_cli_compares_branches_against_their_parent_and_a_point_in_time() {
         err.contains("connection string") || err.contains("connecting"),
         "{err}"
     );
+}
+
+/// A script that fails midway leaves whole transaction groups, never half of one, and the
+/// diff of the database against its old schema writes what undoes the groups applied. The
+/// failure here was foreseen: the plan said `may-fail`, with the rows that make it fail.
+#[test]
+fn a_failing_script_stops_at_a_group_and_the_diff_undoes_what_was_applied() {
+    let d = Daemon::up(&[]);
+    let main = d.url("main");
+    for db in ["before", "target"] {
+        let (ok, err) = psql(&main, &format!("create database {db}"), true);
+        assert!(ok, "{err}");
+    }
+    let (before, target) = (with_db(&main, "before"), with_db(&main, "target"));
+    let (ok, err) = psql(
+        &before,
+        "create type parcel_state as enum ('new', 'packed', 'shipped');
+         create table parcels (id int primary key, state parcel_state not null default 'new');
+         insert into parcels values (1, 'new'), (2, 'packed'), (3, 'packed');",
+        true,
+    );
+    assert!(ok, "{err}");
+    let (ok, err) = psql(
+        &target,
+        "create type parcel_state as enum ('new', 'shipped');
+         create table parcels (id int primary key, state parcel_state not null default 'new');
+         create table carriers (id int primary key, name text not null);
+         create index parcels_state_idx on parcels (state);",
+        true,
+    );
+    assert!(ok, "{err}");
+
+    let r = report(&before, &target);
+    let enum_change = r
+        .plan
+        .changes
+        .iter()
+        .find(|c| c.object == "public.parcel_state")
+        .expect("the enum changes");
+    let may_fail = enum_change
+        .hazards
+        .iter()
+        .find(|h| h.code == "may-fail")
+        .unwrap_or_else(|| panic!("no may-fail hazard: {:#?}", enum_change.hazards));
+    assert!(
+        may_fail
+            .message
+            .contains("2 row(s) of public.parcels.state")
+            && may_fail.message.contains("UPDATE public.parcels SET state"),
+        "{}",
+        may_fail.message
+    );
+
+    // Keep the old schema to compare against, then run the script: it fails on the rows.
+    let (ok, err) = psql(&main, "create database old template before", true);
+    assert!(ok, "{err}");
+    let sql = render::sql(&r);
+    assert!(sql.contains("BEGIN;") && sql.contains("COMMIT;"), "{sql}");
+    let (ok, err) = psql(&before, &sql, true);
+    assert!(!ok, "the script should fail on the packed parcels:\n{sql}");
+    assert!(err.contains("packed"), "{err}");
+
+    // The failing group rolled back whole: the enum was not left renamed aside.
+    let out = Command::new(pg_bindir().join("psql"))
+        .args([
+            "-X",
+            "-At",
+            "-c",
+            "select typname from pg_type where typname like 'parcel_state%' order by 1",
+        ])
+        .arg(&before)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "parcel_state");
+
+    // What the groups before it applied is undone by the diff against the old schema.
+    let old = with_db(&main, "old");
+    let undo = report(&before, &old);
+    let (ok, err) = psql(&before, &render::sql(&undo), true);
+    assert!(ok, "undo failed: {err}");
+    assert!(report(&before, &old).is_empty());
+    assert_eq!(dump(&before), dump(&old));
+    assert_eq!(row_counts(&before)["public.parcels"], 3);
 }

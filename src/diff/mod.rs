@@ -16,6 +16,7 @@
 pub mod catalog;
 pub mod model;
 pub mod plan;
+pub mod probe;
 pub mod render;
 
 use anyhow::Result;
@@ -46,9 +47,12 @@ pub struct FileLint {
 
 /// Reads both sides and plans the migration from `base` to `target`.
 pub fn compare(base_url: &str, target_url: &str) -> Result<plan::Plan> {
-    let base = read(base_url)?;
+    let db = Db::connect(base_url)?;
+    let base = catalog::read(&db)?;
     let target = read(target_url)?;
-    Ok(plan::plan(&base, &target))
+    let mut plan = plan::plan(&base, &target);
+    probe::probe(&db, &base, &target, &mut plan)?;
+    Ok(plan)
 }
 
 /// Lint findings of the migrations in `scripts` not yet applied on the database at

@@ -8,8 +8,11 @@ use super::model::Kind;
 use super::plan::{Action, Change};
 use super::Report;
 
-/// The migration as a script. Statements that cannot run in a transaction block are marked,
-/// and the file then carries `-- lakelet:no-transaction` for the migration runner.
+/// The migration as a script, in transactions: each run of statements that can share one is
+/// a `BEGIN … COMMIT` group, so a failure leaves the schema as the last group left it, never
+/// half a group. Statements that cannot run in a transaction block (CONCURRENTLY, enum
+/// values a later group uses) stand between the groups, and the file carries `-- lakelet:
+/// no-transaction` so the migration runner runs it statement by statement.
 pub fn sql(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "-- lakelet diff: {} → {}", r.base, r.target);
@@ -23,20 +26,31 @@ pub fn sql(r: &Report) -> String {
         r.plan.changes.len(),
         r.plan.script.len()
     );
-    if r.plan.script.iter().any(|x| !x.transactional) {
-        let _ = writeln!(
-            s,
-            "-- Statements marked (no transaction) must run outside a transaction block; run\n\
-             -- the file statement by statement (psql -f), not with psql -1.\n\
-             -- lakelet:no-transaction"
-        );
-    }
+    let _ = writeln!(
+        s,
+        "-- Run it with psql -f (not -1): each BEGIN … COMMIT group commits on its own, and\n\
+         -- statements marked (on its own) run between them. On an error, the groups\n\
+         -- before it are applied: `lakelet diff` of the database against the old schema\n\
+         -- writes the SQL that undoes them.\n\
+         -- lakelet:no-transaction"
+    );
     let _ = writeln!(s, "\nSET check_function_bodies = off;\n");
+    let mut open = false;
     for st in &r.plan.script {
+        if st.transactional && !open {
+            let _ = writeln!(s, "BEGIN;\n");
+            open = true;
+        } else if !st.transactional && open {
+            let _ = writeln!(s, "COMMIT;\n");
+            open = false;
+        }
         if !st.transactional {
-            let _ = writeln!(s, "-- (no transaction)");
+            let _ = writeln!(s, "-- (on its own, outside a transaction group)");
         }
         let _ = writeln!(s, "{};\n", st.sql.trim_end().trim_end_matches(';'));
+    }
+    if open {
+        let _ = writeln!(s, "COMMIT;");
     }
     s
 }

@@ -83,8 +83,10 @@ fn tables(db: &Db, out: &mut Vec<Object>) -> Result<()> {
 }
 
 fn columns(db: &Db, out: &mut Vec<Object>) -> Result<()> {
-    // Partitions take their columns from the parent, and inherited columns from theirs: only
-    // a table's own columns are its children here.
+    // Every column, a partition's and an inheriting table's too, marked `inherited` when it
+    // comes from a parent (attinhcount) and `not_local` when the table did not declare it
+    // (attislocal): the planner leaves such columns to the parent's changes, yet sees them
+    // when a DETACH makes them the table's own (or an ATTACH makes a table's own inherited).
     let q = format!(
         "select format('%I.%I', n.nspname, c.relname), format('%I', a.attname), a.attnum::text,
                 format_type(a.atttypid, a.atttypmod),
@@ -107,13 +109,16 @@ fn columns(db: &Db, out: &mut Vec<Object>) -> Result<()> {
                    case when g.grantee = 0 then 'PUBLIC' else quote_ident(pg_get_userbyid(g.grantee)) end
                    || ' ' || g.privilege_type || case when g.is_grantable then ' +' else '' end as x
                    from aclexplode(a.attacl) g) s),
-                c.oid::text, d.oid::text
+                c.oid::text, d.oid::text, (a.attinhcount > 0)::text, (not a.attislocal)::text,
+                case when a.attstorage <> t.typstorage then a.attstorage::text end,
+                case when a.attstattarget >= 0 then a.attstattarget::text end,
+                case a.attcompression when 'p' then 'pglz' when 'l' then 'lz4' end,
+                t.typstorage::text
            from pg_attribute a join pg_class c on c.oid = a.attrelid
            join pg_namespace n on n.oid = c.relnamespace
            join pg_type t on t.oid = a.atttypid
            left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
-          where c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
-            and a.attislocal and not c.relispartition and {}",
+          where c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped and {}",
         rel_where()
     );
     for r in rows(db, &q)? {
@@ -141,22 +146,46 @@ fn columns(db: &Db, out: &mut Vec<Object>) -> Result<()> {
         if r.n(12) != 0 {
             o.addrs.push(addr("pg_attrdef", r.n(12), 0));
         }
+        o.note("inherited", if r.b(13) { "true" } else { "" });
+        o.note("not_local", if r.b(14) { "true" } else { "" });
+        o.set("storage", storage_word(&r.s(15)));
+        // What `storage` returns to when the target leaves it at its type's default
+        // (SET STORAGE DEFAULT is Postgres 16's).
+        o.note("type_storage", storage_word(&r.s(18)));
+        o.set("statistics", r.s(16));
+        o.set("compression", r.s(17));
         out.push(o);
     }
     Ok(())
 }
 
+fn storage_word(c: &str) -> &'static str {
+    match c {
+        "p" => "PLAIN",
+        "e" => "EXTERNAL",
+        "m" => "MAIN",
+        "x" => "EXTENDED",
+        _ => "",
+    }
+}
+
 fn constraints(db: &Db, out: &mut Vec<Object>) -> Result<()> {
-    // Constraints a partition inherits come with it; constraint triggers are triggers.
+    // Constraints a table inherits are read too, marked `inherited` (the planner leaves them
+    // to the parent, but sees a DETACH make them the table's own); the per-partition copies
+    // of a foreign key *to* a partitioned table share their table and name with it and are
+    // left out. Constraint triggers are triggers.
     let q = format!(
         "select format('%I.%I', n.nspname, c.relname), format('%I', k.conname), k.oid::text,
                 k.contype::text, pg_get_constraintdef(k.oid), k.convalidated::text,
                 case when k.contype in ('p', 'u', 'x') then pg_get_indexdef(k.conindid) end,
                 case when k.contype in ('p', 'u', 'x') then k.conindid::text end,
-                c.relkind::text
+                c.relkind::text, (k.coninhcount > 0 or k.conparentid <> 0)::text,
+                (not k.conislocal)::text
            from pg_constraint k join pg_class c on c.oid = k.conrelid
            join pg_namespace n on n.oid = c.relnamespace
-          where k.contype in ('p', 'u', 'f', 'c', 'x') and k.conislocal and k.conparentid = 0
+          where k.contype in ('p', 'u', 'f', 'c', 'x')
+            and not exists (select 1 from pg_constraint pk where pk.oid = k.conparentid
+                              and pk.conrelid = k.conrelid)
             and c.relkind in ('r', 'p') and {}",
         rel_where()
     );
@@ -177,6 +206,8 @@ fn constraints(db: &Db, out: &mut Vec<Object>) -> Result<()> {
         // Not compared (the definition says it all); used to build the index online.
         o.note("index", r.s(6));
         o.note("on_partitioned", if r.s(8) == "p" { "true" } else { "" });
+        o.note("inherited", if r.b(9) { "true" } else { "" });
+        o.note("not_local", if r.b(10) { "true" } else { "" });
         out.push(o);
     }
     Ok(())
@@ -184,18 +215,18 @@ fn constraints(db: &Db, out: &mut Vec<Object>) -> Result<()> {
 
 fn indexes(db: &Db, out: &mut Vec<Object>) -> Result<()> {
     // Indexes that implement a constraint belong to it; a partition's copy of its parent's
-    // index is made by Postgres when the partition is.
+    // index is made by Postgres when the partition is (marked `inherited`).
     let q = format!(
         "select format('%I.%I', n.nspname, ic.relname), format('%I.%I', n2.nspname, c.relname),
                 ic.oid::text, pg_get_indexdef(ic.oid), x.indisvalid::text, c.relkind::text,
-                format('%I', n.nspname), format('%I', ic.relname)
+                format('%I', n.nspname), format('%I', ic.relname),
+                exists (select 1 from pg_inherits i where i.inhrelid = ic.oid)::text
            from pg_index x join pg_class ic on ic.oid = x.indexrelid
            join pg_namespace n on n.oid = ic.relnamespace
            join pg_class c on c.oid = x.indrelid join pg_namespace n2 on n2.oid = c.relnamespace
           where c.relkind in ('r', 'p', 'm') and {USER_NS} and {}
             and not exists (select 1 from pg_constraint k where k.conindid = ic.oid
-                              and k.conrelid = c.oid and k.contype in ('p', 'u', 'x'))
-            and not exists (select 1 from pg_inherits i where i.inhrelid = ic.oid)",
+                              and k.conrelid = c.oid and k.contype in ('p', 'u', 'x'))",
         not_ext("pg_class", "c.oid")
     );
     for r in rows(db, &q)? {
@@ -207,6 +238,7 @@ fn indexes(db: &Db, out: &mut Vec<Object>) -> Result<()> {
         o.set("invalid", if r.b(4) { "" } else { "true" });
         o.note("on_partitioned", if r.s(5) == "p" { "true" } else { "" });
         o.note("schema", r.s(6));
+        o.note("inherited", if r.b(8) { "true" } else { "" });
         out.push(o);
     }
     Ok(())
@@ -224,7 +256,9 @@ fn sequences(db: &Db, out: &mut Vec<Object>) -> Result<()> {
                    join pg_attribute ta on ta.attrelid = tc.oid and ta.attnum = d.refobjsubid
                   where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'a'
                     and d.refclassid = 'pg_class'::regclass),
-                format('%I', n.nspname)
+                format('%I', n.nspname),
+                (select ps.last_value::text from pg_sequences ps
+                  where ps.schemaname = n.nspname and ps.sequencename = c.relname)
            from pg_sequence s join pg_class c on c.oid = s.seqrelid
            join pg_namespace n on n.oid = c.relnamespace
           where {} and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass
@@ -246,6 +280,8 @@ fn sequences(db: &Db, out: &mut Vec<Object>) -> Result<()> {
         o.set("cycle", if r.b(10) { "true" } else { "" });
         o.set("owned_by", r.s(11));
         o.note("schema", r.s(12));
+        // Where it stands (not compared): a new MINVALUE above it needs a RESTART.
+        o.note("last_value", r.s(13));
         out.push(o);
     }
     Ok(())

@@ -52,10 +52,9 @@ pub fn alter(b: &Object, t: &Object) -> R {
                 .iter()
                 .any(|k| changed(k));
             if opts_changed {
-                a.main.push(Stmt::tx(format!(
-                    "ALTER SEQUENCE {name} {}",
-                    ddl::sequence_options(t)
-                )));
+                let mut s = format!("ALTER SEQUENCE {name} {}", ddl::sequence_options(t));
+                restart(b, t, &mut s, &mut a);
+                a.main.push(Stmt::tx(s));
             }
             if changed("owned_by") {
                 if !b.prop("owned_by").is_empty() {
@@ -84,7 +83,7 @@ pub fn alter(b: &Object, t: &Object) -> R {
                 return Err("its definition changes".into());
             }
             if b.prop("not_valid") == "true" && t.prop("not_valid").is_empty() {
-                a.post.push(Stmt::tx(format!(
+                a.post.push(Stmt::no_tx(format!(
                     "ALTER TABLE {} VALIDATE CONSTRAINT {}",
                     parent(t),
                     t.local
@@ -170,6 +169,36 @@ pub fn alter(b: &Object, t: &Object) -> R {
     Ok(a)
 }
 
+/// Postgres refuses new bounds that leave a sequence's current value outside them. Below a
+/// new MINVALUE it is moved up to it (nothing has used those values); above a new MAXVALUE
+/// nothing safe can be done: values already handed out may be in use.
+fn restart(b: &Object, t: &Object, s: &mut String, a: &mut InPlace) {
+    let num = |o: &Object, k: &str| o.prop(k).parse::<i128>().ok();
+    let current = b
+        .extra("last_value")
+        .parse::<i128>()
+        .ok()
+        .or(num(b, "start"));
+    let (Some(cur), Some(min), Some(max), Some(start)) =
+        (current, num(t, "min"), num(t, "max"), num(t, "start"))
+    else {
+        return;
+    };
+    if cur < min {
+        let to = start.max(min);
+        s.push_str(&format!(" RESTART WITH {to}"));
+        a.hazards.push(Hazard::new(
+            "sets-sequence",
+            format!("its current value {cur} is below the new MINVALUE {min}: it restarts at {to}"),
+        ));
+    } else if cur > max {
+        a.hazards.push(Hazard::new(
+            "may-fail",
+            format!("its current value {cur} is above the new MAXVALUE {max}: Postgres refuses; values up to {cur} may already be in use"),
+        ));
+    }
+}
+
 fn table(b: &Object, t: &Object, a: &mut InPlace) -> Result<(), String> {
     let name = &t.key.name;
     let changed = |k: &str| b.prop(k) != t.prop(k);
@@ -188,8 +217,10 @@ fn table(b: &Object, t: &Object, a: &mut InPlace) -> Result<(), String> {
                 b.prop("partition_of")
             )));
         }
+        // Attached last: the parent's new columns must be in place first (a table attaches
+        // only with exactly its parent's columns).
         if !t.prop("partition_of").is_empty() {
-            a.main.push(Stmt::tx(format!(
+            a.post.push(Stmt::tx(format!(
                 "ALTER TABLE {} ATTACH PARTITION {name} {}",
                 t.prop("partition_of"),
                 t.prop("partition_bound")
@@ -326,12 +357,21 @@ fn column(b: &Object, t: &Object, a: &mut InPlace) -> Result<(), String> {
         }
     }
     let retype = changed("type") || changed("collation") || b.extra("retype") == "true";
+    let adds_identity = b.prop("identity").is_empty() && !t.prop("identity").is_empty();
     if !b.prop("identity").is_empty() && t.prop("identity").is_empty() {
-        a.main.push(alter("DROP IDENTITY".into()));
+        // First (phase 1): its sequence goes with it, and a serial's sequence of the same
+        // name may be created next.
+        a.pre.push(alter("DROP IDENTITY".into()));
     }
     let default_changed = changed("default") || (retype && !b.prop("default").is_empty());
     if default_changed && !b.prop("default").is_empty() {
-        a.main.push(alter("DROP DEFAULT".into()));
+        if adds_identity {
+            // serial → identity: the serial's sequence (dropped in phase 1 after this) may
+            // have the name the identity's takes.
+            a.pre.push(alter("DROP DEFAULT".into()));
+        } else {
+            a.main.push(alter("DROP DEFAULT".into()));
+        }
     }
     if retype {
         let mut s = format!("TYPE {}", t.prop("type"));
@@ -361,7 +401,6 @@ fn column(b: &Object, t: &Object, a: &mut InPlace) -> Result<(), String> {
         a.main
             .push(alter(format!("SET DEFAULT {}", t.prop("default"))));
     }
-    let adds_identity = b.prop("identity").is_empty() && !t.prop("identity").is_empty();
     if changed("not_null") {
         if t.prop("not_null").is_empty() {
             a.main.push(alter("DROP NOT NULL".into()));
@@ -381,7 +420,7 @@ fn column(b: &Object, t: &Object, a: &mut InPlace) -> Result<(), String> {
             a.main.push(Stmt::tx(format!(
                 "ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"
             )));
-            a.post.push(Stmt::tx(format!(
+            a.post.push(Stmt::no_tx(format!(
                 "ALTER TABLE {table} VALIDATE CONSTRAINT {check}"
             )));
             a.post.push(alter("SET NOT NULL".into()));
@@ -394,12 +433,19 @@ fn column(b: &Object, t: &Object, a: &mut InPlace) -> Result<(), String> {
             ));
         }
     }
+    a.main.extend(ddl::column_settings(Some(b), t));
     if adds_identity {
         a.main.push(alter(format!(
             "ADD GENERATED {} AS IDENTITY ({})",
             t.prop("identity"),
             t.prop("identity_options")
         )));
+        // START WITH is the target's; the rows already there may hold larger values.
+        a.post.push(super::rebuild::continue_after_max(table, t));
+        a.hazards.push(Hazard::new(
+            "sets-sequence",
+            "the identity's sequence is moved past the largest value in the column, so new keys do not collide with existing ones",
+        ));
     } else if !t.prop("identity").is_empty() {
         if changed("identity") {
             a.main

@@ -42,7 +42,8 @@ pub(super) fn enum_values(b: &Object, t: &Object, a: &mut InPlace) -> Result<(),
         } else {
             format!(" AFTER {}", quote_literal(&tl[i - 1]))
         };
-        a.main.push(Stmt::tx(format!(
+        // Outside a transaction block: committed before any later group uses the value.
+        a.main.push(Stmt::no_tx(format!(
             "ALTER TYPE {name} ADD VALUE {}{place}",
             quote_literal(l)
         )));
@@ -84,7 +85,7 @@ pub(super) fn domain(b: &Object, t: &Object, a: &mut InPlace) -> Result<(), Stri
         match tc.iter().find(|(m, _)| m == n) {
             Some((_, e)) if strip(d) == strip(e) => {
                 if d.ends_with(" NOT VALID") && !e.ends_with(" NOT VALID") {
-                    a.post.push(Stmt::tx(format!(
+                    a.post.push(Stmt::no_tx(format!(
                         "ALTER DOMAIN {name} VALIDATE CONSTRAINT {n}"
                     )));
                 } else if !d.ends_with(" NOT VALID") && e.ends_with(" NOT VALID") {
@@ -110,7 +111,7 @@ pub(super) fn domain(b: &Object, t: &Object, a: &mut InPlace) -> Result<(), Stri
             "ALTER DOMAIN {name} ADD CONSTRAINT {n} {def} NOT VALID"
         )));
         if !e.ends_with(" NOT VALID") {
-            a.post.push(Stmt::tx(format!(
+            a.post.push(Stmt::no_tx(format!(
                 "ALTER DOMAIN {name} VALIDATE CONSTRAINT {n}"
             )));
             a.hazards.push(Hazard::new(

@@ -126,12 +126,22 @@ pub fn create(o: &Object, cat: &Catalog, fresh_parent: bool) -> Create {
         }
         Kind::Function | Kind::Procedure => c.main.push(Stmt::tx(o.prop("definition").to_string())),
         Kind::Table => create_table(o, cat, &mut c),
+        Kind::Column
+            if !fresh_parent
+                && o.prop("not_null") == "true"
+                && volatile_default(o.prop("default"))
+                && o.prop("identity").is_empty()
+                && o.prop("generated").is_empty() =>
+        {
+            not_null_online(o, &mut c)
+        }
         Kind::Column => {
             let table = parent(o);
             c.main.push(Stmt::tx(format!(
                 "ALTER TABLE {table} ADD COLUMN {}",
                 column_def(o)
             )));
+            c.main.extend(column_settings(None, o));
             if !fresh_parent {
                 if o.prop("not_null") == "true"
                     && o.prop("default").is_empty()
@@ -244,6 +254,48 @@ pub fn create(o: &Object, cat: &Catalog, fresh_parent: bool) -> Create {
     c
 }
 
+/// A NOT NULL column whose default must be computed per row, added to a table that has rows,
+/// the online way: added nullable (no rewrite), its default set for new rows, existing rows
+/// backfilled by an UPDATE (row locks, not an ACCESS EXCLUSIVE rewrite), then NOT NULL proved
+/// by a CHECK validated without blocking writes, so SET NOT NULL needs no scan.
+fn not_null_online(o: &Object, c: &mut Create) {
+    let table = parent(o);
+    let col = &o.local;
+    let mut bare = o.clone();
+    bare.props.remove("default");
+    bare.props.remove("not_null");
+    let default = o.prop("default");
+    let check =
+        crate::migrate::db::quote_ident(&format!("{}_not_null_lakelet", col.trim_matches('"')));
+    c.main.push(Stmt::tx(format!(
+        "ALTER TABLE {table} ADD COLUMN {}",
+        column_def(&bare)
+    )));
+    c.main.extend(column_settings(None, o));
+    c.main.push(Stmt::tx(format!(
+        "ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {default}"
+    )));
+    c.main.push(Stmt::no_tx(format!(
+        "UPDATE {table} SET {col} = DEFAULT WHERE {col} IS NULL"
+    )));
+    c.main.push(Stmt::tx(format!(
+        "ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"
+    )));
+    c.post.push(Stmt::no_tx(format!(
+        "ALTER TABLE {table} VALIDATE CONSTRAINT {check}"
+    )));
+    c.post.push(Stmt::tx(format!(
+        "ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL"
+    )));
+    c.post.push(Stmt::tx(format!(
+        "ALTER TABLE {table} DROP CONSTRAINT {check}"
+    )));
+    c.hazards.push(Hazard::new(
+        "backfills",
+        "added online: nullable, then an UPDATE fills every existing row from the default (row locks, WAL and dead tuples, no ACCESS EXCLUSIVE rewrite), then NOT NULL is proved by a CHECK validated under SHARE UPDATE EXCLUSIVE",
+    ));
+}
+
 fn create_table(o: &Object, cat: &Catalog, c: &mut Create) {
     let name = &o.key.name;
     let unlogged = if o.prop("unlogged") == "true" {
@@ -258,9 +310,10 @@ fn create_table(o: &Object, cat: &Catalog, c: &mut Create) {
             o.prop("partition_bound")
         )
     } else {
+        // An inheriting table declares only its own columns; the rest come from its parents.
         let cols: Vec<String> = cat
             .children(&o.key)
-            .filter(|x| x.key.kind == Kind::Column)
+            .filter(|x| x.key.kind == Kind::Column && x.extra("not_local").is_empty())
             .map(|x| format!("    {}", column_def(x)))
             .collect();
         let mut s = format!("CREATE {unlogged}TABLE {name} (\n{}\n)", cols.join(",\n"));
@@ -274,6 +327,12 @@ fn create_table(o: &Object, cat: &Catalog, c: &mut Create) {
     }
     s.push_str(&with_options(o.prop("options")));
     c.main.push(Stmt::tx(s));
+    for col in cat
+        .children(&o.key)
+        .filter(|x| x.key.kind == Kind::Column && x.extra("not_local").is_empty())
+    {
+        c.main.extend(column_settings(None, col));
+    }
     if o.prop("row_security") == "true" {
         c.main.push(Stmt::tx(format!(
             "ALTER TABLE {name} ENABLE ROW LEVEL SECURITY"
@@ -349,7 +408,7 @@ fn create_constraint(o: &Object, fresh_parent: bool, c: &mut Create) {
                     "added NOT VALID, as on the target: existing rows are not checked",
                 ));
             } else {
-                c.post.push(Stmt::tx(format!(
+                c.post.push(Stmt::no_tx(format!(
                     "ALTER TABLE {table} VALIDATE CONSTRAINT {name}"
                 )));
                 c.hazards.push(Hazard::new(
@@ -406,6 +465,9 @@ pub fn parent(o: &Object) -> &str {
 /// `name type [COLLATE c] [GENERATED …] [DEFAULT …] [NOT NULL]`.
 pub fn column_def(o: &Object) -> String {
     let mut s = format!("{} {}", o.local, o.prop("type"));
+    if !o.prop("compression").is_empty() {
+        s.push_str(&format!(" COMPRESSION {}", o.prop("compression")));
+    }
     if !o.prop("collation").is_empty() {
         s.push_str(&format!(" COLLATE {}", o.prop("collation")));
     }
@@ -429,6 +491,46 @@ pub fn column_def(o: &Object) -> String {
         s.push_str(" NOT NULL");
     }
     s
+}
+
+/// `SET STORAGE`, `SET STATISTICS` and `SET COMPRESSION` that take column `t` from `b` (or,
+/// for a new column, from its type's defaults). None of them rewrites the table: storage and
+/// compression apply to values written from now on.
+pub fn column_settings(b: Option<&Object>, t: &Object) -> Vec<Stmt> {
+    let was = |k: &str| b.map_or("", |b| b.prop(k));
+    let alter = |s: String| {
+        Stmt::tx(format!(
+            "ALTER TABLE {} ALTER COLUMN {} {s}",
+            parent(t),
+            t.local
+        ))
+    };
+    let mut out = vec![];
+    if was("storage") != t.prop("storage") {
+        let to = match t.prop("storage") {
+            "" => t.extra("type_storage"),
+            s => s,
+        };
+        if !to.is_empty() {
+            out.push(alter(format!("SET STORAGE {to}")));
+        }
+    }
+    if was("statistics") != t.prop("statistics") {
+        let to = match t.prop("statistics") {
+            "" => "-1",
+            s => s,
+        };
+        out.push(alter(format!("SET STATISTICS {to}")));
+    }
+    // A new column gets its compression in its definition.
+    if b.is_some() && was("compression") != t.prop("compression") {
+        let to = match t.prop("compression") {
+            "" => "default",
+            s => s,
+        };
+        out.push(alter(format!("SET COMPRESSION {to}")));
+    }
+    out
 }
 
 pub fn sequence_options(o: &Object) -> String {

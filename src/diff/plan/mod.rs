@@ -16,6 +16,7 @@ mod alter_types;
 pub mod ddl;
 pub mod meta;
 mod order;
+mod rebuild;
 mod renames;
 #[cfg(test)]
 mod tests;
@@ -31,7 +32,10 @@ use super::model::{Key, Kind, Object};
 #[derive(Debug, Clone, Serialize)]
 pub struct Stmt {
     pub sql: String,
-    /// False for statements Postgres refuses inside a transaction block (CONCURRENTLY).
+    /// False for statements that run on their own, between the script's transaction
+    /// groups: those Postgres refuses inside a transaction block (CONCURRENTLY), enum values a
+    /// later group uses, and the long scans of an online form (VALIDATE, a backfill), which
+    /// inside a group would hold the group's ACCESS EXCLUSIVE locks while they run.
     pub transactional: bool,
 }
 
@@ -160,7 +164,29 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
     let mut replaced: BTreeMap<Key, String> = BTreeMap::new();
     let mut altered: BTreeMap<Key, alter::InPlace> = BTreeMap::new();
     let mut meta_only: BTreeSet<Key> = BTreeSet::new();
+    // Tables a DETACH takes out of their parent: what they inherited becomes their own, and
+    // what the target lacks of it must then be dropped.
+    let detached: BTreeSet<Key> = base
+        .objects
+        .values()
+        .filter(|b| b.key.kind == Kind::Table && !b.prop("partition_of").is_empty())
+        .filter(|b| {
+            target
+                .get(&b.key)
+                .is_some_and(|t| t.prop("partition_of") != b.prop("partition_of"))
+        })
+        .map(|b| b.key.clone())
+        .collect();
+    let of_detached = |o: &Object| o.parent.as_ref().is_some_and(|p| detached.contains(p));
     for k in keys {
+        // What a table inherits (a partition's columns, constraints and indexes) changes with
+        // its parent: planned there, unless one side holds it as the table's own (after a
+        // DETACH, before an ATTACH).
+        let left_by_detach = target.get(k).is_none() && base.get(k).is_some_and(of_detached);
+        if inherited_or_absent(base.get(k)) && inherited_or_absent(target.get(k)) && !left_by_detach
+        {
+            continue;
+        }
         match (base.get(k), target.get(k)) {
             (None, Some(_)) => {
                 added.insert(k.clone());
@@ -222,6 +248,13 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
         )
         .collect();
     while let Some((k, removed)) = queue.pop() {
+        // Views and rules depend on a table's columns, not the table: a table created again
+        // takes them along too.
+        if removed && k.kind == Kind::Table {
+            for c in base.children(&k).filter(|c| c.key.kind == Kind::Column) {
+                queue.push((c.key.clone(), true));
+            }
+        }
         for u in users.get(&k).cloned().unwrap_or_default() {
             if dropped.contains(u) || replaced.contains_key(u) {
                 continue;
@@ -273,7 +306,7 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
         .collect();
     for tk in &replaced_tables {
         for c in target.children(tk) {
-            if c.key.kind != Kind::Column && !added.contains(&c.key) {
+            if c.key.kind != Kind::Column && !added.contains(&c.key) && !inherited(c) {
                 replaced
                     .entry(c.key.clone())
                     .or_insert_with(|| format!("its table {tk} is created again"));
@@ -288,6 +321,8 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
         altered.remove(k);
         meta_only.remove(k);
     }
+
+    let rebuild = rebuild::find(base, target, &replaced);
 
     let mut work: BTreeMap<Key, Work> = BTreeMap::new();
     // Creations (added and replaced) use the target's definition.
@@ -316,6 +351,8 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
             w.details.extend(prop_changes(b, t));
             if !gone_parent(b, &dropped, &replaced) {
                 w.drop = Some(ddl::drop(b));
+            } else if rebuild.parent_rebuilt(b) {
+                w.drop = rebuild.old_child(b);
             }
             if matches!(k.kind, Kind::Table | Kind::Column) && !bo_generated(b) {
                 w.hazards.push(Hazard::new(
@@ -323,8 +360,21 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
                     "dropped and created again: its rows are lost unless copied first",
                 ));
             }
+            if rebuild.tables.contains(k) {
+                rebuild.table(b, t, base, target, &mut w);
+            } else if rebuild.old_parts.contains(k) {
+                rebuild.old_part(b, &mut w);
+            }
         }
         w.main.extend(meta::meta(None, t, target, base));
+        // identity → serial: the new sequence starts past the rows already there.
+        if k.kind == Kind::Sequence && added.contains(k) && !t.prop("owned_by").is_empty() {
+            let col = Key::new(Kind::Column, t.prop("owned_by"));
+            if let (Some(_), Some(tc)) = (base.get(&col), target.get(&col)) {
+                w.post
+                    .push(rebuild::continue_after_max(ddl::parent(tc), tc));
+            }
+        }
         work.insert(k.clone(), w);
     }
     for (from, to) in &renames {
@@ -403,7 +453,18 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
     }
     for k in &dropped {
         let b = &base.objects[k];
+        if rebuild.old_parts.contains(k) {
+            // Its rows are copied with its parent's; it goes with the old parent.
+            continue;
+        }
         if gone_parent(b, &dropped, &replaced) {
+            if rebuild.parent_rebuilt(b) {
+                if let Some(s) = rebuild.old_child(b) {
+                    let mut w = Work::new(Action::Drop);
+                    w.drop = Some(s);
+                    work.insert(k.clone(), w);
+                }
+            }
             continue;
         }
         // A sequence owned by a dropped column or table goes with it.
@@ -416,12 +477,27 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
         }
         let mut w = Work::new(Action::Drop);
         let stmt = if k.kind == Kind::DefaultPrivileges {
-            w.main = meta::grants(&b.acl, &meta::default_acl(b), b);
+            // First: its schema may be dropped later in the script.
+            w.pre = meta::grants(&b.acl, &meta::default_acl(b), b);
             None
         } else {
             Some(ddl::drop(b))
         };
-        if drops_early(k.kind) {
+        // A generated column holds nothing that is not computed from others, and while it
+        // exists the columns it reads cannot change type: it goes first.
+        // A serial's sequence whose name a new identity takes goes before the identity comes.
+        let name_taken = k.kind == Kind::Sequence
+            && target.objects.values().any(|c| {
+                c.key.kind == Kind::Column
+                    && c.prop("identity_options")
+                        .strip_prefix("SEQUENCE NAME ")
+                        .and_then(|x| x.split(' ').next())
+                        == Some(k.name.as_str())
+            });
+        if of_detached(b) && inherited(b) {
+            // After the DETACH (phase 2) that made it the table's own.
+            w.late_drop = stmt;
+        } else if drops_early(k.kind) || bo_generated(b) || name_taken {
             w.drop = stmt;
         } else {
             w.late_drop = stmt;
@@ -581,6 +657,17 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
         ))
     });
     Plan { changes, script }
+}
+
+/// Whether `o` is there only because its table inherits it (the catalog's `inherited`), not
+/// also declared by the table itself (`not_local`: a column or CHECK a table declared before
+/// it was attached stays when the parent drops it; an index has no such notion).
+fn inherited(o: &Object) -> bool {
+    o.extra("inherited") == "true" && (o.key.kind == Kind::Index || o.extra("not_local") == "true")
+}
+
+fn inherited_or_absent(o: Option<&Object>) -> bool {
+    o.is_none_or(inherited)
 }
 
 fn bo_generated(o: &Object) -> bool {

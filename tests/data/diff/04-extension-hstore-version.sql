@@ -1,4 +1,5 @@
 -- extensions: hstore version update 1.7 -> 1.8 (plus a table gaining an hstore column with a GiST index)
+-- @skip reverse: hstore ships no downgrade path from 1.8 to 1.7
 -- @common
 CREATE TABLE public.items (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO public.items VALUES (1, 'one'), (2, 'two');
