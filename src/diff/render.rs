@@ -31,7 +31,8 @@ pub fn sql(r: &Report) -> String {
         "-- Run it with psql -f (not -1): each BEGIN … COMMIT group commits on its own, and\n\
          -- statements marked (on its own) run between them. On an error, the groups\n\
          -- before it are applied: `lakelet diff` of the database against the old schema\n\
-         -- writes the SQL that undoes them.\n\
+         -- writes the SQL that undoes them. Saved as a migration, `lakelet migrate\n\
+         -- rehearse --branch BASE` runs it on a throwaway branch first.\n\
          -- lakelet:no-transaction"
     );
     let _ = writeln!(s, "\nSET check_function_bodies = off;\n");

@@ -216,6 +216,30 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
         }
     }
 
+    // Postgres cannot change the type of a partition key column: its table is rebuilt.
+    let key_retyped: Vec<(Key, Key)> = altered
+        .keys()
+        .filter(|k| k.kind == Kind::Column)
+        .filter_map(|k| {
+            let (b, t) = (base.get(k)?, target.get(k)?);
+            let table = base.get(b.parent.as_ref()?)?;
+            let in_key = table
+                .prop("partition_by")
+                .split(|ch: char| !(ch.is_alphanumeric() || ch == '_' || ch == '"'))
+                .any(|w| w == b.local);
+            (in_key && b.prop("type") != t.prop("type")).then(|| (k.clone(), table.key.clone()))
+        })
+        .collect();
+    for (col, table) in key_retyped {
+        altered.remove(&col);
+        if target.get(&table).is_some() {
+            replaced.insert(
+                table,
+                format!("the type of its partition key column {} changes", col.name),
+            );
+        }
+    }
+
     let renames = renames::renames(base, target, &mut added, &mut dropped);
 
     // Who uses what, on the base.
@@ -265,7 +289,7 @@ pub fn plan(base: &Catalog, target: &Catalog) -> Plan {
                 // Its drop comes with the table's.
                 if removed
                     && u.kind != Kind::Column
-                    && target.get(u).is_some()
+                    && target.get(u).is_some_and(|t| !inherited(t))
                     && !added.contains(u)
                 {
                     replaced.insert(u.clone(), format!("{k} is created again"));

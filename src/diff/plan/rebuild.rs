@@ -1,5 +1,6 @@
 //! Rebuilding a table by copy: when a plain table becomes partitioned, or a partitioned one
-//! plain (Postgres has no ALTER for either), the old table is renamed aside, the new one is
+//! plain, or its partition key changes (Postgres has no ALTER for any of these; any other
+//! change that replaces a root table takes this path too), the old table is renamed aside, the new one is
 //! created under the name with its partitions, the rows are copied across, and the old table
 //! goes last. Nothing is dropped before its rows are somewhere else.
 //!
@@ -24,20 +25,19 @@ pub(super) struct Rebuild {
     pub old_parts: BTreeSet<Key>,
 }
 
-/// Whether a replaced table changes between plain and partitioned (or its partition key):
-/// the changes a copy carries over.
-fn partitioning_changes(b: &Object, t: &Object) -> bool {
-    (b.prop("partitioned") != t.prop("partitioned")
-        || b.prop("partition_by") != t.prop("partition_by"))
-        && b.prop("inherits") == t.prop("inherits")
-        && b.prop("partition_of") == t.prop("partition_of")
+/// Whether a replaced table can be rebuilt by copy: a root table on both sides (a partition
+/// goes with its root; inheritance children are not carried over).
+fn copyable(b: &Object, t: &Object) -> bool {
+    [b, t]
+        .iter()
+        .all(|o| o.prop("partition_of").is_empty() && o.prop("inherits").is_empty())
 }
 
 pub(super) fn find(base: &Catalog, target: &Catalog, replaced: &BTreeMap<Key, String>) -> Rebuild {
     let mut r = Rebuild::default();
     for k in replaced.keys().filter(|k| k.kind == Kind::Table) {
         if let (Some(b), Some(t)) = (base.get(k), target.get(k)) {
-            if partitioning_changes(b, t) {
+            if copyable(b, t) {
                 r.tables.insert(k.clone());
             }
         }
@@ -102,6 +102,26 @@ impl Rebuild {
         w.details
             .push("its rows are copied into the new table, then the old one is dropped".into());
         let old = aside(b, &b.key.name);
+        // The old table's defaults would hold on to sequences the plan drops.
+        for c in base.children(&b.key).filter(|c| c.key.kind == Kind::Column) {
+            if !c.prop("default").is_empty() {
+                w.pre.push(Stmt::tx(format!(
+                    "ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT",
+                    b.key.name, c.local
+                )));
+            }
+        }
+        let lost: Vec<&str> = base
+            .children(&b.key)
+            .filter(|c| c.key.kind == Kind::Column && target.get(&c.key).is_none())
+            .map(|c| c.local.as_str())
+            .collect();
+        if !lost.is_empty() {
+            w.hazards.push(Hazard::new(
+                "deletes-data",
+                format!("the values of {} are not carried over", lost.join(", ")),
+            ));
+        }
         // Identity sequences are named after the table: the old ones step aside.
         for c in base.children(&b.key).filter(|c| c.key.kind == Kind::Column) {
             if let Some(seq) = c
@@ -139,8 +159,17 @@ impl Rebuild {
             .collect();
         let list: Vec<&str> = cols.iter().map(|c| c.local.as_str()).collect();
         let list = list.join(", ");
+        // Cast explicitly: a column whose type changes may have no assignment cast.
+        let select: Vec<String> = cols
+            .iter()
+            .map(|c| match base.get(&c.key) {
+                Some(bc) if bc.prop("type") == c.prop("type") => c.local.clone(),
+                _ => format!("{}::{}", c.local, c.prop("type")),
+            })
+            .collect();
         w.post.push(Stmt::tx(format!(
-            "INSERT INTO {name} ({list}) OVERRIDING SYSTEM VALUE SELECT {list} FROM {old}"
+            "INSERT INTO {name} ({list}) OVERRIDING SYSTEM VALUE SELECT {} FROM {old}",
+            select.join(", ")
         )));
         for c in cols.iter().filter(|c| !c.prop("identity").is_empty()) {
             w.post.push(continue_after_max(name, c));

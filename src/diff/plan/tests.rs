@@ -277,3 +277,61 @@ fn helpers() {
     ));
     assert!(!alter::binary_coercible("integer", "bigint"));
 }
+
+fn inherited_child(kind: Kind, table: &str, local: &str) -> Object {
+    let mut o = child(kind, table, local, &[("type", "integer")]);
+    o.note("inherited", "true");
+    o.note("not_local", "true");
+    o
+}
+
+#[test]
+fn what_a_partition_inherits_is_left_to_its_parent_until_a_detach() {
+    let part = |of: &str| {
+        obj(
+            Kind::Table,
+            "public.p1",
+            &[("partition_of", of), ("partition_bound", "DEFAULT")],
+        )
+    };
+    // The parent gains a column: only the parent is altered, the partition's copy follows.
+    let base = cat(vec![table("public.t"), part("public.t")]);
+    let target = cat(vec![
+        table("public.t"),
+        child(Kind::Column, "public.t", "a", &[("type", "integer")]),
+        part("public.t"),
+        inherited_child(Kind::Column, "public.p1", "a"),
+    ]);
+    let p = plan(&base, &target);
+    assert_eq!(p.script.len(), 1, "{:#?}", p.script);
+    assert!(p.script[0]
+        .sql
+        .contains("ALTER TABLE public.t ADD COLUMN a"));
+
+    // Detached, the partition keeps what it inherited as its own: nothing is added to it,
+    // and what the target no longer has is dropped after the DETACH.
+    let mut own = child(Kind::Column, "public.p1", "a", &[("type", "integer")]);
+    own.note("inherited", "");
+    let base = cat(vec![
+        table("public.t"),
+        child(Kind::Column, "public.t", "a", &[("type", "integer")]),
+        child(Kind::Column, "public.t", "b", &[("type", "integer")]),
+        part("public.t"),
+        inherited_child(Kind::Column, "public.p1", "a"),
+        inherited_child(Kind::Column, "public.p1", "b"),
+    ]);
+    let target = cat(vec![
+        table("public.t"),
+        child(Kind::Column, "public.t", "a", &[("type", "integer")]),
+        child(Kind::Column, "public.t", "b", &[("type", "integer")]),
+        table("public.p1"),
+        own,
+    ]);
+    let p = plan(&base, &target);
+    let sql: Vec<&str> = p.script.iter().map(|s| s.sql.as_str()).collect();
+    assert!(!sql.iter().any(|s| s.contains("ADD COLUMN")), "{sql:#?}");
+    assert!(
+        pos(&p, "DETACH PARTITION public.p1") < pos(&p, "ALTER TABLE public.p1 DROP COLUMN b"),
+        "{sql:#?}"
+    );
+}
