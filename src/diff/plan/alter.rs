@@ -411,22 +411,9 @@ fn column(b: &Object, t: &Object, a: &mut InPlace) -> Result<(), String> {
                 "SET NOT NULL scans the table under ACCESS EXCLUSIVE",
             ));
         } else {
-            // Online: a NOT VALID check, validated without blocking writes, lets SET NOT NULL
-            // skip its scan.
-            let check = crate::migrate::db::quote_ident(&format!(
-                "{}_not_null_lakelet",
-                col.trim_matches('"')
-            ));
-            a.main.push(Stmt::tx(format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"
-            )));
-            a.post.push(Stmt::no_tx(format!(
-                "ALTER TABLE {table} VALIDATE CONSTRAINT {check}"
-            )));
-            a.post.push(alter("SET NOT NULL".into()));
-            a.post.push(Stmt::tx(format!(
-                "ALTER TABLE {table} DROP CONSTRAINT {check}"
-            )));
+            let (main, post) = ddl::set_not_null_online(table, col);
+            a.main.push(main);
+            a.post.extend(post);
             a.hazards.push(Hazard::new(
                 "validates",
                 "SET NOT NULL done online: a NOT VALID CHECK is validated (SHARE UPDATE EXCLUSIVE), then SET NOT NULL needs no scan; fails if NULLs exist",

@@ -265,8 +265,6 @@ fn not_null_online(o: &Object, c: &mut Create) {
     bare.props.remove("default");
     bare.props.remove("not_null");
     let default = o.prop("default");
-    let check =
-        crate::migrate::db::quote_ident(&format!("{}_not_null_lakelet", col.trim_matches('"')));
     c.main.push(Stmt::tx(format!(
         "ALTER TABLE {table} ADD COLUMN {}",
         column_def(&bare)
@@ -278,22 +276,33 @@ fn not_null_online(o: &Object, c: &mut Create) {
     c.main.push(Stmt::no_tx(format!(
         "UPDATE {table} SET {col} = DEFAULT WHERE {col} IS NULL"
     )));
-    c.main.push(Stmt::tx(format!(
-        "ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"
-    )));
-    c.post.push(Stmt::no_tx(format!(
-        "ALTER TABLE {table} VALIDATE CONSTRAINT {check}"
-    )));
-    c.post.push(Stmt::tx(format!(
-        "ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL"
-    )));
-    c.post.push(Stmt::tx(format!(
-        "ALTER TABLE {table} DROP CONSTRAINT {check}"
-    )));
+    let (main, post) = set_not_null_online(table, col);
+    c.main.push(main);
+    c.post.extend(post);
     c.hazards.push(Hazard::new(
         "backfills",
         "added online: nullable, then an UPDATE fills every existing row from the default (row locks, WAL and dead tuples, no ACCESS EXCLUSIVE rewrite), then NOT NULL is proved by a CHECK validated under SHARE UPDATE EXCLUSIVE",
     ));
+}
+
+/// SET NOT NULL without its scan under ACCESS EXCLUSIVE: a NOT VALID CHECK (brief lock, in
+/// `main`), validated on its own under SHARE UPDATE EXCLUSIVE, lets SET NOT NULL skip the scan;
+/// the check then goes (`post`).
+pub fn set_not_null_online(table: &str, col: &str) -> (Stmt, Vec<Stmt>) {
+    let check =
+        crate::migrate::db::quote_ident(&format!("{}_not_null_lakelet", col.trim_matches('"')));
+    (
+        Stmt::tx(format!(
+            "ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"
+        )),
+        vec![
+            Stmt::no_tx(format!("ALTER TABLE {table} VALIDATE CONSTRAINT {check}")),
+            Stmt::tx(format!(
+                "ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL"
+            )),
+            Stmt::tx(format!("ALTER TABLE {table} DROP CONSTRAINT {check}")),
+        ],
+    )
 }
 
 fn create_table(o: &Object, cat: &Catalog, c: &mut Create) {
